@@ -1,0 +1,1 @@
+"""The command line: a thin table of typed functions, each calling one library function."""
