@@ -1,0 +1,166 @@
+"""The one path from a `UNetSpec` to a diffusers `UNet2DConditionModel`. Nothing else constructs UNets.
+
+``unet_kwargs(spec)`` is the whole mapping; ``build_unet`` instantiates it (on the meta device when only the
+structure matters); ``to_diffusers_config`` / ``from_diffusers_config`` round-trip diffusers' ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unetnas.errors import UserError
+from unetnas.spec import TextTimeEmbedding, UNetSpec
+
+# Block type names per family and attention kind. Self-attention-only levels reuse the transformer block with no
+# cross-attention dim: diffusers then builds BasicTransformerBlocks without attn2.
+_DOWN = {("sd", False): "DownBlock2D", ("sd", True): "CrossAttnDownBlock2D",
+         ("if", False): "ResnetDownsampleBlock2D", ("if", True): "SimpleCrossAttnDownBlock2D"}  # fmt: skip
+_UP = {("sd", False): "UpBlock2D", ("sd", True): "CrossAttnUpBlock2D",
+       ("if", False): "ResnetUpsampleBlock2D", ("if", True): "SimpleCrossAttnUpBlock2D"}  # fmt: skip
+_MID = {("sd", False): "UNetMidBlock2D", ("sd", True): "UNetMidBlock2DCrossAttn",
+        ("if", True): "UNetMidBlock2DSimpleCrossAttn"}  # fmt: skip
+
+
+def unet_kwargs(spec: UNetSpec) -> dict[str, Any]:
+    """diffusers ``UNet2DConditionModel(**kwargs)`` arguments for a spec (JSON-serialisable)."""
+    n, fam = spec.n_levels, spec.family
+    has_attn = [a != "none" for a in spec.attention]
+    # Per-level text dim: None where a level (or, at the last level, the mid block) has no cross-attention.
+    cross = [spec.cross_attention_dim if a == "cross" else None for a in spec.attention]
+    cross[-1] = spec.cross_attention_dim if spec.mid_attention == "cross" else None
+    depth = [d if d else 1 for d in spec.transformer_depth]  # diffusers ignores the entry where there is no attention
+    if spec.attention[-1] == "none":
+        depth[-1] = max(spec.mid_depth, 1)  # ... except at the last level, where the mid block reads it
+    if fam == "sd":
+        # diffusers' legacy naming: `attention_head_dim` holds the number of heads for transformer blocks.
+        heads: list[int] | int = [w // spec.head_dim if w % spec.head_dim == 0 else 1 for w in spec.widths]
+    else:
+        heads = spec.head_dim  # IF's simple attention blocks read it as the real head dim
+    kw: dict[str, Any] = {
+        "sample_size": spec.latent_size,
+        "in_channels": spec.latent_channels,
+        "out_channels": spec.latent_channels,
+        "down_block_types": [_DOWN[fam, a] for a in has_attn],
+        "mid_block_type": _MID[fam, spec.mid_attention != "none"],
+        "up_block_types": [_UP[fam, a] for a in reversed(has_attn)],
+        "block_out_channels": list(spec.widths),
+        "layers_per_block": list(spec.layers_per_block),
+        "transformer_layers_per_block": depth,
+        "attention_head_dim": heads,
+        "cross_attention_dim": cross[0] if len(set(cross)) == 1 else cross,
+        "norm_num_groups": spec.norm_num_groups,
+        "act_fn": spec.act_fn,
+        "use_linear_projection": spec.use_linear_projection,
+        "resnet_time_scale_shift": spec.resnet_time_scale_shift,
+        "resnet_skip_time_act": spec.resnet_skip_time_act,
+        "cross_attention_norm": spec.cross_attention_norm,
+    }
+    if fam == "if":  # IF defaults that differ from the constructor's
+        kw["downsample_padding"] = 1
+    if spec.addition_embed is not None:
+        kw["addition_embed_type"] = "text_time"
+        kw["addition_time_embed_dim"] = spec.addition_embed.time_dim
+        kw["projection_class_embeddings_input_dim"] = spec.addition_embed.projection_input_dim
+    return kw
+
+
+def build_unet(spec: UNetSpec, device: str | torch.device = "cpu", seed: int | None = None):
+    """Instantiate the UNet. ``device="meta"`` builds the structure without allocating weights."""
+    from diffusers import UNet2DConditionModel
+
+    if seed is not None:
+        torch.manual_seed(seed)  # diffusers initialises weights from the global generator
+    with torch.device(device):
+        return UNet2DConditionModel(**unet_kwargs(spec))
+
+
+def to_diffusers_config(spec: UNetSpec) -> dict[str, Any]:
+    """The ``config.json`` diffusers writes for this UNet (loads with ``UNet2DConditionModel.from_config``)."""
+    from diffusers import UNet2DConditionModel
+
+    defaults = {k: v for k, v in UNet2DConditionModel.extract_init_dict({})[0].items()}
+    cfg = {"_class_name": "UNet2DConditionModel", **defaults, **unet_kwargs(spec)}
+    return json.loads(json.dumps(cfg))  # tuples -> lists, as diffusers writes them
+
+
+def save_diffusers_config(spec: UNetSpec, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "config.json"
+    path.write_text(json.dumps(to_diffusers_config(spec), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def example_inputs(spec: UNetSpec, batch: int = 1, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Inputs for one forward pass at the spec's latent size and text length."""
+    with torch.device(device):
+        inputs: dict[str, Any] = {
+            "sample": torch.zeros(batch, spec.latent_channels, spec.latent_size, spec.latent_size),
+            "timestep": torch.zeros(batch, dtype=torch.long),
+            "encoder_hidden_states": torch.zeros(batch, spec.text_len, spec.cross_attention_dim),
+        }
+        if spec.addition_embed is not None:
+            e = spec.addition_embed
+            inputs["added_cond_kwargs"] = {
+                "text_embeds": torch.zeros(batch, e.pooled_dim),
+                "time_ids": torch.zeros(batch, e.n_time_ids),
+            }
+    return inputs
+
+
+def from_diffusers_config(config: dict[str, Any], *, text_len: int = 77, vae_downsample: int = 8) -> UNetSpec:
+    """The spec of a diffusers config that lies in the design space (the reverse of ``to_diffusers_config``)."""
+    c = dict(config)
+    downs = list(c.get("down_block_types", ()))
+    fam = "if" if any(b in ("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D") for b in downs) else "sd"
+    widths = list(c["block_out_channels"])
+    base = widths[0]
+    if any(w % base for w in widths):
+        raise UserError("widths must be multiples of the first", field="block_out_channels", value=widths)
+    n = len(widths)
+    cross = c.get("cross_attention_dim", 1280)
+    cross_l = list(cross) if isinstance(cross, (list, tuple)) else [cross] * n
+    depth = c.get("transformer_layers_per_block", 1)
+    depth_l = list(depth) if isinstance(depth, (list, tuple)) else [depth] * n
+    has = [b.startswith(("CrossAttn", "SimpleCrossAttn")) for b in downs]
+    attention = ["none" if not h else ("cross" if cross_l[i] else "self") for i, h in enumerate(has)]
+    mid_type = c.get("mid_block_type", "UNetMidBlock2DCrossAttn")
+    mid_attn = "none" if mid_type == "UNetMidBlock2D" else ("cross" if cross_l[-1] else "self")
+    heads = c.get("attention_head_dim", 8)
+    if fam == "sd":
+        heads_l = list(heads) if isinstance(heads, (list, tuple)) else [heads] * n
+        head_dim = next((w // h for w, h, a in zip(widths, heads_l, has) if a), 64)
+    else:
+        head_dim = heads if isinstance(heads, int) else heads[0]
+    addition = None
+    if c.get("addition_embed_type") == "text_time":
+        t = c["addition_time_embed_dim"]
+        addition = TextTimeEmbedding(time_dim=t, pooled_dim=c["projection_class_embeddings_input_dim"] - 6 * t)
+    lpb = c.get("layers_per_block", 2)
+    return UNetSpec(
+        family=fam,
+        base_channels=base,
+        channel_mult=tuple(w // base for w in widths),
+        layers_per_block=tuple(lpb) if isinstance(lpb, (list, tuple)) else (lpb,) * n,
+        attention=tuple(attention),
+        transformer_depth=tuple(depth_l[i] if has[i] else 0 for i in range(n)),
+        mid_attention=mid_attn,
+        mid_depth=0 if mid_attn == "none" else (1 if fam == "if" else depth_l[-1]),
+        head_dim=head_dim,
+        cross_attention_dim=next((x for x in cross_l if x), 1024),
+        text_len=text_len,
+        latent_channels=c.get("in_channels", 4),
+        latent_size=c.get("sample_size") or 32,
+        vae_downsample=vae_downsample,
+        norm_num_groups=c.get("norm_num_groups", 32),
+        act_fn=c.get("act_fn", "silu"),
+        use_linear_projection=c.get("use_linear_projection", False),
+        resnet_time_scale_shift=c.get("resnet_time_scale_shift", "default"),
+        resnet_skip_time_act=c.get("resnet_skip_time_act", False),
+        cross_attention_norm=c.get("cross_attention_norm"),
+        addition_embed=addition,
+    )
