@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from unetnas.text import quiet_loading
+
 _CHARS = list(string.ascii_lowercase + string.digits + ".,!?'-")
 _WORDS = ["a", "the", "of", "on", "red", "green", "blue", "yellow", "circle", "square", "cat", "dog", "photo"]
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
@@ -25,7 +27,7 @@ SHAPES = ("circle", "square")
 
 def _save_seeded(build, out: Path, seed: int) -> Path:
     """Build a model with `build()` under a private RNG seeded with `seed`, then `save_pretrained(out)`."""
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet_loading():
         torch.manual_seed(seed)
         build().save_pretrained(out)
     return Path(out)
@@ -91,8 +93,9 @@ def tiny_clip_text(
 
 
 def tiny_clip(out_dir: str | Path, image_size: int = 32, hidden: int = 32, seed: int = 0) -> Path:
-    """A full CLIPModel (text + vision, projection 16) and a CLIPProcessor (tokenizer + image processor)."""
-    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+    """A full CLIPModel (text + vision, projection 16) and a CLIPProcessor (tokenizer + PIL image processor;
+    the default torchvision backend is not installed here)."""
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     out = tiny_clip_tokenizer(out_dir)
     tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
@@ -100,7 +103,7 @@ def tiny_clip(out_dir: str | Path, image_size: int = 32, hidden: int = 32, seed:
                   image_size=image_size, patch_size=image_size // 4)
     cfg = CLIPConfig(text_config=_clip_text_config(len(tok), hidden, 2, 32, 16), vision_config=vision,
                      projection_dim=16)
-    images = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size=image_size)
+    images = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=image_size)
     CLIPProcessor(image_processor=images, tokenizer=tok).save_pretrained(out)
     return _save_seeded(lambda: CLIPModel(cfg), out, seed)
 

@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,6 +29,7 @@ CACHE_FORMAT = "unetnas.text-cache/1"  # written into TextCache files; bumped on
 _TEXT_TOWERS = {"clip": "CLIPTextModel", "t5": "T5EncoderModel", "siglip": "SiglipTextModel"}
 _TOWER_ARCHS = {"CLIPTextModel", "CLIPTextModelWithProjection", "T5EncoderModel", "SiglipTextModel"}
 _NO_MASK_TYPES = {"clip", "clip_text_model"}  # Stable Diffusion feeds CLIP without an attention mask
+_V1_KEYS = ("captions", "signature")  # JSON-encoded metadata keys of early cache files ("format" was plain)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
 
 
@@ -78,7 +80,7 @@ def first_line(err: BaseException) -> str:
 class TextEncoder:
     """A frozen (eval, no grad) transformers text model plus its tokenizer; `encode` gives (B, max_length, dim)."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, *, name: str, max_length: int, use_mask: bool) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, name: str, max_length: int, use_mask: bool) -> None:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self._name, self._max_length, self._use_mask = name, max_length, use_mask
@@ -109,7 +111,7 @@ class TextEncoder:
         model = cls._load_model(mdir, config, model_type, device)
         limit = getattr(getattr(model.config, "text_config", model.config), "max_position_embeddings", None)
         if not isinstance(max_length, int) or max_length < 2 or (limit is not None and max_length > limit):
-            rule = f"must be an integer in [2, {limit}] for this model"
+            rule = f"must be an integer in [2, {limit}] for this model" if limit else "must be an integer >= 2"
             raise UserError(rule, source=mdir, field="max_length", value=max_length)
         tokenizer = cls._load_tokenizer(mdir)
         try:
@@ -133,7 +135,7 @@ class TextEncoder:
         return model.to(device)
 
     @staticmethod
-    def _load_tokenizer(mdir: Path):
+    def _load_tokenizer(mdir: Path) -> Any:
         from transformers import AutoTokenizer
 
         # A pipeline keeps the tokenizer beside the text encoder: <root>/tokenizer next to <root>/text_encoder.
@@ -235,7 +237,8 @@ class TextCache:
         captions = list(self.states)
         sig = self.signature
         states = torch.stack([self.states[c] for c in captions]) if captions else torch.empty(0, 0, 0)
-        meta = {"format": CACHE_FORMAT, "captions": json.dumps(captions), "signature": json.dumps(sig)}
+        # One metadata key: safetensors writes its metadata map in hash order; files must be byte-reproducible.
+        meta = {"unetnas": json.dumps({"format": CACHE_FORMAT, "signature": sig, "captions": captions})}
         tmp = path.with_name(path.name + ".tmp")
         save_file({"states": states.contiguous()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
@@ -251,10 +254,12 @@ class TextCache:
             raise UserError("text cache file does not exist", source=path)
         try:
             with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
+                raw = f.metadata() or {}
+            # Early files kept format/signature/captions as three metadata keys (same content, other packing).
+            meta = json.loads(raw["unetnas"]) if "unetnas" in raw else {k: json.loads(raw[k]) for k in _V1_KEYS}
             states = load_file(str(path))["states"]
-            captions, sig = json.loads(meta["captions"]), json.loads(meta["signature"])
-        except (SafetensorError, OSError, KeyError, ValueError) as err:
+            captions, sig = meta["captions"], meta["signature"]
+        except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
             raise UserError(f"is not a text cache file ({first_line(err)})", source=path) from None
         if meta.get("format") != CACHE_FORMAT:
             raise UserError(f"must be {CACHE_FORMAT!r}", source=path, field="format", value=meta.get("format"))

@@ -19,7 +19,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so each module can `from unetnas.cli.app import app` without cycles.
-    from unetnas.cli import design  # noqa: F401
+    from unetnas.cli import design, trial  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

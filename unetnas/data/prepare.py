@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from unetnas.text import PACKAGED_NAME, TextCache, TextEncoder, first_line, mode
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what an images directory is scanned for
 DTYPES = {"float16": torch.float16, "float32": torch.float32}  # storage dtypes of latents and text states
+DECODE_THREADS = min(8, os.cpu_count() or 1)  # image decode/resize threads (PIL releases the GIL)
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def _open_out_dir(out: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
     meta = read_meta(out)
     for key in PLAN_KEYS:
         if meta[key] != plan[key]:
-            rule = f"differs from the preparation in this directory ({meta[key]!r}); use a new --out or the same settings"
+            rule = f"differs from the preparation in this directory ({meta[key]!r}); use a new --out or the old value"
             raise UserError(rule, source=out / META_NAME, field=key, value=plan[key])
     return meta
 
@@ -218,7 +221,10 @@ def _run(out: Path, meta: dict, samples: list[Sample], vae, encoder: TextEncoder
     size, dtype = meta["shard_size"], DTYPES[meta["dtype"]]
     shift, scale = meta["shift_factor"] or 0.0, meta["scaling_factor"]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+    with (
+        Progress(*columns, console=Console(stderr=True), disable=not progress) as bar,
+        ThreadPoolExecutor(DECODE_THREADS) as pool,
+    ):
         task = bar.add_task(f"prepare {out.name}", total=len(samples))
         for index, record in enumerate(meta["shards"]):
             start = index * size
@@ -229,7 +235,8 @@ def _run(out: Path, meta: dict, samples: list[Sample], vae, encoder: TextEncoder
                 continue
             latents = []
             for b in range(0, len(chunk), batch_size):
-                pixels = torch.stack([load_image(s.path, meta["resolution"]) for s in chunk[b : b + batch_size]])
+                paths = [s.path for s in chunk[b : b + batch_size]]
+                pixels = torch.stack(list(pool.map(load_image, paths, [meta["resolution"]] * len(paths))))
                 with torch.no_grad():
                     mean = vae.encode(pixels.to(device)).latent_dist.mean
                 latents.append(((mean - shift) * scale).to("cpu", dtype))

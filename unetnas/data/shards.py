@@ -2,7 +2,7 @@
 
 A data directory written by `unetnas data prepare` holds:
   meta.json                   settings, shapes, input hash, and one record per shard (start, count, sha256, bytes)
-  shard-00000.safetensors     `latents` (N, C, h, w) and `text` (N, T, D); captions/images as JSON in its metadata
+  shard-00000.safetensors     `latents` (N, C, h, w), `text` (N, T, D); metadata "index": JSON {captions, images}
   uncond.safetensors          a TextCache file holding the states of "" (the unconditional caption)
 meta.json is also the journal of a preparation: a shard counts as done once its record is filled in.
 """
@@ -49,7 +49,8 @@ def write_shard(path: Path, latents: torch.Tensor, text: torch.Tensor, captions:
     """Write one shard atomically (tmp file, then rename); returns its record's `sha256` and `bytes`."""
     from safetensors.torch import save_file
 
-    meta = {"captions": json.dumps(captions), "images": json.dumps(images)}
+    # One metadata key: safetensors writes its metadata map in hash order, and shards must be byte-reproducible.
+    meta = {"index": json.dumps({"captions": captions, "images": images})}
     tmp = path.with_name(path.name + ".tmp")
     save_file({"latents": latents.contiguous(), "text": text.contiguous()}, str(tmp), metadata=meta)
     os.replace(tmp, path)
@@ -127,7 +128,7 @@ class ShardDataset:
             self._check(shard, tensors, smeta, record["count"])
             latents.append(tensors["latents"])
             text.append(tensors["text"])
-            self.captions += json.loads(smeta["captions"])
+            self.captions += json.loads(smeta["index"])["captions"]
         self.latents, self.text = torch.cat(latents), torch.cat(text)
         if len(self.captions) != meta["n_samples"]:
             raise UserError(f"shards hold {len(self.captions)} samples", source=root / META_NAME,
@@ -147,8 +148,8 @@ class ShardDataset:
             if got != shape:
                 raise UserError(f"must have shape {shape} per meta.json", source=shard, field=key, value=got)
         try:
-            ok = len(json.loads(smeta["captions"])) == count
-        except (KeyError, ValueError):
+            ok = len(json.loads(smeta["index"])["captions"]) == count
+        except (KeyError, ValueError, TypeError):
             ok = False
         if not ok:
             raise UserError(f"metadata must list {count} captions", source=shard, field="captions")

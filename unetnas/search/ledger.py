@@ -20,6 +20,7 @@ which can only lower ``spent``.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import socket
 import time
@@ -124,7 +125,7 @@ class Ledger:
 
         If one is stored and differs, it is kept and a ``LedgerWarning`` says so (use ``set_budget``).
         """
-        _check_amount(budget, "budget", positive=True)
+        budget = _amount(budget, "budget", positive=True)
         with self._txn(setup=True) as (conn, stored):
             if stored is None:
                 self._insert_budget(conn, budget)
@@ -136,7 +137,7 @@ class Ledger:
 
     def set_budget(self, budget: float) -> None:
         """Change the budget (or create it). Refuses a budget below what is spent or reserved already."""
-        _check_amount(budget, "budget", positive=True)
+        budget = _amount(budget, "budget", positive=True)
         with self._txn(setup=True) as (conn, stored):
             if stored is None:
                 self._insert_budget(conn, budget)
@@ -150,8 +151,8 @@ class Ledger:
 
     def reserve(self, trial_number: int | None, kind: str, flops: float, note: str = "") -> Reservation | None:
         """Claim ``flops`` for ``kind`` work (``train``, ``eval``) of a trial; None if it does not fit."""
-        _check_amount(flops, "flops")
-        flops = float(flops)
+        flops = _amount(flops, "flops")
+        trial_number = None if trial_number is None else operator.index(trial_number)  # numpy ints too
         if not kind or len(kind) > 64:
             raise ValueError(f"kind must be 1 to 64 characters, got {kind!r}")
         host, pid, start = self._me
@@ -273,7 +274,7 @@ class Ledger:
         return [row.reserved if row.status == Status.RESERVED else row.actual for row in rows]
 
     def _finish(self, res: Reservation, actual: float, status: Status) -> None:
-        _check_amount(actual, "actual_flops")
+        actual = _amount(actual, "actual_flops")
         r = reservations.c
         with self._txn() as (conn, _):
             row = conn.execute(sa.select(r.status, r.reserved).where(
@@ -306,9 +307,15 @@ def _pg_setup_lock(conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
 
 
-def _check_amount(value: float, name: str, *, positive: bool = False) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+def _amount(value: float, name: str, *, positive: bool = False) -> float:
+    """``value`` as a float (numpy and torch scalars welcome); finite, >= 0, or > 0 if ``positive``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        x = math.nan
+    if not math.isfinite(x) or x < 0 or (positive and x == 0):
         raise ValueError(f"{name} must be a finite {'positive' if positive else 'non-negative'} number, got {value!r}")
+    return x
 
 
 def _this_process() -> tuple[str, int, str]:

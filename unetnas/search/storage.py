@@ -100,18 +100,21 @@ def writer(engine: sa.Engine) -> sa.Engine:
 def open_storage(
     url: str,
     *,
-    heartbeat_interval: int = 60,
+    heartbeat_interval: int | None = 60,
     grace_period: int = 180,
     max_retry: int | None = 1,
 ) -> optuna.storages.RDBStorage:
     """Open (creating if needed) the Optuna storage at ``url``, with stale-trial detection.
 
     Trials whose worker stops heartbeating for ``grace_period`` seconds are failed and re-queued up to
-    ``max_retry`` times. Any failure (unknown scheme, missing driver, unreachable server, a SQLite path in a
-    missing or read-only folder, a file that is not a database, an SQLite database of another program,
-    an incompatible Optuna schema) raises a one-line ``UserError`` with the redacted URL; a SQLite file this
-    call created is removed again on failure.
+    ``max_retry`` times (``heartbeat_interval=None``: no heartbeats; Optuna beats only inside
+    ``Study.optimize`` and warns on ``ask`` otherwise). Any failure (unknown scheme, missing driver,
+    unreachable server, a SQLite path in a missing or read-only folder, a file that is not a database, an
+    SQLite database of another program, an incompatible Optuna schema) raises a one-line ``UserError`` with
+    the redacted URL; a SQLite file this call created is removed again on failure.
     """
+    if (heartbeat_interval is not None and heartbeat_interval <= 0) or grace_period <= 0:
+        raise ValueError("heartbeat_interval and grace_period must be positive")
     parsed = _parse(url)
     sqlite_path = _check_sqlite_target(url, parsed) if parsed.get_backend_name() == "sqlite" else None
     created = sqlite_path is not None and not sqlite_path.exists()
@@ -121,20 +124,10 @@ def open_storage(
             engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         else:
             engine_kwargs = _server_kwargs(parsed)
-        callback_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or getattr(
-            optuna.storages, "RetryFailedTrialCallback"
-        )  # renamed in Optuna 5; pyproject allows Optuna 4
-        params = inspect.signature(optuna.storages.RDBStorage).parameters
-        cb_name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                **{cb_name: callback_cls(max_retry=max_retry)},
-            )
+            heartbeat = _heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except (sa.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError, OSError, sqlite3.Error) as err:
         if created and sqlite_path is not None:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -143,6 +136,17 @@ def open_storage(
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
+
+def _heartbeat_kwargs(interval: int | None, grace_period: int, max_retry: int | None) -> dict[str, Any]:
+    if interval is None:
+        return {}
+    # Renamed in Optuna 5 (class and argument); pyproject still allows Optuna 4.
+    callback_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or getattr(
+        optuna.storages, "RetryFailedTrialCallback")
+    arg = "heartbeat_stale_trial_callback"
+    arg = arg if arg in inspect.signature(optuna.storages.RDBStorage).parameters else "failed_trial_callback"
+    return {"heartbeat_interval": interval, "grace_period": grace_period, arg: callback_cls(max_retry=max_retry)}
 
 
 def _parse(url: str) -> sa.URL:

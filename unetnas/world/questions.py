@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +69,14 @@ def make_questions(caption: Caption | str, prompt_id: str, rng: np.random.Genera
         be, full = ("are" if m.count > 1 else "is"), m.phrase(article=False)
         exists = f"Are there {full}?" if m.count > 1 else f"Is there {m.phrase()}?"
         out.append(_item(prompt_id, text, exists, list(YES_NO), "yes", "object", full))
-        out.append(_item(prompt_id, text, f"How many {m.phrase(article=False).removesuffix('s')}s are there?",
-                         list(COUNT_CHOICES), str(m.count), "counting", str(m.count)))
-        unique = {d: not any(_may_match(o, m, d) for j, o in enumerate(ms) if j != i) for d in ("color", "shape", "size")}
+        plural = replace(m, count=2).phrase(article=False)
+        out.append(_item(prompt_id, text, f"How many {plural} are there?", list(COUNT_CHOICES), str(m.count),
+                         "counting", str(m.count)))
+        others = [o for j, o in enumerate(ms) if j != i]
+        unique = {d: not any(_may_match(o, m, d) for o in others) for d in ("color", "shape", "size")}
         if unique["color"]:
-            others = [c for c in COLOR_NAMES if c != m.color]
-            picks = [others[k] for k in rng.choice(len(others), N_COLOR_CHOICES - 1, replace=False)]
+            wrong = [c for c in COLOR_NAMES if c != m.color]
+            picks = [wrong[k] for k in rng.choice(len(wrong), N_COLOR_CHOICES - 1, replace=False)]
             choices = [m.color, *picks]
             choices = [choices[k] for k in rng.permutation(len(choices))]
             out.append(_item(prompt_id, text, f"What color {be} the {m.phrase('color', article=False)}?",
@@ -83,11 +85,12 @@ def make_questions(caption: Caption | str, prompt_id: str, rng: np.random.Genera
             out.append(_item(prompt_id, text, f"What shape {be} the {m.phrase('shape', article=False)}?",
                              [SHAPES[k] for k in rng.permutation(len(SHAPES))], m.shape, "shape", m.shape))
         if m.size is not None and unique["size"]:
-            out.append(_item(prompt_id, text, f"{be.capitalize()} the {m.phrase('size', article=False)} small or large?",
-                             list(SIZES), m.size, "size", m.size))
+            q = f"{be.capitalize()} the {m.phrase('size', article=False)} small or large?"
+            out.append(_item(prompt_id, text, q, list(SIZES), m.size, "size", m.size))
     for r in cap.relations:
         a, b = ms[r.a], ms[r.b]
-        q = f"Where {'are' if a.count > 1 else 'is'} the {a.phrase(article=False)} relative to the {b.phrase(article=False)}?"
+        be = "are" if a.count > 1 else "is"
+        q = f"Where {be} the {a.phrase(article=False)} relative to the {b.phrase(article=False)}?"
         out.append(_item(prompt_id, text, q, list(RELATIONS), r.relation, "spatial", r.relation))
     return out
 

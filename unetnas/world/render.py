@@ -1,8 +1,8 @@
 """Rasterise scene graphs: signed distance per shape, one-pixel anti-aliasing, all objects of a batch at once.
 
 Each shape's coverage is ``clip(0.5 - sdf, 0, 1)`` with ``sdf`` in pixels, evaluated on a small window around
-the object; windows of the whole batch are computed in one numpy call per shape kind and added onto a padded
-canvas. Objects never overlap, so compositing is a sum.
+the object; windows of the whole batch are computed in one numpy call per shape kind and summed into the images
+with ``np.bincount``. Objects never overlap, so compositing is a sum.
 """
 
 from __future__ import annotations
@@ -48,34 +48,49 @@ def render_batch(scenes: Sequence[Scene], resolution: int = 32) -> np.ndarray:
     """Render scenes to a uint8 array ``(B, H, W, 3)``; ``resolution`` 16..64 (default 32, the CPU trial size)."""
     res = check_resolution(resolution)
     win = math.ceil(DIAMETER["large"] * res) + 3  # window side: largest box plus anti-aliasing fringe
-    pad = win
-    alpha = np.zeros((len(scenes), res + 2 * pad, res + 2 * pad), dtype=np.float32)
-    color = np.zeros(alpha.shape + (3,), dtype=np.float32)
     items = [(b, o) for b, s in enumerate(scenes) for o in s.objects]
-    if items:
-        steps = np.arange(win, dtype=np.float32) + 0.5
-        for shape in SHAPES:
-            group = [(b, o) for b, o in items if o.shape == shape]
-            if not group:
-                continue
-            cx = np.array([o.x * res for _, o in group], dtype=np.float32)
-            cy = np.array([o.y * res for _, o in group], dtype=np.float32)
-            r = np.array([o.half * res for _, o in group], dtype=np.float32)[:, None, None]
-            ox = np.floor(cx).astype(np.int64) - win // 2  # window origin in image pixels
-            oy = np.floor(cy).astype(np.int64) - win // 2
-            dx = (ox - cx)[:, None, None] + steps[None, None, :]
-            dy = (oy - cy)[:, None, None] + steps[None, :, None]
-            cov = np.clip(0.5 - _sdf(shape, dx, dy, r), 0.0, 1.0)
-            for k, (b, o) in enumerate(group):
-                ys, xs = oy[k] + pad, ox[k] + pad
-                alpha[b, ys:ys + win, xs:xs + win] += cov[k]
-                color[b, ys:ys + win, xs:xs + win] += cov[k][:, :, None] * _RGB[o.color]
-    alpha = alpha[:, pad:pad + res, pad:pad + res, None]
-    color = color[:, pad:pad + res, pad:pad + res]
-    out = color + (1.0 - alpha) * _BG
+    steps = np.arange(win, dtype=np.float32) + 0.5
+    flat_idx, flat_cov, flat_rgb = [], [], []
+    for shape in SHAPES:
+        group = [(b, o) for b, o in items if o.shape == shape]
+        if not group:
+            continue
+        b = np.array([b for b, _ in group], dtype=np.int64)
+        geo = np.array([(o.x * res, o.y * res, o.half * res) for _, o in group], dtype=np.float32)
+        cx, cy, r = geo[:, 0], geo[:, 1], geo[:, 2, None, None]
+        ox = np.floor(cx).astype(np.int64) - win // 2  # window origin in image pixels
+        oy = np.floor(cy).astype(np.int64) - win // 2
+        dx = (ox - cx)[:, None, None] + steps[None, None, :]
+        dy = (oy - cy)[:, None, None] + steps[None, :, None]
+        cov = np.clip(0.5 - _sdf(shape, dx, dy, r), 0.0, 1.0)
+        rows, cols = oy[:, None] + np.arange(win), ox[:, None] + np.arange(win)  # image pixels of each window
+        cov *= ((rows >= 0) & (rows < res))[:, :, None] & ((cols >= 0) & (cols < res))[:, None, :]  # off-image: 0
+        rows, cols = rows.clip(0, res - 1), cols.clip(0, res - 1)
+        flat_cov.append(cov.reshape(len(group), -1))
+        flat_idx.append(((b[:, None, None] * res + rows[:, :, None]) * res + cols[:, None, :]).reshape(len(group), -1))
+        flat_rgb.append(np.stack([_RGB[o.color] for _, o in group]))
+    n = len(scenes) * res * res
+    if flat_idx:
+        idx, cov, rgb = np.concatenate(flat_idx), np.concatenate(flat_cov), np.concatenate(flat_rgb)
+        alpha = np.bincount(idx.ravel(), weights=cov.ravel(), minlength=n)  # windows may overlap: add
+        color = np.stack([np.bincount(idx.ravel(), weights=(cov * rgb[:, c, None]).ravel(), minlength=n)
+                          for c in range(3)], axis=-1)
+    else:
+        alpha, color = np.zeros(n), np.zeros((n, 3))
+    out = color.reshape(len(scenes), res, res, 3) + (1.0 - alpha.reshape(len(scenes), res, res, 1)) * _BG
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def render(scene: Scene, resolution: int = 32) -> np.ndarray:
     """Render one scene to a uint8 ``(H, W, 3)`` array (see ``render_batch``)."""
     return render_batch([scene], resolution)[0]
+
+
+def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable gaussian blur of float ``(B, H, W, C)`` images, reflect padding, kernel radius ``ceil(3 sigma)``."""
+    r = max(1, int(np.ceil(3 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    out = np.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
+    out = sum(k[i] * out[:, i:i + out.shape[1] - 2 * r] for i in range(2 * r + 1))
+    return sum(k[i] * out[:, :, i:i + out.shape[2] - 2 * r] for i in range(2 * r + 1))

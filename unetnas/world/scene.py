@@ -104,6 +104,11 @@ class Scene:
         if not 1 <= len(self.objects) <= MAX_OBJECTS:
             raise UserError(f"a scene has 1..{MAX_OBJECTS} objects", field="objects", value=len(self.objects))
 
+    @property
+    def held_out(self) -> bool:
+        """True if some object is a ``HELD_OUT`` (colour, shape) pair (never the case in ``train``)."""
+        return any((o.color, o.shape) in HELD_OUT for o in self.objects)
+
 
 def check_split(split: str, source: str | None = None) -> int:
     """Index of ``split`` in ``SPLITS``; anything else is a ``UserError``."""
@@ -126,39 +131,45 @@ def _place(rng: np.random.Generator, halves: list[float]) -> list[tuple[float, f
 
     Returns None when an earlier placement left no room (the caller redraws the layout).
     """
-    placed = np.zeros((0, 3))
+    placed: list[tuple[float, float, float]] = []
     for h in halves:
         lo, span = MARGIN + h, 1.0 - 2 * (MARGIN + h)
-        jitter = rng.uniform(-0.5, 0.5, size=2) / _PLACE_GRID
-        xs, ys = lo + span * (_LATTICE + jitter[0]), lo + span * (_LATTICE + jitter[1])
-        reach = placed[:, 2] + h + GAP
-        free_x = np.abs(xs[:, None] - placed[None, :, 0]) >= reach  # (grid, placed)
-        free_y = np.abs(ys[:, None] - placed[None, :, 1]) >= reach
-        ok = (free_x[:, None, :] | free_y[None, :, :]).all(axis=2)  # (x, y)
-        idx = np.flatnonzero(ok)
-        if idx.size == 0:
-            return None
-        ix, iy = divmod(int(idx[rng.integers(idx.size)]), _PLACE_GRID)
-        placed = np.vstack([placed, [[xs[ix], ys[iy], h]]])
-    return [(float(x), float(y)) for x, y, _ in placed]
+        u = rng.random(3)  # x jitter, y jitter, which free lattice point
+        xs = lo + span * (_LATTICE + (u[0] - 0.5) / _PLACE_GRID)
+        ys = lo + span * (_LATTICE + (u[1] - 0.5) / _PLACE_GRID)
+        if placed:
+            p = np.array(placed)
+            reach = p[:, 2] + h + GAP
+            free_x = np.abs(xs[:, None] - p[:, 0]) >= reach  # (grid, placed)
+            free_y = np.abs(ys[:, None] - p[:, 1]) >= reach
+            idx = np.flatnonzero((free_x[:, None, :] | free_y[None, :, :]).all(axis=2))  # over (x, y)
+            if idx.size == 0:
+                return None
+            ix, iy = divmod(int(idx[int(u[2] * idx.size)]), _PLACE_GRID)
+        else:
+            ix, iy = divmod(int(u[2] * _PLACE_GRID**2), _PLACE_GRID)
+        placed.append((float(xs[ix]), float(ys[iy]), h))
+    return [(x, y) for x, y, _ in placed]
 
 
 def sample_scene(rng: np.random.Generator, split: str = "train") -> Scene:
     """Draw a scene: 1..4 objects, (colour, shape) pairs from ``split``'s allowed set, non-overlapping."""
     combos = TRAIN_COMBOS if check_split(split) == 0 else ALL_COMBOS
-    n = int(rng.integers(1, MAX_OBJECTS + 1))
+    u = rng.random(1 + 3 * MAX_OBJECTS).tolist()  # one draw per scene: count, then (repeat?, which, size) each
+    n = 1 + int(u[0] * MAX_OBJECTS)
     kinds: list[tuple[str, str, str]] = []
     for i in range(n):
-        if i > 0 and rng.random() < REPEAT_P:
-            kinds.append(kinds[int(rng.integers(i))])
+        rep, which, size = u[1 + 3 * i: 4 + 3 * i]
+        if i > 0 and rep < REPEAT_P:
+            kinds.append(kinds[int(which * i)])
         else:
-            color, shape = combos[int(rng.integers(len(combos)))]
-            kinds.append((color, shape, SIZES[int(rng.integers(len(SIZES)))]))
-    halves = [DIAMETER[k[2]] / 2 for k in kinds]
-    order = np.argsort(halves)[::-1]  # place big boxes first: far fewer redraws
-    while (pos := _place(rng, [halves[i] for i in order])) is None:
+            color, shape = combos[int(which * len(combos))]
+            kinds.append((color, shape, SIZES[int(size * len(SIZES))]))
+    order = sorted(range(n), key=lambda i: -DIAMETER[kinds[i][2]])  # big boxes first: far fewer redraws
+    halves = [DIAMETER[kinds[i][2]] / 2 for i in order]
+    while (pos := _place(rng, halves)) is None:
         pass  # a crowded draw; 4 large boxes fit with room to spare, so this ends after a few tries
-    objects = [None] * n
+    objects: list[WorldObject] = [None] * n  # type: ignore[list-item]
     for slot, i in enumerate(order):
         c, s, z = kinds[i]
         objects[i] = WorldObject(shape=s, color=c, size=z, x=pos[slot][0], y=pos[slot][1])

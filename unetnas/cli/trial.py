@@ -1,0 +1,68 @@
+"""`unetnas trial` and `unetnas sample`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from unetnas.cli.app import app
+from unetnas.errors import UserError
+from unetnas.io import resolve_spec
+
+console = Console(stderr=True)
+
+
+@app.command()
+def trial(
+    spec: str = typer.Argument(..., help="a preset name or a spec YAML file"),
+    horizon: str = typer.Option(None, "--horizon", help="training FLOPs, e.g. 2e12"),
+    steps: int = typer.Option(None, "--steps", min=1, help="optimizer steps (instead of --horizon)"),
+    data: str = typer.Option("shapes", "--data", help="'shapes' (the built-in world) or a prepared data folder"),
+    recipe: Path = typer.Option(None, "--recipe", help="recipe YAML (default trials/short.yaml)"),
+    out: Path = typer.Option(None, "--out", help="trial folder (default runs/trials/<spec>)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the trial in --out from its checkpoint"),
+    seed: int = typer.Option(0, "--seed", help="seed for weights, data order and noise"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON summary"),
+) -> None:
+    """Train one candidate for a FLOPs horizon: metrics.jsonl, validation loss and a resumable checkpoint."""
+    from unetnas.stop import graceful_stop
+    from unetnas.train.recipe import load_recipe
+    from unetnas.train.source import open_source
+    from unetnas.train.trial import parse_horizon, run_trial
+
+    if (horizon is None) == (steps is None):
+        raise UserError("give exactly one of --horizon FLOPS or --steps N", field="--horizon")
+    h = parse_horizon(horizon) if horizon is not None else None
+    s = resolve_spec(spec)
+    r = load_recipe(recipe)
+    out = out or Path("runs") / "trials" / (s.name or Path(spec).stem)
+    from unetnas.train.trial import prepare_out
+
+    prepare_out(out, resume)  # fail before loading data
+    src = open_source(data, seed=seed, pool=r.world_pool, resolution=s.resolution, text_len=s.text_len)
+    from unetnas.cost import cost
+
+    per_step = cost(s).train_flops_per_sample * r.batch_size
+    total = steps if steps is not None else int(h // per_step)
+    cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[flops]}"), TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:.1f} samples/s"), TimeElapsedColumn(), TimeRemainingColumn()]  # fmt: skip
+    with graceful_stop() as stop, Progress(*cols, console=console, disable=json_out) as bar:
+        task = bar.add_task(s.name or spec, total=total, flops="", loss=float("nan"), rate=0.0)
+
+        def on_step(rec: dict) -> None:
+            bar.update(task, completed=rec["step"], loss=rec["loss"], rate=rec["samples_per_s"],
+                       flops=f"{rec['train_flops']:.3g} of {total * per_step:.3g} FLOPs")  # fmt: skip
+
+        summary = run_trial(s, r, src, out, horizon=h, steps=steps, resume=resume, seed=seed, on_step=on_step,
+                            should_stop=stop)  # fmt: skip
+    if json_out:
+        print(json.dumps(summary))
+    else:
+        console.print(f"{summary['steps']} steps, {summary['train_flops']:.3g} training FLOPs, loss "
+                      f"{summary['initial_loss']:.4f} -> {summary['final_loss']:.4f}, val {summary['val_loss']:.4f}; "
+                      f"checkpoint in {out / 'checkpoint'}")  # fmt: skip

@@ -1,0 +1,94 @@
+"""`Recipe`: how a trial trains (optimiser, batch, schedule, DeepSpeed config), loaded from YAML.
+
+The paper's recipe (AdamW, 10K warmup then constant LR 8e-5, batch 2048, DDPM schedule of LDM) scaled to short
+horizons: warmup in steps, the rest constant, batch sizes a CPU can take.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from unetnas.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RECIPE = ROOT / "trials" / "short.yaml"
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field("short", description="recipe name")
+    # optimisation
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (short horizons, small models: higher than 8e-5)")
+    warmup_steps: int = Field(50, ge=0, description="linear warmup, then constant (the paper's schedule)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clip")
+    batch_size: int = Field(32, gt=0, description="global batch (samples per optimizer step)")
+    micro_batch: int = Field(32, gt=0, description="samples per rank per forward; accumulation fills the rest")
+    caption_dropout: float = Field(0.1, ge=0, lt=1, description="share of captions replaced by '' (for CFG)")
+    # diffusion (LDM's DDPM schedule)
+    num_train_timesteps: int = Field(1000, gt=0, description="DDPM steps")
+    beta_start: float = Field(0.00085, gt=0, description="LDM schedule start")
+    beta_end: float = Field(0.012, gt=0, description="LDM schedule end")
+    beta_schedule: Literal["scaled_linear", "linear", "squaredcos_cap_v2"] = Field("scaled_linear")
+    # engine
+    deepspeed: str = Field("deepspeed/cpu.json", description="DeepSpeed config, relative to this recipe file")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
+    # evaluation
+    val_samples: int = Field(64, gt=0, description="fixed held-out batch for validation loss")
+    val_timesteps: tuple[int, ...] = Field((100, 300, 500, 700, 900), min_length=1, description="fixed timesteps")
+    sample_steps: int = Field(20, gt=0, description="DDIM steps for proxies and previews")
+    cfg_scale: float = Field(4.0, ge=1, description="classifier-free guidance scale for proxies")
+    world_pool: int = Field(8192, gt=0, description="built-in world: distinct training scenes (captions encoded once)")
+    log_every: int = Field(10, gt=0, description="steps between metrics lines")
+    source: Path | None = Field(None, exclude=True, description="file it was loaded from")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Recipe":
+        if self.batch_size % self.micro_batch:
+            raise ValueError(f"batch_size={self.batch_size}: must be a multiple of micro_batch={self.micro_batch}")
+        if max(self.val_timesteps) >= self.num_train_timesteps:
+            raise ValueError(f"val_timesteps: must be < num_train_timesteps={self.num_train_timesteps}")
+        return self
+
+    def deepspeed_config(self, world_size: int, bf16: bool) -> dict[str, Any]:
+        """The DeepSpeed JSON with batch and precision filled in from this recipe (the recipe owns them)."""
+        base = (self.source.parent if self.source else DEFAULT_RECIPE.parent) / self.deepspeed
+        try:
+            cfg = json.loads(base.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read DeepSpeed config ({err.__class__.__name__})", source=base) from None
+        owned = {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                 "gradient_clipping", "bf16", "fp16", "optimizer", "scheduler"}  # fmt: skip
+        clash = sorted(owned & set(cfg))
+        if clash:
+            raise UserError("set by the recipe, remove it from the DeepSpeed config", source=base, field=clash[0])
+        if self.batch_size % world_size:
+            raise UserError(f"must divide by the world size {world_size}", field="batch_size", value=self.batch_size)
+        per_rank = self.batch_size // world_size
+        micro = min(self.micro_batch, per_rank)
+        if per_rank % micro:
+            raise UserError(f"per-rank batch {per_rank} must be a multiple of it", field="micro_batch", value=micro)
+        return {
+            **cfg,
+            "train_batch_size": self.batch_size,
+            "train_micro_batch_size_per_gpu": micro,
+            "gradient_accumulation_steps": per_rank // micro,
+            "gradient_clipping": self.grad_clip,
+            "bf16": {"enabled": bf16},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 10**9,
+        }
+
+
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    from unetnas.io import load_model
+
+    p = Path(path) if path is not None else DEFAULT_RECIPE
+    recipe = load_model(p, Recipe)
+    return recipe.model_copy(update={"source": p.resolve()})

@@ -1,0 +1,76 @@
+"""A trial: train one candidate to a FLOPs horizon, measure validation loss, keep a resumable checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from unetnas.errors import UserError
+from unetnas.io import save_model
+from unetnas.spec import UNetSpec
+from unetnas.train import checkpoint
+from unetnas.train.recipe import Recipe
+from unetnas.train.source import Source
+from unetnas.train.trainer import Trainer
+
+
+def parse_horizon(text: str | float) -> float:
+    """A positive, finite FLOPs count such as ``2e12``."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise UserError("must be a positive number of FLOPs such as 2e12", field="--horizon", value=text)
+    return value
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    """A fresh folder for a new trial, or an existing trial's folder for ``--resume``; never clobber."""
+    ckpt = out / "checkpoint"
+    if resume and not (ckpt / checkpoint.STATE).is_file():
+        raise UserError("has no checkpoint to resume; drop --resume to start a new trial", source=out)
+    if not resume and out.exists() and any(out.iterdir()):
+        raise UserError("already holds a trial; pass --resume to continue it or choose another --out", source=out)
+
+
+def run_trial(spec: UNetSpec, recipe: Recipe, source: Source, out: str | Path, *, horizon: float | None = None,
+              steps: int | None = None, resume: bool = False, seed: int = 0,
+              on_step: Callable[[dict[str, Any]], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train to ``horizon`` FLOPs (or ``steps``), then validation loss and a checkpoint; returns the summary."""
+    out = Path(out)
+    prepare_out(out, resume)
+    fresh = not out.exists()
+    try:
+        trainer = Trainer(spec, recipe, source, out, seed=seed)
+        target = steps if steps is not None else trainer.steps_for(horizon)
+        if target < 1:
+            need = trainer.flops_per_step
+            raise UserError(f"is below one step of batch {recipe.batch_size} ({need:.3g} FLOPs)", field="--horizon",
+                            value=horizon)  # fmt: skip
+        if resume:
+            trainer.resume()
+        elif trainer.rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            save_model(spec, out / "spec.yaml")
+            save_model(recipe, out / "recipe.yaml")
+        start = trainer.step
+        trainer.train_to(target, on_step=on_step, should_stop=should_stop)
+        val, eval_flops = trainer.val_loss()
+        trainer.save()
+    except BaseException:
+        if fresh and not (out / "checkpoint").exists():
+            shutil.rmtree(out, ignore_errors=True)  # a failed new trial leaves nothing half-made
+        raise
+    hist = trainer.history
+    tail = hist[-max(1, min(10, len(hist) // 5)) :] if hist else [float("nan")]
+    return {
+        "spec": spec.name, "out": str(out), "train_flops": trainer.train_flops, "eval_flops": eval_flops,
+        "steps": trainer.step, "new_steps": trainer.step - start, "samples": trainer.samples,
+        "train_flops_per_sample": trainer.cost.train_flops_per_sample,
+        "initial_loss": hist[0] if hist else float("nan"), "final_loss": sum(tail) / len(tail), "val_loss": val,
+        "wall_s": trainer.wall_s, "stopped": trainer.step < target,
+    }  # fmt: skip

@@ -1,0 +1,99 @@
+"""Does the TIFA proxy of the built-in world measure what it should? Score the renderer, degraded renders, noise.
+
+``selftest`` answers the evaluation questions on the renderer's own images (should be ~1), on blurred and noisy
+renders (the answerer must survive what small diffusion models produce), and on pure noise (should be near
+chance). ``tifa_score`` is the TIFA aggregation: mean accuracy per prompt, then mean over prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from unetnas.errors import UserError
+from unetnas.world.answerer import Answerer
+from unetnas.world.dataset import prompt_set
+from unetnas.world.questions import chance
+from unetnas.world.render import gaussian_blur, render_batch
+
+BLUR_SIGMA = 0.7  # pixels: about the softness of a small diffusion model's samples at 32 px
+NOISE_STD = 0.1  # additive gaussian noise, in [-1, 1] image units
+MIN_QUESTIONS = 1000  # the full selftest must ask at least this many questions
+
+
+def tifa_score(
+    per_question_correct: Sequence[float],
+    question_prompt_ids: Sequence[str],
+    question_categories: Sequence[str] | None = None,
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """TIFA score: per-prompt mean accuracy, averaged over prompts.
+
+    Returns ``(score, per_prompt_scores, by_category)``; ``by_category`` (plain accuracy per ``element_type``) is
+    empty unless ``question_categories`` is given.
+    """
+    if len(per_question_correct) != len(question_prompt_ids) or (
+        question_categories is not None and len(question_categories) != len(per_question_correct)
+    ):
+        raise UserError("correct flags, prompt ids and categories must have one entry per question",
+                        field="per_question_correct", value=len(per_question_correct))
+    if not per_question_correct:
+        raise UserError("needs at least one question", field="per_question_correct", value=0)
+    per_prompt: dict[str, list[float]] = {}
+    for ok, pid in zip(per_question_correct, question_prompt_ids, strict=True):
+        per_prompt.setdefault(pid, []).append(float(ok))
+    prompt_scores = {pid: float(np.mean(v)) for pid, v in per_prompt.items()}
+    by_cat: dict[str, list[float]] = {}
+    for ok, cat in zip(per_question_correct, question_categories or (), strict=False):
+        by_cat.setdefault(cat, []).append(float(ok))
+    return (float(np.mean(list(prompt_scores.values()))), prompt_scores,
+            {c: float(np.mean(v)) for c, v in sorted(by_cat.items())})
+
+
+def _score(answerer: Answerer, images: np.ndarray, per_prompt_qs: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    answers = answerer.answer_batch(list(images), per_prompt_qs)
+    flat = [q for qs in per_prompt_qs for q in qs]
+    correct = [a == q["answer"] for a, q in zip((a for aa in answers for a in aa), flat, strict=True)]
+    score, _, by_cat = tifa_score(correct, [q["id"] for q in flat], [q["element_type"] for q in flat])
+    return {"score": score, "by_category": by_cat}
+
+
+def selftest(n_prompts: int = 300, seed: int = 0, resolution: int = 32) -> dict[str, Any]:
+    """Score the answerer on eval prompts rendered clean, blurred, noisy, and on pure noise.
+
+    Defaults: 300 prompts (~2,000 questions, >= ``MIN_QUESTIONS``) at 32 px, the CPU trial resolution.
+    Returns ``clean`` / ``blur`` / ``noise`` / ``pure_noise`` (category -> accuracy); TIFA scores
+    ``renderer_score``, ``blur_score``, ``noisy_score`` (clean, blurred, noisy renders), ``noise_score`` (pure
+    noise) and ``shuffled_score`` (renders of other prompts); ``chance`` (mean 1/len(choices) per question) and
+    ``chance_score`` (the same aggregated like TIFA, per prompt first); ``n_questions``, ``n_prompts``.
+    """
+    prompts = prompt_set(n_prompts, seed)
+    rng = np.random.default_rng([seed, 7])  # degradation noise, independent of the prompt streams
+    clean = render_batch(prompts.scenes, resolution).astype(np.float32) / 127.5 - 1.0  # [-1, 1], (B, H, W, 3)
+    variants = {
+        "clean": clean,
+        "blur": np.clip(gaussian_blur(clean, BLUR_SIGMA), -1.0, 1.0),
+        "noise": np.clip(clean + NOISE_STD * rng.standard_normal(clean.shape, dtype=np.float32), -1.0, 1.0),
+        "pure_noise": np.clip(rng.standard_normal(clean.shape, dtype=np.float32), -1.0, 1.0),  # an untrained model
+        "shuffled": np.roll(clean, 1, axis=0),  # well-formed images of the wrong prompt
+    }
+    answerer, grouped = Answerer(), prompts.questions_by_prompt()
+    res = {name: _score(answerer, imgs, grouped) for name, imgs in variants.items()}
+    return {
+        "clean": res["clean"]["by_category"],
+        "blur": res["blur"]["by_category"],
+        "noise": res["noise"]["by_category"],
+        "pure_noise": res["pure_noise"]["by_category"],
+        "renderer_score": res["clean"]["score"],
+        "blur_score": res["blur"]["score"],
+        "noisy_score": res["noise"]["score"],
+        "noise_score": res["pure_noise"]["score"],
+        "shuffled_score": res["shuffled"]["score"],
+        "chance": chance(prompts.questions),
+        "chance_score": tifa_score([1.0 / len(q["choices"]) for q in prompts.questions],
+                                   [q["id"] for q in prompts.questions])[0],
+        "n_questions": len(prompts.questions),
+        "n_prompts": n_prompts,
+        "resolution": resolution,
+    }
