@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -69,6 +70,11 @@ def test_cache_rejects_another_encoder(minilm: TextEncoder, bert_dir, tmp_path) 
     cache.save(tmp_path / "c.safetensors")
     with pytest.raises(UserError, match="different text encoder"):
         TextCache.load(tmp_path / "c.safetensors", TextEncoder.load(bert_dir))
+    from safetensors.torch import save_file  # early layout: three metadata keys; still readable
+
+    v1 = {"format": "unetnas.text-cache/1", "captions": '[""]', "signature": json.dumps(minilm.signature())}
+    save_file({"states": cache.get([""])}, str(tmp_path / "v1.safetensors"), metadata=v1)
+    assert torch.equal(TextCache.load(tmp_path / "v1.safetensors", minilm).get([""]), cache.get([""]))
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(UserError, match="junk.safetensors: is not a text cache file"):
         TextCache.load(tmp_path / "junk.safetensors")

@@ -40,7 +40,7 @@ IF_XL = UNetSpec(  # DeepFloyd IF-I-XL blocks as diffusers builds them, in the c
     resnet_skip_time_act=True,
     cross_attention_norm="group_norm",
 )
-TINY = UNetSpec(  # trains on 2 CPU cores: 32x32 RGB pixels, MiniLM text (384-d, 16 tokens)
+TINY = UNetSpec(  # trains on 2 CPU cores: 32x32 RGB pixels, MiniLM text (384-d, 32 tokens)
     base_channels=32,
     channel_mult=(1, 2, 2),
     layers_per_block=(1, 1, 1),
@@ -50,7 +50,7 @@ TINY = UNetSpec(  # trains on 2 CPU cores: 32x32 RGB pixels, MiniLM text (384-d,
     mid_depth=1,
     head_dim=16,
     cross_attention_dim=384,
-    text_len=16,
+    text_len=32,
     latent_channels=3,
     latent_size=32,
     vae_downsample=1,

@@ -256,7 +256,10 @@ class TextCache:
             with safe_open(str(path), framework="pt") as f:
                 raw = f.metadata() or {}
             # Early files kept format/signature/captions as three metadata keys (same content, other packing).
-            meta = json.loads(raw["unetnas"]) if "unetnas" in raw else {k: json.loads(raw[k]) for k in _V1_KEYS}
+            if "unetnas" in raw:
+                meta = json.loads(raw["unetnas"])
+            else:
+                meta = {"format": raw.get("format"), **{k: json.loads(raw[k]) for k in _V1_KEYS}}
             states = load_file(str(path))["states"]
             captions, sig = meta["captions"], meta["signature"]
         except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:

@@ -19,7 +19,10 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so each module can `from unetnas.cli.app import app` without cycles.
-    from unetnas.cli import design, trial  # noqa: F401
+    from unetnas.cli import design, proxy, trial  # noqa: F401
+    from unetnas.cli.data import data_app
+
+    app.add_typer(data_app, name="data")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -66,3 +66,42 @@ def trial(
         console.print(f"{summary['steps']} steps, {summary['train_flops']:.3g} training FLOPs, loss "
                       f"{summary['initial_loss']:.4f} -> {summary['final_loss']:.4f}, val {summary['val_loss']:.4f}; "
                       f"checkpoint in {out / 'checkpoint'}")  # fmt: skip
+
+
+@app.command()
+def sample(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="a trial folder (or its checkpoint folder)"),
+    prompt: list[str] = typer.Option(..., "--prompt", help="text prompt (repeat for several)"),
+    steps: int = typer.Option(50, "--steps", min=1, help="DDIM steps"),
+    cfg: float = typer.Option(7.5, "--cfg", min=1.0, help="classifier-free guidance scale"),
+    seed: int = typer.Option(0, "--seed", help="seed of the first image; image i uses seed + i"),
+    n: int = typer.Option(8, "-n", min=1, help="images per prompt"),
+    vae: Path = typer.Option(None, "--vae", help="AutoencoderKL folder to decode latents (real-data trials)"),
+    out: Path = typer.Option(Path("grid.png"), "--out", help="PNG grid, one row per prompt"),
+) -> None:
+    """Sample images from a trained trial with DDIM and classifier-free guidance."""
+    import torch
+
+    from unetnas.sample import sample as ddim_sample
+    from unetnas.sample import save_grid, to_uint8
+    from unetnas.text import TextEncoder
+    from unetnas.train.trial import LoadedTrial
+
+    t = LoadedTrial(checkpoint)
+    enc = TextEncoder.load(t.text_encoder_path(), max_length=t.spec.text_len)
+    captions = [p for p in prompt for _ in range(n)]
+    text = enc.encode(captions)
+    uncond = enc.encode([""])[0]
+    seeds = [seed + i for i in range(n)] * len(prompt)
+    images = ddim_sample(t.unet, text, uncond, recipe=t.recipe, steps=steps, cfg=cfg, seeds=seeds)
+    if t.spec.vae_downsample > 1:
+        if vae is None:
+            raise UserError("this trial diffuses VAE latents; pass --vae with the AutoencoderKL it was prepared with",
+                            field="--vae")  # fmt: skip
+        from unetnas.data.prepare import _load_vae
+
+        v = _load_vae(vae, "cpu")
+        with torch.no_grad():
+            images = v.decode(images / v.config.scaling_factor).sample
+    path = save_grid(to_uint8(images), out, cols=n)
+    console.print(f"wrote {path} ({len(prompt)} prompts x {n} images, {steps} DDIM steps, cfg {cfg})")

@@ -74,3 +74,43 @@ def run_trial(spec: UNetSpec, recipe: Recipe, source: Source, out: str | Path, *
         "initial_loss": hist[0] if hist else float("nan"), "final_loss": sum(tail) / len(tail), "val_loss": val,
         "wall_s": trainer.wall_s, "stopped": trainer.step < target,
     }  # fmt: skip
+
+
+class LoadedTrial:
+    """A trained candidate read back from its folder: spec, recipe, UNet with weights, data description."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        from unetnas.build import build_unet
+        from unetnas.train.recipe import Recipe
+
+        p = Path(path)
+        ckpt = p if (p / checkpoint.STATE).is_file() else p / "checkpoint"
+        if not p.is_dir():
+            raise UserError("is not a directory; expected a trial folder or its checkpoint", source=p)
+        self.state = checkpoint.read_state(ckpt)
+        try:
+            self.spec = UNetSpec.model_validate(self.state["spec"])
+            self.recipe = Recipe.model_validate(self.state["recipe"])
+        except Exception as err:
+            raise UserError(f"state.json does not describe a trial ({str(err).splitlines()[0]})", source=ckpt) from None
+        self.unet = build_unet(self.spec)
+        try:
+            self.unet.load_state_dict(checkpoint.load_weights(ckpt))
+        except RuntimeError as err:
+            raise UserError(f"weights do not fit the spec ({str(err).splitlines()[0]})", source=ckpt) from None
+        self.unet.to(device).eval().requires_grad_(False)
+        self.data: dict[str, Any] = self.state.get("data", {})
+        self.train_flops: float = self.state["train_flops"]
+        self.path = ckpt.parent
+
+    def text_encoder_path(self) -> str | None:
+        """The encoder the trial trained with: None for the packaged MiniLM, else its local directory."""
+        from unetnas.text import PACKAGED_NAME
+
+        if self.data.get("kind") == "shards":
+            from unetnas.data.shards import read_meta
+
+            name = read_meta(Path(self.data["path"]))["text_encoder"]
+        else:
+            name = self.data.get("text_encoder", {}).get("name", PACKAGED_NAME)
+        return None if name == PACKAGED_NAME else name

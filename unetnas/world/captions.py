@@ -46,7 +46,12 @@ class Mention:
     count: int
 
     def phrase(self, drop: str | None = None, article: bool = True, one: bool = False) -> str:
-        """Noun phrase, e.g. "two small blue squares"; ``drop`` leaves out "color", "shape" or "size"."""
+        """Noun phrase, e.g. "two small blue squares".
+
+        ``drop`` leaves out "color", "shape" (the noun becomes "object") or "size" (default None: all named);
+        ``article`` leads with the count word (default True); ``one`` writes a single object as "one ..." rather
+        than the default "a ...".
+        """
         words = []
         if article:
             words.append(COUNT_WORDS.get(self.count, "one" if one else "a"))
@@ -131,7 +136,10 @@ _LINKS.update({" and ": None, " with ": None, ", ": None})
 
 
 def parse_caption(text: str, source: str | None = None) -> Caption:
-    """Read a caption written in ``describe``'s grammar back into mentions and relations (else ``UserError``)."""
+    """Read a caption written in ``describe``'s grammar back into mentions and relations (else ``UserError``).
+
+    ``source`` (default None) names where the text came from, for the error message.
+    """
     matches = list(_NP.finditer(text))
     if not matches:
         raise UserError("names no object as '<count> [size] <color> <shape>'", source=source, field="caption",

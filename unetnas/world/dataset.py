@@ -53,23 +53,27 @@ class PromptSet:
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``(B, H, W, 3)`` -> float32 ``(B, 3, H, W)`` in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
+    out = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)  # numpy: no torch thread pool
+    out *= 1.0 / 127.5
+    out -= 1.0
+    return torch.from_numpy(out)
 
 
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UserError("must be a non-negative integer", field="seed", value=seed)
-    return int(seed)
+def _check_int(value: int, field: str, minimum: int = 0) -> int:
+    """``value`` as an int if it is an integer >= ``minimum`` (default 0: seeds and steps), else ``UserError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise UserError(f"must be an integer >= {minimum}", field=field, value=value)
+    return int(value)
 
 
 def _rng(seed: int, split: str, tag: int, *more: int) -> np.random.Generator:
-    return np.random.default_rng([_check_seed(seed), check_split(split), tag, *more])
+    return np.random.default_rng([_check_int(seed, "seed"), check_split(split), tag, *more])
 
 
 def sample_batch(rng: np.random.Generator, n: int, split: str = "train", resolution: int = 32) -> WorldBatch:
-    """``n`` fresh scenes from ``split``, their captions and renders, all drawn from ``rng``."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise UserError("must be a positive integer", field="n", value=n)
+    """``n`` fresh scenes from ``split`` (default "train"), their captions and renders at ``resolution`` (default
+    32, the CPU trial size), all drawn from ``rng``."""
+    _check_int(n, "n", minimum=1)
     scenes, captions = [], []
     for _ in range(n):  # scene then caption per item: the first k items of any n >= k are the same
         scenes.append(sample_scene(rng, split))
@@ -88,7 +92,7 @@ class WorldDataset:
     def __post_init__(self) -> None:
         check_split(self.split)
         check_resolution(self.resolution)
-        _check_seed(self.seed)
+        _check_int(self.seed, "seed")
 
     def batch(self, n: int, rng_or_step: np.random.Generator | int) -> WorldBatch:
         """Batch of ``n``: from a ``Generator``, or deterministically from a step number."""
@@ -97,10 +101,10 @@ class WorldDataset:
 
     def step_rng(self, step: int) -> np.random.Generator:
         """The generator behind ``batch(n, step)``."""
-        return _rng(self.seed, self.split, _STREAM, _check_seed(step))
+        return _rng(self.seed, self.split, _STREAM, _check_int(step, "step"))
 
     def stream(self, n: int, start: int = 0) -> Iterator[WorldBatch]:
-        """Batches of ``n`` for steps ``start, start + 1, ...`` forever."""
+        """Batches of ``n`` for steps ``start`` (default 0, the first step), ``start + 1``, ... forever."""
         step = start
         while True:
             yield self.batch(n, step)
@@ -108,12 +112,18 @@ class WorldDataset:
 
 
 def fixed_set(split: str, n: int, seed: int = 0, resolution: int = 32) -> WorldBatch:
-    """A fixed batch, disjoint in seed stream from ``WorldDataset`` batches (e.g. for validation loss)."""
+    """A fixed batch of ``n`` (e.g. for validation loss); its seed stream is disjoint from ``WorldDataset``'s.
+
+    ``seed`` defaults to 0 and ``resolution`` to 32 (the CPU trial size); the first k items of any n >= k agree.
+    """
     return sample_batch(_rng(seed, split, _FIXED), n, split, resolution)
 
 
 def prompt_set(n: int, seed: int = 0, split: str = "eval") -> PromptSet:
-    """The prompts of ``fixed_set(split, n, seed)`` with their TIFA questions (the evaluation set)."""
+    """The prompts of ``fixed_set(split, n, seed)`` with their TIFA questions: the evaluation set.
+
+    ``seed`` defaults to 0 and ``split`` to "eval" (the split that shows the held-out colour-shape pairs).
+    """
     fixed = fixed_set(split, n, seed)
     captions, scenes = fixed.captions, fixed.scenes
     ids = [f"{split}-{seed}-{i:05d}" for i in range(n)]

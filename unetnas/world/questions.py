@@ -132,7 +132,8 @@ _ITEMS = TypeAdapter(list[TifaQuestion])
 
 
 def validate_tifa_questions(items: Any, source: str | Path | None = None) -> list[dict[str, Any]]:
-    """Check ``items`` against the TIFA v1.0 schema; a violation is a ``UserError`` naming index, field, value."""
+    """Check ``items`` against the TIFA v1.0 schema; a violation is a ``UserError`` naming ``source`` (default
+    None: no file), the item index and field, the value and the rule."""
     try:
         return [q.model_dump() for q in _ITEMS.validate_python(items)]
     except ValidationError as err:

@@ -2,7 +2,7 @@
 
 Each shape's coverage is ``clip(0.5 - sdf, 0, 1)`` with ``sdf`` in pixels, evaluated on a small window around
 the object; windows of the whole batch are computed in one numpy call per shape kind and summed into the images
-with ``np.bincount``. Objects never overlap, so compositing is a sum.
+with ``np.bincount`` as offsets from the background. Objects never overlap, so compositing is a sum.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ _RGB = {name: np.asarray(rgb, dtype=np.float32) for name, rgb in COLORS.items()}
 
 
 def check_resolution(resolution: int, source: str | None = None) -> int:
-    """Return ``resolution`` if it is an int in ``[MIN_RESOLUTION, MAX_RESOLUTION]``, else raise ``UserError``."""
+    """Return ``resolution`` if it is an int in ``[MIN_RESOLUTION, MAX_RESOLUTION]``, else raise ``UserError``
+    naming ``source`` (default None)."""
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not (
         MIN_RESOLUTION <= resolution <= MAX_RESOLUTION
     ):
@@ -70,15 +71,15 @@ def render_batch(scenes: Sequence[Scene], resolution: int = 32) -> np.ndarray:
         flat_idx.append(((b[:, None, None] * res + rows[:, :, None]) * res + cols[:, None, :]).reshape(len(group), -1))
         flat_rgb.append(np.stack([_RGB[o.color] for _, o in group]))
     n = len(scenes) * res * res
-    if flat_idx:
-        idx, cov, rgb = np.concatenate(flat_idx), np.concatenate(flat_cov), np.concatenate(flat_rgb)
-        alpha = np.bincount(idx.ravel(), weights=cov.ravel(), minlength=n)  # windows may overlap: add
-        color = np.stack([np.bincount(idx.ravel(), weights=(cov * rgb[:, c, None]).ravel(), minlength=n)
-                          for c in range(3)], axis=-1)
-    else:
-        alpha, color = np.zeros(n), np.zeros((n, 3))
-    out = color.reshape(len(scenes), res, res, 3) + (1.0 - alpha.reshape(len(scenes), res, res, 1)) * _BG
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out = np.empty((n, 3), dtype=np.uint8)
+    idx = np.concatenate(flat_idx).ravel() if flat_idx else np.zeros(0, np.int64)
+    cov = np.concatenate(flat_cov) if flat_cov else np.zeros((0, 1), np.float32)
+    delta = (np.concatenate(flat_rgb) if flat_rgb else np.zeros((0, 3), np.float32)) - _BG  # colour minus background
+    for c in range(3):  # image = background + sum of coverage x (colour - background); windows may overlap: add
+        chan = np.bincount(idx, weights=(cov * delta[:, c, None]).ravel(), minlength=n)
+        chan += float(_BG[c]) + 0.5  # + 0.5: round to nearest in the uint8 cast below
+        out[:, c] = np.clip(chan, 0, 255)
+    return out.reshape(len(scenes), res, res, 3)
 
 
 def render(scene: Scene, resolution: int = 32) -> np.ndarray:

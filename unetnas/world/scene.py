@@ -111,14 +111,15 @@ class Scene:
 
 
 def check_split(split: str, source: str | None = None) -> int:
-    """Index of ``split`` in ``SPLITS``; anything else is a ``UserError``."""
+    """Index of ``split`` in ``SPLITS``; anything else is a ``UserError`` naming ``source`` (default None)."""
     if split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}", source=source, field="split", value=split)
     return SPLITS.index(split)
 
 
 def boxes_clear(a: tuple[float, float, float], b: tuple[float, float, float], gap: float = GAP) -> bool:
-    """True if boxes ``(x, y, half)`` ``a`` and ``b`` are separated by at least ``gap`` along x or y."""
+    """True if boxes ``(x, y, half)`` ``a`` and ``b`` are separated by at least ``gap`` (default: the layout rule
+    ``GAP``) along x or y."""
     reach = a[2] + b[2] + gap
     return abs(a[0] - b[0]) >= reach or abs(a[1] - b[1]) >= reach
 
@@ -153,7 +154,8 @@ def _place(rng: np.random.Generator, halves: list[float]) -> list[tuple[float, f
 
 
 def sample_scene(rng: np.random.Generator, split: str = "train") -> Scene:
-    """Draw a scene: 1..4 objects, (colour, shape) pairs from ``split``'s allowed set, non-overlapping."""
+    """Draw a scene: 1..4 objects, (colour, shape) pairs allowed in ``split`` (default "train", which excludes
+    ``HELD_OUT``), boxes apart by ``GAP``."""
     combos = TRAIN_COMBOS if check_split(split) == 0 else ALL_COMBOS
     u = rng.random(1 + 3 * MAX_OBJECTS).tolist()  # one draw per scene: count, then (repeat?, which, size) each
     n = 1 + int(u[0] * MAX_OBJECTS)
