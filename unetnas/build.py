@@ -15,43 +15,37 @@ import torch
 from unetnas.errors import UserError
 from unetnas.spec import TextTimeEmbedding, UNetSpec
 
-# Block type names per family and attention kind. Self-attention-only levels reuse the transformer block with no
-# cross-attention dim: diffusers then builds BasicTransformerBlocks without attn2.
-_DOWN = {("sd", False): "DownBlock2D", ("sd", True): "CrossAttnDownBlock2D",
-         ("if", False): "ResnetDownsampleBlock2D", ("if", True): "SimpleCrossAttnDownBlock2D"}  # fmt: skip
-_UP = {("sd", False): "UpBlock2D", ("sd", True): "CrossAttnUpBlock2D",
-       ("if", False): "ResnetUpsampleBlock2D", ("if", True): "SimpleCrossAttnUpBlock2D"}  # fmt: skip
-_MID = {("sd", False): "UNetMidBlock2D", ("sd", True): "UNetMidBlock2DCrossAttn",
-        ("if", True): "UNetMidBlock2DSimpleCrossAttn"}  # fmt: skip
+# Block type names per family and attention kind (data, not if/elif chains).
+_DOWN = {("sd", "none"): "DownBlock2D", ("sd", "self"): "AttnDownBlock2D", ("sd", "cross"): "CrossAttnDownBlock2D",
+         ("if", "none"): "ResnetDownsampleBlock2D", ("if", "cross"): "SimpleCrossAttnDownBlock2D"}  # fmt: skip
+_UP = {("sd", "none"): "UpBlock2D", ("sd", "self"): "AttnUpBlock2D", ("sd", "cross"): "CrossAttnUpBlock2D",
+       ("if", "none"): "ResnetUpsampleBlock2D", ("if", "cross"): "SimpleCrossAttnUpBlock2D"}  # fmt: skip
+_MID = {("sd", "none"): "UNetMidBlock2D", ("sd", "cross"): "UNetMidBlock2DCrossAttn",
+        ("if", "cross"): "UNetMidBlock2DSimpleCrossAttn"}  # fmt: skip
 
 
 def unet_kwargs(spec: UNetSpec) -> dict[str, Any]:
     """diffusers ``UNet2DConditionModel(**kwargs)`` arguments for a spec (JSON-serialisable)."""
     n, fam = spec.n_levels, spec.family
-    has_attn = [a != "none" for a in spec.attention]
-    # Per-level text dim: None where a level (or, at the last level, the mid block) has no cross-attention.
-    cross = [spec.cross_attention_dim if a == "cross" else None for a in spec.attention]
-    cross[-1] = spec.cross_attention_dim if spec.mid_attention == "cross" else None
-    depth = [d if d else 1 for d in spec.transformer_depth]  # diffusers ignores the entry where there is no attention
-    if spec.attention[-1] == "none":
-        depth[-1] = max(spec.mid_depth, 1)  # ... except at the last level, where the mid block reads it
-    if fam == "sd":
-        # diffusers' legacy naming: `attention_head_dim` holds the number of heads for transformer blocks.
-        heads: list[int] | int = [w // spec.head_dim if w % spec.head_dim == 0 else 1 for w in spec.widths]
-    else:
-        heads = spec.head_dim  # IF's simple attention blocks read it as the real head dim
+    # diffusers reads the entry only at transformer levels ... and at the last level, for the mid block
+    depth = [d if a == "cross" else 1 for a, d in zip(spec.attention, spec.transformer_depth)]
+    if spec.attention[-1] != "cross":
+        depth[-1] = max(spec.mid_depth, 1)
+    # diffusers' legacy naming: `attention_head_dim` holds heads for transformer blocks, the head dim otherwise;
+    # IF's simple attention blocks read one value as the real head dim.
+    heads: list[int] | int = spec.head_entries() if fam == "sd" else spec.head_dim
     kw: dict[str, Any] = {
         "sample_size": spec.latent_size,
         "in_channels": spec.latent_channels,
         "out_channels": spec.latent_channels,
-        "down_block_types": [_DOWN[fam, a] for a in has_attn],
-        "mid_block_type": _MID[fam, spec.mid_attention != "none"],
-        "up_block_types": [_UP[fam, a] for a in reversed(has_attn)],
+        "down_block_types": [_DOWN[fam, a] for a in spec.attention],
+        "mid_block_type": _MID[fam, spec.mid_attention],
+        "up_block_types": [_UP[fam, a] for a in reversed(spec.attention)],
         "block_out_channels": list(spec.widths),
         "layers_per_block": list(spec.layers_per_block),
         "transformer_layers_per_block": depth,
         "attention_head_dim": heads,
-        "cross_attention_dim": cross[0] if len(set(cross)) == 1 else cross,
+        "cross_attention_dim": spec.cross_attention_dim,  # read only by cross-attention blocks
         "norm_num_groups": spec.norm_num_groups,
         "act_fn": spec.act_fn,
         "use_linear_projection": spec.use_linear_projection,
@@ -123,17 +117,23 @@ def from_diffusers_config(config: dict[str, Any], *, text_len: int = 77, vae_dow
         raise UserError("widths must be multiples of the first", field="block_out_channels", value=widths)
     n = len(widths)
     cross = c.get("cross_attention_dim", 1280)
-    cross_l = list(cross) if isinstance(cross, (list, tuple)) else [cross] * n
+    if isinstance(cross, (list, tuple)):
+        if len(set(cross)) != 1:
+            raise UserError("per-level text dims are outside the design space", field="cross_attention_dim", value=cross)
+        cross = cross[0]
     depth = c.get("transformer_layers_per_block", 1)
     depth_l = list(depth) if isinstance(depth, (list, tuple)) else [depth] * n
-    has = [b.startswith(("CrossAttn", "SimpleCrossAttn")) for b in downs]
-    attention = ["none" if not h else ("cross" if cross_l[i] else "self") for i, h in enumerate(has)]
+    kinds = {v: k[1] for k, v in _DOWN.items()}
+    attention = [kinds.get(b, "none") for b in downs]
+    has = [a != "none" for a in attention]
     mid_type = c.get("mid_block_type", "UNetMidBlock2DCrossAttn")
-    mid_attn = "none" if mid_type == "UNetMidBlock2D" else ("cross" if cross_l[-1] else "self")
+    mid_attn = "none" if mid_type == "UNetMidBlock2D" else "cross"
     heads = c.get("attention_head_dim", 8)
     if fam == "sd":
         heads_l = list(heads) if isinstance(heads, (list, tuple)) else [heads] * n
-        head_dim = next((w // h for w, h, a in zip(widths, heads_l, has) if a), 64)
+        head_dim = next((w // h for w, h, a in zip(widths, heads_l, attention) if a == "cross"),
+                        next((h for h, a in zip(heads_l, attention) if a == "self"),
+                             widths[-1] // heads_l[-1] if mid_attn == "cross" else heads_l[0]))  # fmt: skip
     else:
         head_dim = heads if isinstance(heads, int) else heads[0]
     addition = None
@@ -147,11 +147,11 @@ def from_diffusers_config(config: dict[str, Any], *, text_len: int = 77, vae_dow
         channel_mult=tuple(w // base for w in widths),
         layers_per_block=tuple(lpb) if isinstance(lpb, (list, tuple)) else (lpb,) * n,
         attention=tuple(attention),
-        transformer_depth=tuple(depth_l[i] if has[i] else 0 for i in range(n)),
+        transformer_depth=tuple((depth_l[i] if attention[i] == "cross" else 1) if has[i] else 0 for i in range(n)),
         mid_attention=mid_attn,
         mid_depth=0 if mid_attn == "none" else (1 if fam == "if" else depth_l[-1]),
         head_dim=head_dim,
-        cross_attention_dim=next((x for x in cross_l if x), 1024),
+        cross_attention_dim=cross,
         text_len=text_len,
         latent_channels=c.get("in_channels", 4),
         latent_size=c.get("sample_size") or 32,

@@ -93,10 +93,21 @@ def _simple_attention(t: _Tally, s: UNetSpec, c: int, tokens: int) -> None:
     t.linear(c, c, tokens, part)  # to_out
 
 
+def _self_attention(t: _Tally, c: int, tokens: int) -> None:
+    """diffusers' AttnDown/UpBlock2D attention: GroupNorm, q/k/v/out with bias, over the pixels."""
+    part = "transformer"
+    t.norm(c)
+    t.linear(c, 3 * c, tokens, part)
+    t.attend(tokens, tokens, c)
+    t.linear(c, c, tokens, part)
+
+
 def _attention(t: _Tally, s: UNetSpec, kind: str, depth: int, c: int, tokens: int) -> None:
     if kind == "none":
         return
-    if s.family == "if":
+    if kind == "self":
+        _self_attention(t, c, tokens)
+    elif s.family == "if":
         _simple_attention(t, s, c, tokens)
     else:
         _transformer(t, s, c, depth, kind == "cross", tokens)

@@ -2,8 +2,9 @@
 
 A member has one of the ``channel_mult`` choices (so the number of levels varies); level i of every member draws
 from ``levels[i]``. A transformer depth of 0 means "no attention at this level", so "no attention at level 1" is
-simply ``levels[0].transformer_depth: [0]``. The mid block follows the last level when that level has attention
-(diffusers ties them) and draws from ``mid_depth`` otherwise.
+simply ``levels[0].transformer_depth: [0]``; a self-attention level has depth 1. The mid block follows the last
+level when that level has cross-attention (diffusers ties them) and draws from ``mid_depth`` otherwise (0: none).
+Each level is one categorical Optuna parameter (``level_i`` = "kind-depth") so value spaces never change.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ class LevelChoices(BaseModel):
     layers_per_block: list[int] = Field([2], min_length=1, description="res blocks (untied spaces only)")
 
     def options(self) -> list[tuple[str, int]]:
-        """(attention, depth) pairs this level can take."""
+        """(attention, depth) pairs this level can take (self-attention levels have depth 1)."""
         out = [("none", 0)] if 0 in self.transformer_depth else []
-        out += [(k, d) for d in self.transformer_depth if d > 0 for k in self.attention]
+        out += [(k, d) for d in self.transformer_depth if d > 0 for k in self.attention if k == "cross" or d == 1]
         return out
 
 
@@ -47,8 +48,7 @@ class SearchSpace(BaseModel):
     channel_mult: list[tuple[int, ...]] = Field(..., min_length=1, description="multiplier lists (levels follow)")
     levels: list[LevelChoices] = Field(..., min_length=1, description="per-level choices, level 0 first")
     tie_layers_per_block: bool = Field(True, description="one res-block count for all levels (from levels[0])")
-    mid_depth: list[int] = Field([1], min_length=1, description="mid TD when the last level has no attention")
-    mid_attention: list[Kind] = Field(["cross"], min_length=1, description="mid kind when it is free")
+    mid_depth: list[int] = Field([1], min_length=1, description="mid TD when the last level has no cross-attention")
     max_gmacs: float | None = Field(None, gt=0, description="constraint: inference GMACs at most this")
     max_params: float | None = Field(None, gt=0, description="constraint: parameters at most this")
 
@@ -59,6 +59,8 @@ class SearchSpace(BaseModel):
             raise ValueError(f"levels: has {len(self.levels)} entries but channel_mult needs {n}")
         bad = set(self.base) & {"base_channels", "channel_mult", "layers_per_block", "attention",
                                 "transformer_depth", "mid_attention", "mid_depth"}  # fmt: skip
+        if not all(lv.options() for lv in self.levels):
+            raise ValueError("levels: a level has no option (self-attention needs transformer_depth 1)")
         if bad:
             raise ValueError(f"base: {sorted(bad)} are searched fields; give their choices at the top level")
         try:  # every width and head must be buildable: check the extreme members now, not mid-search
@@ -72,14 +74,12 @@ class SearchSpace(BaseModel):
     def _first_options(self, n: int) -> dict[str, Any]:
         opts = [max(self.levels[i].options(), key=lambda o: o[1]) for i in range(n)]
         return {"levels": opts, "lpb": [self.levels[i].layers_per_block[0] for i in range(n)],
-                "mid": (self.mid_attention[0], max(self.mid_depth))}  # fmt: skip
+                "mid": self._mid_options()[-1]}  # fmt: skip
 
     def _spec(self, c: int, mult: tuple[int, ...], pick: dict[str, Any]) -> UNetSpec:
         attn = [a for a, _ in pick["levels"]]
         depth = [d for _, d in pick["levels"]]
-        mid_attn, mid_depth = (attn[-1], depth[-1]) if attn[-1] != "none" else pick["mid"]
-        if mid_depth == 0:
-            mid_attn = "none"
+        mid_attn, mid_depth = (attn[-1], depth[-1]) if attn[-1] == "cross" else pick["mid"]
         return UNetSpec.model_validate({
             **self.base, "base_channels": c, "channel_mult": mult, "layers_per_block": tuple(pick["lpb"]),
             "attention": tuple(attn), "transformer_depth": tuple(depth),
@@ -87,9 +87,7 @@ class SearchSpace(BaseModel):
         })  # fmt: skip
 
     def _mid_options(self) -> list[tuple[str, int]]:
-        return [("none", 0)] if self.mid_depth == [0] else [
-            (k, d) if d else ("none", 0) for d in self.mid_depth for k in self.mid_attention
-        ]
+        return [("cross", d) if d else ("none", 0) for d in sorted(set(self.mid_depth))]
 
     # -- sampling ---------------------------------------------------------------------------------------------
     def suggest(self, trial: Any) -> UNetSpec:
@@ -100,20 +98,15 @@ class SearchSpace(BaseModel):
         n = len(mult)
         levels = []
         for i in range(n):
-            lv = self.levels[i]
-            d = trial.suggest_categorical(f"td_{i}", lv.transformer_depth) if len(lv.transformer_depth) > 1 \
-                else lv.transformer_depth[0]  # fmt: skip
-            kind = "none"
-            if d > 0:
-                kind = trial.suggest_categorical(f"attn_{i}", lv.attention) if len(lv.attention) > 1 else lv.attention[0]
-            levels.append((kind, d))
+            opts = {f"{k}-{d}": (k, d) for k, d in self.levels[i].options()}
+            levels.append(opts[self._cat(trial, f"level_{i}", list(opts))])
         if self.tie_layers_per_block:
             k = self._cat(trial, "layers_per_block", self.levels[0].layers_per_block)
             lpb = [k] * n
         else:
             lpb = [self._cat(trial, f"layers_{i}", self.levels[i].layers_per_block) for i in range(n)]
         mid = ("none", 0)
-        if levels[-1][0] == "none":
+        if levels[-1][0] != "cross":
             opts = {f"{k}-{d}": (k, d) for k, d in self._mid_options()}
             mid = opts[self._cat(trial, "mid", list(opts))]
         return self._spec(c, mult, {"levels": levels, "lpb": lpb, "mid": mid})
@@ -140,7 +133,7 @@ class SearchSpace(BaseModel):
             else [list(p) for p in itertools.product(*(self.levels[i].layers_per_block for i in range(n)))]
         )
         for levels in itertools.product(*level_opts):
-            mids = self._mid_options() if levels[-1][0] == "none" else [("none", 0)]
+            mids = self._mid_options() if levels[-1][0] != "cross" else [("none", 0)]
             for lpb, mid in itertools.product(lpb_opts, mids):
                 yield {"levels": list(levels), "lpb": lpb, "mid": mid}
 
@@ -153,7 +146,7 @@ class SearchSpace(BaseModel):
                    else math.prod(len(self.levels[i].layers_per_block) for i in range(n)))  # fmt: skip
             head = math.prod(len(self.levels[i].options()) for i in range(n - 1))
             last = self.levels[n - 1].options()
-            tail = sum(len(self._mid_options()) if a == "none" else 1 for a, _ in last)
+            tail = sum(len(self._mid_options()) if a != "cross" else 1 for a, _ in last)
             total += head * tail * lpb
         return total * len(self.base_channels)
 
@@ -178,6 +171,22 @@ class SearchSpace(BaseModel):
     def _members_like(self, spec: UNetSpec) -> Iterator[UNetSpec]:
         for pick in self._per_mult(spec.channel_mult):
             yield self._spec(spec.base_channels, spec.channel_mult, pick)
+
+    def params_of(self, spec: UNetSpec) -> dict[str, Any]:
+        """The Optuna parameters ``suggest`` draws to produce ``spec`` (to enqueue presets); spec must be a member."""
+        p: dict[str, Any] = {"base_channels": spec.base_channels, "channel_mult": "-".join(map(str, spec.channel_mult))}
+        for i, (kind, d) in enumerate(zip(spec.attention, spec.transformer_depth)):
+            if len(self.levels[i].options()) > 1:
+                p[f"level_{i}"] = f"{kind}-{d}"
+        if self.tie_layers_per_block:
+            if len(self.levels[0].layers_per_block) > 1:
+                p["layers_per_block"] = spec.layers_per_block[0]
+        else:
+            p.update({f"layers_{i}": k for i, k in enumerate(spec.layers_per_block)
+                      if len(self.levels[i].layers_per_block) > 1})  # fmt: skip
+        if spec.attention[-1] != "cross" and len(self._mid_options()) > 1:
+            p["mid"] = f"{spec.mid_attention}-{spec.mid_depth}"
+        return p
 
     def feasible(self, spec: UNetSpec) -> str | None:
         """None if the spec meets the space's constraints, else the rule it breaks."""

@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Attention = Literal["none", "self", "cross"]
-"""Per level: no attention; transformer blocks with self-attention only; transformer blocks with cross-attention."""
+"""Per level: no attention; one self-attention layer per res block (diffusers' AttnDown/UpBlock2D, depth 1);
+transformer blocks with self- and cross-attention (CrossAttnDown/UpBlock2D, depth = TD)."""
 
 
 class TextTimeEmbedding(BaseModel):
@@ -46,7 +47,7 @@ class UNetSpec(BaseModel):
     layers_per_block: tuple[int, ...] = Field((2, 2, 2), description="res blocks per down level (up: +1)")
     attention: tuple[Attention, ...] = Field(("none", "cross", "cross"), description="attention kind per level")
     transformer_depth: tuple[int, ...] = Field((0, 2, 10), description="TD: transformer blocks per attention layer")
-    mid_attention: Attention = Field("cross", description="attention kind of the mid block")
+    mid_attention: Literal["none", "cross"] = Field("cross", description="attention kind of the mid block")
     mid_depth: int = Field(10, ge=0, description="transformer blocks in the mid block (0 with no attention)")
     head_dim: int = Field(64, gt=0, description="channels per attention head (heads grow with width)")
     cross_attention_dim: int = Field(1024, gt=0, description="text token dim (OpenCLIP-H: 1024)")
@@ -108,7 +109,10 @@ class UNetSpec(BaseModel):
                 )
         if (self.mid_attention == "none") != (self.mid_depth == 0):
             raise ValueError(f"mid_depth={self.mid_depth}: must be 0 exactly when mid_attention is 'none'")
-        if self.attention[-1] != "none" and (self.mid_attention, self.mid_depth) != (
+        for i, (kind, depth) in enumerate(zip(self.attention, self.transformer_depth)):
+            if kind == "self" and depth != 1:
+                raise ValueError(f"transformer_depth[{i}]={depth}: a self-attention level has depth 1 (one layer per res block)")
+        if self.attention[-1] == "cross" and (self.mid_attention, self.mid_depth) != (
             self.attention[-1],
             self.transformer_depth[-1],
         ):
@@ -130,9 +134,15 @@ class UNetSpec(BaseModel):
                 raise ValueError(
                     f"head_dim={self.head_dim}: width {self.widths[i]} at level {i} must divide by the head dim"
                 )
+        for i in (i for i, a in enumerate(self.attention) if a == "self"):
+            # diffusers reads an up-path self-attention block's head dim from the mirrored level's entry
+            mirrored = self.head_entries()[self.n_levels - 1 - i]
+            if self.widths[i] % mirrored:
+                raise ValueError(f"head_dim={self.head_dim}: width {self.widths[i]} at self-attention level {i} must "
+                                 f"divide by {mirrored} (diffusers' up path reads level {self.n_levels - 1 - i}'s entry)")
         if self.family == "if":
             bad = [i for i, a in enumerate(self.attention) if a == "self"]
-            if bad or self.mid_attention == "self":
+            if bad:
                 raise ValueError("attention: the 'if' family has no self-attention-only block; use 'none' or 'cross'")
             deep = [d for d in (*self.transformer_depth, self.mid_depth) if d > 1]
             if deep:
@@ -140,6 +150,11 @@ class UNetSpec(BaseModel):
             if self.mid_attention == "none":
                 raise ValueError("mid_attention='none': the 'if' mid block always has cross-attention")
         return self
+
+    def head_entries(self) -> list[int]:
+        """diffusers' per-level ``attention_head_dim``: heads for transformer levels, head dim for self-attention."""
+        return [w // self.head_dim if a == "cross" or (a == "none" and i == self.n_levels - 1 and w % self.head_dim == 0)
+                else self.head_dim for i, (w, a) in enumerate(zip(self.widths, self.attention))]  # fmt: skip
 
     def with_(self, **changes: object) -> "UNetSpec":
         """A validated copy with some fields changed (how presets derive variants)."""

@@ -18,6 +18,20 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = ROOT / "trials" / "short.yaml"
 
 
+class SearchSettings(BaseModel):
+    """Multi-fidelity schedule of `unetnas search` (successive halving over rungs of training FLOPs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    eta: int = Field(3, ge=2, description="reduction factor: the best 1/eta of a rung are promoted")
+    n_top: int = Field(3, ge=1, description="candidates trained to the last rung (the Pareto set comes from them)")
+    max_rungs: int = Field(4, ge=1, description="at most this many rungs")
+    min_steps: int = Field(20, ge=1, description="rung 0 gives a typical member at least this many steps")
+    tifa_rungs: tuple[int, ...] = Field((-1,), description="rungs (Python indices) scored by the TIFA proxy")
+    tifa_prompts: int = Field(32, ge=1, description="evaluation prompts per TIFA score")
+    tifa_images: int = Field(2, ge=1, description="images per prompt")
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -46,6 +60,7 @@ class Recipe(BaseModel):
     cfg_scale: float = Field(4.0, ge=1, description="classifier-free guidance scale for proxies")
     world_pool: int = Field(8192, gt=0, description="built-in world: distinct training scenes (captions encoded once)")
     log_every: int = Field(10, gt=0, description="steps between metrics lines")
+    search: SearchSettings = Field(default_factory=SearchSettings, description="multi-fidelity search schedule")
     source: Path | None = Field(None, exclude=True, description="file it was loaded from")
 
     @model_validator(mode="after")
