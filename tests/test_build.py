@@ -53,13 +53,13 @@ def test_from_diffusers_config_round_trips_every_preset(name):
 @pytest.mark.parametrize("path", ["space/paper.yaml", "space/tiny.yaml"])
 def test_from_diffusers_config_round_trips_space_members(path):
     space = load_space(path)
-    for spec in space.sample(50, seed=11):
+    members = list(space.enumerate()) if space.size() <= 100 else space.sample(100, seed=11)
+    for spec in members:
         cfg = to_diffusers_config(spec)
         back = from_diffusers_config(cfg, text_len=spec.text_len, vae_downsample=spec.vae_downsample)
         assert to_diffusers_config(back) == cfg
         assert space.contains(back)
-        if "cross" in (*spec.attention, spec.mid_attention):
-            assert back.model_dump(exclude={"name"}) == spec.model_dump(exclude={"name"})
+        assert back.model_dump(exclude={"name"}) == spec.model_dump(exclude={"name"})
 
 
 def test_from_diffusers_config_reads_diffusers_own_sd21_config():

@@ -43,14 +43,20 @@ HANDCRAFTED = {
     "two-level": ({"base_channels": [16, 32], "channel_mult": [[1, 2]],
                    "levels": [{"transformer_depth": [0]}, {"transformer_depth": [0, 1, 2]}],
                    "mid_depth": [0, 1]}, 8),
-    # 1 C, two mults; untied res blocks.
-    # [1,2]:   lpb 2x1=2 ; level0 {none,self1,cross1}=3 ; level1 {cross1}=1            -> 2*3*1   = 6
-    # [1,2,2]: lpb 2x1x2=4 ; level0 3 ; level1 1 ; level2 {none->mid 2 kinds x {0,2} = 3, self2, cross2} = 5 -> 60
+    # 1 C, two mults; untied res blocks; self-attention levels have depth 1 (so "self" at TD 2 is no option);
+    # the mid block is free (none or cross 2; the repeated 0 counts once) when the last level is not cross.
+    # [1,2]:   lpb 2x1=2 ; level0 {none,self1,cross1}=3 ; level1 {cross1}=1              -> 2*3*1   = 6
+    # [1,2,2]: lpb 2x1x2=4 ; level0 3 ; level1 1 ; level2 {none->mid{none,cross2}=2, cross2} = 3 -> 4*3*3 = 36
     "untied": ({"base_channels": [32], "channel_mult": [[1, 2], [1, 2, 2]], "tie_layers_per_block": False,
                 "levels": [{"transformer_depth": [0, 1], "attention": ["self", "cross"], "layers_per_block": [1, 2]},
                            {"transformer_depth": [1]},
                            {"transformer_depth": [0, 2], "attention": ["self", "cross"], "layers_per_block": [1, 2]}],
-                "mid_depth": [0, 2], "mid_attention": ["self", "cross"]}, 66),
+                "mid_depth": [0, 2, 0]}, 42),
+    # a self-attention last level frees the mid block: 2 C x level1 {none->2, self1->2, cross1} = 5 -> 10
+    "self-last": ({"base_channels": [16, 32], "channel_mult": [[1, 2]],
+                   "levels": [{"transformer_depth": [0]},
+                              {"transformer_depth": [0, 1], "attention": ["self", "cross"]}],
+                   "mid_depth": [0, 1]}, 10),
     # a single member
     "point": ({"base_channels": [32], "channel_mult": [[1, 2, 2]],
                "levels": [{"transformer_depth": [0], "layers_per_block": [1]}, {"transformer_depth": [1]},
@@ -78,9 +84,10 @@ def test_size_matches_hand_count_and_enumeration(name):
 def test_tiny_size_equals_enumeration(tiny):
     members = list(tiny.enumerate())
     assert tiny.size() == len(members) == len({_key(m) for m in members})
-    # by hand: 3 C x ( [1,2]: level1 {none->mid 2, self1, cross1, self2, cross2} = 6
-    #                 + [1,2,2]: level1 5 options x level2 {none->mid 2, cross1, cross2} = 4 -> 20 ) = 78
-    assert tiny.size() == 78
+    # by hand: level1 {none, self1, cross1, cross2} (self has depth 1), mid {none, cross1} where level 2 is not cross
+    # 3 C x ( [1,2]:   level1 last: none->2 + self1->2 + cross1 + cross2 = 6
+    #        + [1,2,2]: level1 4 options x level2 {none->2, cross1, cross2} = 4 -> 16 ) = 66
+    assert tiny.size() == 66
 
 
 def test_paper_size_equals_enumeration(paper):
@@ -117,10 +124,20 @@ def test_sample_covers_the_choices(paper):
 
 
 def test_suggest_with_fixed_trial_gives_the_tiny_preset(tiny):
-    trial = optuna.trial.FixedTrial({"base_channels": 32, "channel_mult": "1-2-2", "td_1": 1, "attn_1": "cross",
-                                     "td_2": 1})  # fmt: skip
+    trial = optuna.trial.FixedTrial({"base_channels": 32, "channel_mult": "1-2-2", "level_1": "cross-1",
+                                     "level_2": "cross-1"})  # fmt: skip
     spec = tiny.suggest(trial)
     assert spec.model_dump(exclude={"name"}) == PRESETS["tiny"].model_dump(exclude={"name"})
+
+
+@pytest.mark.parametrize("path", SPACE_FILES + ["handcrafted"])
+def test_params_of_inverts_suggest(path):
+    spaces = [_handcrafted(n) for n in HANDCRAFTED] if path == "handcrafted" else [load_space(path)]
+    for space in spaces:
+        members = list(space.enumerate()) if space.size() < 1000 else space.sample(300, seed=5)
+        for spec in members:
+            again = space.suggest(optuna.trial.FixedTrial(space.params_of(spec)))
+            assert _key(again) == _key(spec)
 
 
 PAPER_MEMBERS = {"sd2", "sd2-c512", "sdxl-c128", "sdxl-c192", "sdxl", "sdxl-c384", "sdxl-td2", "sdxl-td4", "sdxl-td12",
@@ -138,7 +155,9 @@ def test_contains_presets(paper, tiny):
     "changes",
     [{"base_channels": 48}, {"transformer_depth": (0, 1, 3), "mid_depth": 3}, {"head_dim": 32},
      {"layers_per_block": (2, 2, 2)}, {"text_len": 7}, {"channel_mult": (1, 2, 4)},
-     {"attention": ("none", "cross", "self"), "mid_attention": "self"}],
+     {"attention": ("none", "cross", "self"), "transformer_depth": (0, 1, 1)},
+     {"attention": ("self", "cross", "cross"), "transformer_depth": (1, 1, 1)},
+     {"attention": ("none", "cross", "none"), "transformer_depth": (0, 1, 0), "mid_depth": 2}],
     ids=str,
 )  # fmt: skip
 def test_contains_rejects_non_members(tiny, changes):
@@ -165,8 +184,12 @@ def test_feasible_applies_constraints(tiny):
      ({"base_channels": [20]}, "base_channels"),
      ({"base_channels": []}, "base_channels"),
      ({"levels": [{"transformer_depth": [0]}, {"transformer_depth": [1]}, {"transformer_depth": [1], "attention": ["full"]}]}, "attention"),
+     ({"levels": [{"transformer_depth": [0]}, {"transformer_depth": [2], "attention": ["self"]},
+                  {"transformer_depth": [1]}]}, "levels"),
+     ({"mid_attention": ["cross"]}, "mid_attention"),
      ({"colour": "blue"}, "colour")],
-    ids=["too few levels", "searched field in base", "impossible width", "no choices", "bad kind", "unknown field"],
+    ids=["too few levels", "searched field in base", "impossible width", "no choices", "bad kind",
+         "self level deeper than 1", "mid kind is not a choice", "unknown field"],
 )  # fmt: skip
 def test_space_validators_reject_and_name_the_field(tiny, changes, field):
     data = {**tiny.model_dump(), **changes}

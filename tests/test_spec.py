@@ -83,7 +83,13 @@ INVALID = {
     "negative depth": ({"attention": ["none", "cross", "none"], "transformer_depth": [0, 1, -1]},
                        "transformer_depth[2]"),
     "mid not tied to last level": ({"mid_depth": 2}, "mid_depth"),
-    "mid kind not tied to last level": ({"mid_attention": "self"}, "mid_depth"),
+    "mid kind not tied to last level": ({"mid_attention": "none", "mid_depth": 0}, "mid_depth"),
+    "self-attention mid block": ({"mid_attention": "self"}, "mid_attention"),
+    "self-attention level deeper than 1": ({"attention": ["none", "self", "cross"], "transformer_depth": [0, 2, 1]},
+                                           "transformer_depth[1]"),
+    "self-attention head dim vs mirrored level": ({"base_channels": 16, "channel_mult": [1, 2, 3],
+                                                  "attention": ["self", "none", "cross"],
+                                                  "transformer_depth": [1, 0, 1]}, "head_dim"),
     "mid none with depth": ({"attention": ["none", "cross", "none"], "transformer_depth": [0, 1, 0],
                              "mid_attention": "none", "mid_depth": 1}, "mid_depth"),
     "mid attention without depth": ({"attention": ["none", "cross", "none"], "transformer_depth": [0, 1, 0],
@@ -132,6 +138,8 @@ def test_valid_specs_still_validate():
     # the validators are not over-strict: designs diffusers builds pass
     tiny = PRESETS["tiny"].model_dump(exclude={"name"})
     UNetSpec.model_validate({**tiny, "attention": ["none", "self", "cross"]})
+    UNetSpec.model_validate({**tiny, "attention": ["none", "cross", "self"], "transformer_depth": [0, 2, 1],
+                             "mid_attention": "cross", "mid_depth": 3})  # the mid block is free after a self level
     UNetSpec.model_validate({**tiny, "attention": ["none", "cross", "none"], "transformer_depth": [0, 1, 0],
                              "mid_attention": "none", "mid_depth": 0})  # fmt: skip
     UNetSpec.model_validate({**tiny, "attention": ["none", "none", "none"], "transformer_depth": [0, 0, 0],

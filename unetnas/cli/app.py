@@ -19,7 +19,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so each module can `from unetnas.cli.app import app` without cycles.
-    from unetnas.cli import design, proxy, search, trial  # noqa: F401
+    from unetnas.cli import design, proxy, results, search, trial  # noqa: F401
     from unetnas.cli.data import data_app
 
     app.add_typer(data_app, name="data")

@@ -56,7 +56,7 @@ def space_show(file: Path = typer.Argument(..., help="space YAML file")) -> None
         table.add_row(f"level {i} ({2**i}x)", f"TD {lv.transformer_depth}, attention {lv.attention}, "
                       f"res blocks {lv.layers_per_block}")  # fmt: skip
     table.add_row("layers tied", str(space.tie_layers_per_block))
-    table.add_row("mid (free)", f"TD {space.mid_depth}, attention {space.mid_attention}")
+    table.add_row("mid (free)", f"TD {space.mid_depth} (cross-attention; 0 = none) where the last level is not cross")
     if space.max_gmacs or space.max_params:
         table.add_row("constraints", f"max_gmacs={space.max_gmacs}, max_params={space.max_params}")
     members = list(space.enumerate()) if space.size() <= 20_000 else space.sample(2000, seed=0)

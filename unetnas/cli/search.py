@@ -173,9 +173,9 @@ def ledger(
 ) -> None:
     """FLOPs spent, reserved and remaining, by kind and by trial."""
     from unetnas.search.ledger import Ledger
-    from unetnas.search.storage import engine_for, open_storage, resolve_storage
+    from unetnas.search.storage import engine_for, existing_storage, open_storage
 
-    url = resolve_storage(storage, study)
+    url = existing_storage(storage, study)
     open_storage(url, heartbeat_interval=None)
     s = Ledger(engine_for(url), study).summary()
     if json_out:

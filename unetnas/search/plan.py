@@ -17,6 +17,10 @@ from unetnas.search.budget import format_flops
 from unetnas.space import SearchSpace
 from unetnas.train.recipe import Recipe, SearchSettings
 
+# Share of the budget the plan leaves unallocated: members' evaluation costs differ from the median member's,
+# and the ledger refuses (rather than overspends) work that does not fit.
+MARGIN = 0.05
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -76,7 +80,7 @@ def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettin
         evals = [n * (val + (tifa if i in tifa_idx else 0.0)) for i, n in enumerate(trials)]
         # training: rung 0 costs n0 x r0; rung i>0 costs n_i x (r_i - r_{i-1}) = n_i x r0 x (eta^i - eta^(i-1))
         units = trials[0] + sum(trials[i] * (s.eta**i - s.eta ** (i - 1)) for i in range(1, k))
-        r0 = (budget - sum(evals)) / units
+        r0 = (budget * (1 - MARGIN) - sum(evals)) / units
         if r0 < min_r0:
             break
         rungs = [r0 * s.eta**i for i in range(k)]

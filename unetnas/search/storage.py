@@ -253,3 +253,16 @@ def _open_error(url: str, err: BaseException) -> UserError:
     if password and len(str(password)) >= 4:  # a driver rarely echoes it; short ones would mangle the text
         text = text.replace(str(password), "***")
     return UserError(f"cannot open study storage: {text or type(err).__name__}", field=FIELD, value=redact(url))
+
+
+def existing_storage(url: str | None, study: str, runs_dir: str | Path = "runs") -> str:
+    """Like ``resolve_storage`` for commands that read a study: a missing SQLite file is an error, never created."""
+    if url is None:
+        path = Path(runs_dir).resolve() / study / "study.db"
+        if not path.is_file():
+            raise UserError(f"no study database at {path}; pass --storage or run the search first",
+                            field="--study", value=study)  # fmt: skip
+        return f"sqlite:///{path}"
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise UserError("no such SQLite file", field="--storage", value=redact(url))
+    return url

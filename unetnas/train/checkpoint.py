@@ -77,5 +77,19 @@ def load(ckpt: Path, *, model: torch.nn.Module, optimizer: Any, rank: int) -> di
     path = ckpt / _optim_name(rank)
     if not path.is_file():
         raise UserError(f"no optimizer state for rank {rank} (saved with another world size?)", source=ckpt)
-    optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        with torch.serialization.safe_globals(_deepspeed_globals()):
+            optim_state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or foreign file: pickle, zip and weights_only errors vary
+        raise UserError(f"corrupt optimizer state ({str(err).splitlines()[0][:120]})", source=path) from None
+    optimizer.load_state_dict(optim_state)
     return state
+
+
+def _deepspeed_globals() -> list:
+    """Plain-data DeepSpeed classes inside ZeRO-1/2 and bf16 optimizer states, allowed for weights_only loading."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]

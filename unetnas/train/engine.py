@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 
 import torch
 
@@ -30,11 +32,12 @@ def ensure_distributed() -> tuple[int, int]:
     if "RANK" not in os.environ:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
                           LOCAL_RANK="0")  # fmt: skip
-    import deepspeed
-    from deepspeed.utils import logger
+    with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints to stdout; keep it clean for --json
+        import deepspeed
+        from deepspeed.utils import logger
 
-    logger.setLevel("WARNING")
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+        logger.setLevel("WARNING")
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
     return dist.get_rank(), dist.get_world_size()
 
 

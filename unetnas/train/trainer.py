@@ -50,12 +50,11 @@ class Trainer:
     """One candidate's training state; ``train_to`` advances it, ``save``/``resume`` move it across processes."""
 
     def __init__(self, spec: UNetSpec, recipe: Recipe, source: Source, out_dir: str | Path, seed: int = 0) -> None:
-        import deepspeed
-
         check_fits(spec, source)
         self.spec, self.recipe, self.source, self.seed = spec, recipe, source, seed
         self.out = Path(out_dir)
-        self.rank, self.world = ensure_distributed()
+        self.rank, self.world = ensure_distributed()  # imports DeepSpeed first, its stdout sent to stderr
+        import deepspeed
         self.device = device()
         self.bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and self.device.type == "cuda")
         self.dtype = torch.bfloat16 if self.bf16 else torch.float32
@@ -183,9 +182,9 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``out/checkpoint`` (weights, optimizer, LR schedule, step counters)."""
         ckpt = self.out / "checkpoint"
-        st = checkpoint.load(ckpt, model=self.engine.module, optimizer=self.optimizer, rank=self.rank)
-        if st["spec"] != self.spec.model_dump(mode="json"):
+        if checkpoint.read_state(ckpt)["spec"] != self.spec.model_dump(mode="json"):  # before loading weights
             raise UserError("holds a different spec; use another --out or the same spec", source=ckpt)
+        st = checkpoint.load(ckpt, model=self.engine.module, optimizer=self.optimizer, rank=self.rank)
         sched = dict(st["lr_sched"])
         sched.pop("lr_lambdas", None)
         self.lr_sched.load_state_dict({**self.lr_sched.state_dict(), **sched})

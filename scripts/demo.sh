@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the CPU demo: a complete FLOPs-budgeted search of space/tiny.yaml on the built-in
+# world (no GPU, network or database server), then export the Pareto designs. About 10 minutes on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+BUDGET=${BUDGET:-2e13}
+STUDY=${STUDY:-demo}
+unetnas search --budget "$BUDGET" --study "$STUDY" "$@"
+unetnas export --study "$STUDY" --out "runs/$STUDY/exported"
+echo "open the study in a browser: . .venv/bin/activate && unetnas dashboard --study $STUDY"
