@@ -131,8 +131,8 @@ class Search:
 
     # -- deciding -------------------------------------------------------------------------------------------
     def prune_decided(self) -> list[int]:
-        """Tell PRUNED to waiting trials whose rung is complete and whose promotions are all made."""
-        pruned = []
+        """Stop waiting trials whose rung is complete and whose promotions are all made."""
+        stopped = []
         for t in S.trials_by_state(self.study)["running"]:
             k = t.user_attrs.get("rung", -1)
             if t.user_attrs.get("status") != "waiting" or k >= len(self.plan.rungs) - 1:
@@ -140,20 +140,27 @@ class Search:
             finished = len(self._records(k)) >= self.plan.trials[k]
             promoted = sum(1 for u, _ in self._records(k) if u.user_attrs.get("target_rung", -1) > k)
             if finished and promoted >= self.plan.trials[k + 1]:
-                S.set_attrs(self.study, t._trial_id, status="pruned")
-                self.study.tell(t.number, state=S.TrialState.PRUNED)
-                pruned.append(t.number)
-        return pruned
+                self._stop(t)
+                stopped.append(t.number)
+        return stopped
 
     def finish(self) -> list[int]:
-        """Search over: every candidate still waiting is pruned (it was not promoted in time or budget)."""
-        out = []
-        for t in S.trials_by_state(self.study)["running"]:
-            if t.user_attrs.get("status") == "waiting":
-                S.set_attrs(self.study, t._trial_id, status="pruned")
-                self.study.tell(t.number, state=S.TrialState.PRUNED)
-                out.append(t.number)
-        return out
+        """Search over: every candidate still waiting stops where it is (not promoted in time or budget)."""
+        waiting = [t for t in S.trials_by_state(self.study)["running"] if t.user_attrs.get("status") == "waiting"]
+        for t in waiting:
+            self._stop(t)
+        return [t.number for t in waiting]
+
+    def _stop(self, t) -> None:
+        """A stopped candidate keeps its objective values if its last rung measured alignment (TIFA): it stays in
+        the Pareto set, with its alignment under-estimated for its shorter training. Otherwise it is PRUNED."""
+        rec = t.user_attrs[f"rung_{t.user_attrs['rung']}"]
+        if rec.get("tifa") is not None:
+            S.set_attrs(self.study, t._trial_id, status="stopped")
+            self.study.tell(t.number, S.objective_values(rec, self.objectives))
+        else:
+            S.set_attrs(self.study, t._trial_id, status="pruned")
+            self.study.tell(t.number, state=S.TrialState.PRUNED)
 
     # -- running one rung -----------------------------------------------------------------------------------
     def run(self, job: Job, should_stop: Callable[[], bool], on_step: Callable | None = None) -> Outcome:

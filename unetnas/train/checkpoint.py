@@ -82,8 +82,26 @@ def load(ckpt: Path, *, model: torch.nn.Module, optimizer: Any, rank: int) -> di
             optim_state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign file: pickle, zip and weights_only errors vary
         raise UserError(f"corrupt optimizer state ({str(err).splitlines()[0][:120]})", source=path) from None
-    optimizer.load_state_dict(optim_state)
+    _load_optimizer(optimizer, optim_state, rank)
     return state
+
+
+def _load_optimizer(optimizer: Any, optim_state: dict[str, Any], rank: int) -> None:
+    """DeepSpeed's ZeRO and bf16 optimizers take a list of every rank's state (each rank reads its own entry) and
+    restore their fp32 master weights from it; a plain torch optimizer takes its own state."""
+    import contextlib
+    import sys
+
+    import torch.distributed as dist
+    from deepspeed.runtime.base_optimizer import ZeROOptimizer
+
+    if not isinstance(optimizer, ZeROOptimizer):
+        optimizer.load_state_dict(optim_state)
+        return
+    states: list[Any] = [None] * (dist.get_world_size() if dist.is_initialized() else 1)
+    states[rank] = optim_state
+    with contextlib.redirect_stdout(sys.stderr):  # BF16_Optimizer prints while loading; keep stdout for --json
+        optimizer.load_state_dict(states, load_from_fp32_weights=True)
 
 
 def _deepspeed_globals() -> list:
