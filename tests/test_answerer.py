@@ -8,6 +8,7 @@ import pytest
 from unetnas.errors import UserError
 from unetnas.world import Answerer, Scene, WorldObject, fixed_set, gaussian_blur, render, selftest, tifa_score
 from unetnas.world.dataset import to_tensor
+from unetnas.world.questions import TifaResult, tifa_summary
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +101,13 @@ def test_tifa_score_averages_per_prompt_first() -> None:
     score, per_prompt, by_cat = tifa_score([1, 0, 1], ["a", "a", "b"], ["color", "shape", "color"])
     assert score == pytest.approx(0.75)  # (0.5 + 1) / 2, not 2/3
     assert per_prompt == {"a": 0.5, "b": 1.0} and by_cat == {"color": 1.0, "shape": 0.0}
+    qs = [{"id": i, "element_type": c} for i, c in zip("aab", ["color", "shape", "color"])]
+    assert tifa_summary(qs, [1, 0, 1]) == TifaResult(score, per_prompt, by_cat, 3)  # one aggregation
     assert tifa_score([1], ["a"])[2] == {}
-    with pytest.raises(UserError, match="one entry per question"):
+    with pytest.raises(ValueError, match="one entry per question"):
         tifa_score([1, 0], ["a"])
+    with pytest.raises(ValueError, match="one accuracy per question"):
+        tifa_summary(qs, [1])
 
 
 def test_selftest_meets_its_thresholds() -> None:

@@ -1,5 +1,6 @@
 """Real alignment backends on tiny random-initialised real models loaded by path (plumbing, not accuracy):
-VQA (BLIP, ViLT) answers, nearest-choice mapping, TIFA v1.0 file reading and scoring, CLIPScore, bad paths."""
+VQA (BLIP, ViLT) answers, nearest-choice mapping, TIFA v1.0 file reading and scoring, CLIPScore, FLOPs bounds,
+bad paths."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_hf import VILT_LABELS, tiny_blip_vqa, tiny_clip_model, tiny_vilt_vqa
+from tiny_models import VILT_LABELS, tiny_blip_vqa, tiny_clip, tiny_vilt_vqa
 
 from unetnas.errors import UserError
 from unetnas.proxies.choice import NearestChoice, normalize, string_match
 from unetnas.proxies.clipscore import ClipScoreBackend
-from unetnas.proxies.vqa import VQABackend, read_tifa_questions, score_tifa, tifa_summary
+from unetnas.proxies.vqa import VQABackend, score_tifa
+from unetnas.world.questions import load_tifa_questions, tifa_summary
 
 
 def _q(pid: str, caption: str, question: str, choices: list[str], answer: str, etype: str) -> dict:
@@ -40,7 +42,7 @@ def matcher() -> NearestChoice:
 def dirs(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("hf")
     return {"blip": tiny_blip_vqa(root / "blip"), "vilt": tiny_vilt_vqa(root / "vilt"),
-            "clip": tiny_clip_model(root / "clip")}
+            "clip": tiny_clip(root / "clip")}
 
 
 @pytest.fixture(scope="module")
@@ -101,40 +103,59 @@ def test_vilt_labels_and_fallback(backends, images) -> None:
 
 def test_tifa_file_and_scores(tmp_path, backends, images) -> None:
     path = tmp_path / "tifa_v1.0_question_answers.json"
-    path.write_text(json.dumps([dict(q, extra_key=1) for q in QUESTIONS]))  # unknown keys are tolerated
-    qs = read_tifa_questions(path)
+    official = [dict(q, question_type="what", extra_key=1) for q in QUESTIONS]  # keys beyond the seven are kept
+    official[3:] = [dict(q, id=2) for q in official[3:]]  # numeric ids are read as strings
+    official[0]["choices"] = ["yes", "no", "yes"]  # a repeated choice is kept once
+    path.write_text(json.dumps(official))
+    qs = load_tifa_questions(path)
     assert [q["question"] for q in qs] == [q["question"] for q in QUESTIONS]
+    assert qs[0]["choices"] == ["yes", "no"] and qs[3]["id"] == "2" and qs[4]["extra_key"] == 1
     res = tifa_summary(qs, [1, 0, 1, 1, 0])
-    assert res.per_prompt == {"coco_1": pytest.approx(2 / 3), "coco_2": 0.5}
+    assert res.per_prompt == {"coco_1": pytest.approx(2 / 3), "2": 0.5}
     assert res.score == pytest.approx((2 / 3 + 0.5) / 2) and res.n_questions == 5
     assert res.by_category == {"animal": 0.0, "color": 1.0, "counting": 0.0, "object": 1.0}
     be = backends["vilt"]
-    by_id = {"coco_1": images[:2], "coco_2": images[2:3]}
+    by_id = {"coco_1": images[:2], "2": images[2:3]}
     out = score_tifa(be, qs, by_id)
     pairs = [(img, q) for q in qs for img in by_id[q["id"]]]
     hits = [a == q["answer"] for a, (_, q) in zip(be.answer(*zip(*pairs)), pairs)]
     acc1 = (sum(hits[0:2]) / 2 + sum(hits[2:4]) / 2 + sum(hits[4:6]) / 2) / 3
     assert out.per_prompt["coco_1"] == pytest.approx(acc1)
-    assert out.per_prompt["coco_2"] == pytest.approx(np.mean(hits[6:8]))
+    assert out.per_prompt["2"] == pytest.approx(np.mean(hits[6:8]))
     assert out.score == pytest.approx((acc1 + np.mean(hits[6:8])) / 2) and out.flops == be.last_flops > 0
-    with pytest.raises(ValueError, match="no images for prompt id 'coco_2'"):
+    with pytest.raises(ValueError, match="no images for prompt id '2'"):
         score_tifa(be, qs, {"coco_1": images[:1]})
 
 
 @pytest.mark.parametrize("content, msg", [
-    ([{k: v for k, v in QUESTIONS[0].items() if k != "choices"}], r"\[0\]\.choices: is missing"),
-    ([dict(QUESTIONS[0], answer="maybe")], r"\[0\]\.answer='maybe': answer must be one of the choices"),
-    ([QUESTIONS[0], dict(QUESTIONS[1], caption="other")], r"\[1\]\.id='coco_1': one id must have one caption"),
-    ({"id": 1}, "must be a non-empty JSON list"),
+    ([{k: v for k, v in QUESTIONS[0].items() if k != "choices"}], r": 0\.choices: Field required"),
+    ([dict(QUESTIONS[0], answer="maybe")], r": 0\.answer='maybe': answer must be one of the choices"),
+    ([QUESTIONS[0], dict(QUESTIONS[1], caption="other")], r": 1\.id='coco_1': one id must have one caption"),
+    ([dict(QUESTIONS[0], choices=["yes", "yes"])], r"0\.choices=\['yes', 'yes'\]: choices must be at least 2"),
+    ([dict(QUESTIONS[0], id=True)], r": 0\.id=True: Input should be a valid string"),
+    ([QUESTIONS[0], "not an item"], r": 1='not an item': Input should be a valid dictionary"),
+    ({"id": 1}, "Input should be a valid list"),
+    ([], "holds no question items"),
 ])
 def test_tifa_file_errors(tmp_path, content, msg: str) -> None:
     path = tmp_path / "q.json"
     path.write_text(json.dumps(content))
     with pytest.raises(UserError, match=msg) as err:
-        read_tifa_questions(path)
-    assert str(path) in str(err.value) and "\n" not in str(err.value)
+        load_tifa_questions(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
     with pytest.raises(UserError, match="not found"):
-        read_tifa_questions(tmp_path / "absent.json")
+        load_tifa_questions(tmp_path / "absent.json")
+
+
+def test_vqa_flops_bound(backends, images) -> None:
+    """pairs x probe + matcher bound covers what ``answer`` spends, for both kinds and any question mix."""
+    for be in backends.values():
+        probe = be.probe_flops(images[0], [q["question"] for q in QUESTIONS])
+        assert probe > 0 and probe == be.probe_flops(images[1], [q["question"] for q in QUESTIONS])  # size only
+        pairs = QUESTIONS * 2
+        bound = probe * len(pairs) + be.matcher_flops_bound(len(pairs), [c for q in QUESTIONS for c in q["choices"]])
+        be.answer(images * 2, pairs)
+        assert 0 < be.last_flops <= bound
 
 
 def test_clipscore(dirs, images) -> None:

@@ -54,6 +54,7 @@ SPEC_ERRORS = {
     "scalar channel_mult with shorthand layers": ({"channel_mult": 5, "layers_per_block": 2}, ["channel_mult=5"]),
     "null channel_mult with shorthand layers": ({"channel_mult": None, "layers_per_block": 2}, ["channel_mult"]),
     "absurdly large width": ({"base_channels": 32 * 10**200}, ["base_channels"]),
+    "line break in an unknown key": ({"bad\rkey": 1, "other\u2028key": 2}, ["Extra inputs"]),
 }  # fmt: skip
 
 
@@ -205,7 +206,7 @@ def _strict_json(text: str):
     return json.loads(text, parse_constant=reject)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=_mutated())
 def test_mutated_spec_yaml_is_a_valid_spec_or_one_error_line(run_cli, tmp_path_factory, data):
     path = tmp_path_factory.mktemp("mut") / "spec.yaml"

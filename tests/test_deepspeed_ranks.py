@@ -77,9 +77,20 @@ def launch(files: dict, out: Path, steps: int, *more: str) -> dict:
            "--json", *more]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=files["root"], timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert summaries, proc.stdout[-3000:]
+    summaries = json_objects(proc.stdout)
+    same = [{k: v for k, v in s.items() if k != "wall_s"} for s in summaries]  # wall_s is per rank
+    assert summaries and all(s == same[0] for s in same), proc.stdout[-3000:]
     return summaries[0]
+
+
+def json_objects(text: str) -> list[dict]:
+    """Every JSON object in ``text``: each rank prints the summary, and two ranks' lines can run together."""
+    decoder, found, i = json.JSONDecoder(), [], text.find('{"')
+    while i >= 0:
+        obj, end = decoder.raw_decode(text, i)
+        found.append(obj)
+        i = text.find('{"', end)
+    return found
 
 
 def _free_port() -> int:

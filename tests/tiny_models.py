@@ -1,11 +1,15 @@
-"""Tiny random-initialised real models (diffusers/transformers classes from small configs) saved to disk.
+"""Tiny random-initialised real models (diffusers/transformers classes from small configs) saved to disk: the one
+helper module for text encoders, VAEs, VQA and CLIP models in tests.
 
-Every builder writes with `save_pretrained` into `out_dir` and returns that directory, so code under test loads
-them by path exactly as it would load real checkpoints. Tokenizers are built offline from a tiny vocabulary:
-a WordPiece one (BERT) and a character-level byte-BPE one (CLIP) that cover lowercase ASCII text without [UNK].
-Initialisation is seeded inside `torch.random.fork_rng`, so the global RNG is left as it was.
+Every builder writes model (+ tokenizer/processor) with `save_pretrained` into `out_dir` and returns that directory,
+so code under test loads them by path exactly as it would load real checkpoints (this tests plumbing, not accuracy).
+Tokenizers are built offline from a tiny vocabulary: WordPiece (BERT; BLIP and ViLT use it too) with every lowercase
+character and its `##` continuation, and a character-level byte-BPE one (CLIP): both cover lowercase ASCII text
+without [UNK]. Image processors are the PIL backends (torchvision is not installed here) at 32x32. Initialisation is
+seeded inside `torch.random.fork_rng`, so the global RNG is left as it was.
 
     from tiny_models import tiny_bert, tiny_clip, tiny_clip_text, tiny_vae, tiny_image_folder
+    from tiny_models import tiny_blip_vqa, tiny_vilt_vqa, VILT_LABELS
 """
 
 from __future__ import annotations
@@ -20,7 +24,12 @@ from PIL import Image, ImageDraw
 from unetnas.text import quiet_loading
 
 _CHARS = list(string.ascii_lowercase + string.digits + ".,!?'-")
-_WORDS = ["a", "the", "of", "on", "red", "green", "blue", "yellow", "circle", "square", "cat", "dog", "photo"]
+_WORDS = ["a", "the", "of", "on", "is", "are", "there", "what", "how", "many", "color", "shape", "yes", "no", "red",
+          "green", "blue", "yellow", "two", "circle", "square", "cat", "dog", "photo"]
+_BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]  # [DEC]: BLIP's decoder start token
+VILT_LABELS = ["yes", "no", "red", "blue", "green", "two", "three", "circle", "square", "dog"]
+"""The answer vocabulary (`config.id2label`) of `tiny_vilt_vqa`."""
+IMAGE_SIZE = 32  # input size of the tiny vision towers (BLIP, ViLT, CLIP)
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
 SHAPES = ("circle", "square")
 
@@ -29,55 +38,44 @@ def _save_seeded(build, out: Path, seed: int) -> Path:
     """Build a model with `build()` under a private RNG seeded with `seed`, then `save_pretrained(out)`."""
     with torch.random.fork_rng(devices=[]), quiet_loading():
         torch.manual_seed(seed)
-        build().save_pretrained(out)
+        build().eval().save_pretrained(out)
     return Path(out)
 
 
-def tiny_bert_tokenizer(out_dir: str | Path) -> Path:
-    """Save a BertTokenizer with ~100 tokens (specials, chars, ##chars, a few words); returns `out_dir`."""
+def bert_tokenizer():
+    """A BertTokenizer over [PAD] [UNK] [CLS] [SEP] [MASK] [DEC], characters, ##characters and a few words."""
     from transformers import BertTokenizer
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokens = specials + _CHARS + ["##" + c for c in _CHARS] + [w for w in _WORDS if w not in _CHARS]
-    tok = BertTokenizer(vocab={t: i for i, t in enumerate(tokens)})
-    tok.save_pretrained(out_dir)
-    return Path(out_dir)
+    tokens = _BERT_SPECIALS + _CHARS + ["##" + c for c in _CHARS] + [w for w in _WORDS if w not in _CHARS]
+    return BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
 
 
-def tiny_clip_tokenizer(out_dir: str | Path) -> Path:
-    """Save a CLIPTokenizer (byte-level BPE, no merges: one token per character); bos=0, eos=pad=1."""
+def clip_tokenizer():
+    """A CLIPTokenizer (byte-level BPE, no merges: one token per character); bos=0, eos=pad=1."""
     from transformers import CLIPTokenizer
 
     tokens = ["<|startoftext|>", "<|endoftext|>"] + _CHARS + [c + "</w>" for c in _CHARS]
-    tok = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[])
-    tok.save_pretrained(out_dir)
-    return Path(out_dir)
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], pad_token="<|endoftext|>")
 
 
-def _vocab_size(tok_dir: Path) -> int:
-    from transformers import AutoTokenizer
-
-    return len(AutoTokenizer.from_pretrained(tok_dir, local_files_only=True))
+def _encoder_dims(hidden: int, layers: int = 2, heads: int = 4) -> dict:
+    return dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=2 * hidden)
 
 
 def tiny_bert(out_dir: str | Path, hidden: int = 32, layers: int = 2, max_positions: int = 64, seed: int = 0) -> Path:
     """A BertModel (hidden 32, 2 layers, 4 heads) plus its tokenizer in `out_dir`."""
     from transformers import BertConfig, BertModel
 
-    out = tiny_bert_tokenizer(out_dir)
-    cfg = BertConfig(
-        vocab_size=_vocab_size(out), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-        intermediate_size=2 * hidden, max_position_embeddings=max_positions, pad_token_id=0,
-    )
-    return _save_seeded(lambda: BertModel(cfg), out, seed)
+    tok = bert_tokenizer()
+    tok.save_pretrained(out_dir)
+    cfg = BertConfig(**_encoder_dims(hidden, layers), vocab_size=len(tok), max_position_embeddings=max_positions,
+                     pad_token_id=0)
+    return _save_seeded(lambda: BertModel(cfg), Path(out_dir), seed)
 
 
-def _clip_text_config(vocab_size: int, hidden: int, layers: int, max_positions: int, projection_dim: int) -> dict:
-    return dict(
-        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-        intermediate_size=2 * hidden, max_position_embeddings=max_positions, projection_dim=projection_dim,
-        bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    )
+def _clip_text_config(vocab_size: int, hidden: int, layers: int, max_positions: int) -> dict:
+    return dict(**_encoder_dims(hidden, layers), vocab_size=vocab_size, max_position_embeddings=max_positions,
+                projection_dim=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
 
 
 def tiny_clip_text(
@@ -87,25 +85,56 @@ def tiny_clip_text(
     """A CLIPTextModel (or CLIPTextModelWithProjection, projection_dim 16) plus a CLIP tokenizer in `out_dir`."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    out = tiny_clip_tokenizer(out_dir)
-    cfg = CLIPTextConfig(**_clip_text_config(_vocab_size(out), hidden, layers, max_positions, 16))
-    return _save_seeded(lambda: (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg), out, seed)
+    tok = clip_tokenizer()
+    tok.save_pretrained(out_dir)
+    cfg = CLIPTextConfig(**_clip_text_config(len(tok), hidden, layers, max_positions))
+    return _save_seeded(lambda: (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg), Path(out_dir),
+                        seed)
 
 
-def tiny_clip(out_dir: str | Path, image_size: int = 32, hidden: int = 32, seed: int = 0) -> Path:
-    """A full CLIPModel (text + vision, projection 16) and a CLIPProcessor (tokenizer + PIL image processor;
-    the default torchvision backend is not installed here)."""
-    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+def tiny_clip(out_dir: str | Path, image_size: int = IMAGE_SIZE, hidden: int = 32, seed: int = 0) -> Path:
+    """A full CLIPModel (text + vision towers, projection 16, 32 text positions, patch image_size/4) and a
+    CLIPProcessor (CLIP tokenizer + PIL image processor) in `out_dir`."""
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
-    out = tiny_clip_tokenizer(out_dir)
-    tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
-    vision = dict(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4, intermediate_size=2 * hidden,
-                  image_size=image_size, patch_size=image_size // 4)
-    cfg = CLIPConfig(text_config=_clip_text_config(len(tok), hidden, 2, 32, 16), vision_config=vision,
-                     projection_dim=16)
+    tok = clip_tokenizer()
+    vision = dict(_encoder_dims(hidden), image_size=image_size, patch_size=image_size // 4)
+    cfg = CLIPConfig(text_config=_clip_text_config(len(tok), hidden, 2, 32), vision_config=vision, projection_dim=16)
     images = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=image_size)
-    CLIPProcessor(image_processor=images, tokenizer=tok).save_pretrained(out)
-    return _save_seeded(lambda: CLIPModel(cfg), out, seed)
+    CLIPProcessor(image_processor=images, tokenizer=tok).save_pretrained(out_dir)
+    return _save_seeded(lambda: CLIPModel(cfg), Path(out_dir), seed)
+
+
+def tiny_blip_vqa(out_dir: str | Path, hidden: int = 32, seed: int = 0) -> Path:
+    """A `BlipForQuestionAnswering` (vision ViT 32x32 / patch 8, text encoder + decoder 2 layers each) and a
+    `BlipProcessor` in `out_dir`. The decoder starts from [DEC] and stops at [SEP], as the real BLIP does."""
+    from transformers import BlipConfig, BlipForQuestionAnswering, BlipImageProcessorPil, BlipProcessor
+
+    tok = bert_tokenizer()
+    tok.bos_token = "[DEC]"
+    vocab = tok.get_vocab()
+    text = dict(_encoder_dims(hidden), vocab_size=len(vocab), encoder_hidden_size=hidden, max_position_embeddings=64,
+                bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"], eos_token_id=vocab["[SEP]"], pad_token_id=0)
+    vision = dict(_encoder_dims(hidden), image_size=IMAGE_SIZE, patch_size=8)
+    cfg = BlipConfig(text_config=text, vision_config=vision, projection_dim=hidden)
+    images = BlipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    BlipProcessor(image_processor=images, tokenizer=tok).save_pretrained(out_dir)
+    return _save_seeded(lambda: BlipForQuestionAnswering(cfg), Path(out_dir), seed)
+
+
+def tiny_vilt_vqa(out_dir: str | Path, hidden: int = 32, labels: list[str] | None = None, seed: int = 0) -> Path:
+    """A `ViltForQuestionAnswering` (2 layers, 32x32 images, patch 8) classifying over `labels` (default
+    `VILT_LABELS`), plus a `ViltProcessor`, in `out_dir`."""
+    from transformers import ViltConfig, ViltForQuestionAnswering, ViltImageProcessorPil, ViltProcessor
+
+    labels = list(VILT_LABELS if labels is None else labels)
+    tok = bert_tokenizer()
+    cfg = ViltConfig(**_encoder_dims(hidden), vocab_size=len(tok), max_position_embeddings=40,
+                     image_size=IMAGE_SIZE, patch_size=8, pad_token_id=0, num_labels=len(labels),
+                     id2label=dict(enumerate(labels)), label2id={w: i for i, w in enumerate(labels)})
+    images = ViltImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, size_divisor=8)
+    ViltProcessor(image_processor=images, tokenizer=tok).save_pretrained(out_dir)
+    return _save_seeded(lambda: ViltForQuestionAnswering(cfg), Path(out_dir), seed)
 
 
 def tiny_vae(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from unetnas.errors import EXIT_USAGE, UserError
 
@@ -38,19 +39,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        if isinstance(err, click.ClickException):
-            print(f"error: {err.format_message()}", file=sys.stderr)
+    except (typer.Exit, typer.Abort) as err:
+        sys.exit(getattr(err, "exit_code", 130))
+    except Exception as err:  # usage errors (bad option values, unknown commands) arrive here
+        if not isinstance(err, ClickException):
+            raise
+        if isinstance(err, NoArgsIsHelpError):
+            print(err.ctx.get_help() if err.ctx else err.format_message(), file=sys.stderr)
             sys.exit(EXIT_USAGE)
-        if isinstance(err, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
-        raise
+        print(f"error: {err.format_message()}".replace("\n", " "), file=sys.stderr)
+        sys.exit(EXIT_USAGE)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m unetnas.cli.app` runs the registered app, not a second copy
+    from unetnas.cli.app import main as _main
+
+    _main()

@@ -29,6 +29,22 @@ def export(
 
 
 @app.command()
+def report(
+    study: str = typer.Option(..., "--study", help="study name"),
+    storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
+    out: Path = typer.Option(None, "--out", help="HTML file (default runs/<study>/report.html)"),
+) -> None:
+    """Plotly report: Pareto front (alignment vs GMACs), learning curves, scaling-law fit of alignment vs FLOPs."""
+    from unetnas.export import load_study
+    from unetnas.report import write_report
+    from unetnas.search.storage import existing_storage
+
+    s, objectives = load_study(existing_storage(storage, study), study)
+    path = write_report(s, objectives, out or Path("runs") / study / "report.html")
+    console.print(f"wrote {path}")
+
+
+@app.command()
 def dashboard(
     study: str = typer.Option(None, "--study", help="study name, to find its default storage"),
     storage: str = typer.Option(None, "--storage", help="storage URL"),

@@ -117,9 +117,10 @@ def _run(p, json_out: bool) -> None:
         led = search.ledger.summary()
         states = trials_by_state(search.study)
         waiting = sum(1 for t in states["running"] if t.user_attrs.get("status") == "waiting")
+        promoted = sum(1 for v in states.values() for t in v if t.user_attrs.get("target_rung", 0) > 0)
         bar.update(task, completed=led["spent"] + led["reserved"],
                    text=f"{format_flops(led['spent'])} spent, {format_flops(led['remaining'])} left")  # fmt: skip
-        status.update(st, text=f"running {len(states['running']) - waiting}, waiting {waiting}, complete "
+        status.update(st, text=f"running {len(states['running']) - waiting}, waiting {waiting}, promoted {promoted}, complete "
                       f"{len(states['complete'])}, pruned {len(states['pruned'])}, failed {len(states['fail'])} {extra}")  # fmt: skip
         return Group(bar, status, _pareto_table(pareto_rows(search.study, search.objectives)))
 

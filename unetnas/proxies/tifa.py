@@ -14,7 +14,7 @@ import numpy as np
 
 from unetnas.cost import cost
 from unetnas.proxies.base import Proxy, ProxyResult, Subject
-from unetnas.proxies.vqa import tifa_summary
+from unetnas.world.questions import tifa_summary
 
 
 @dataclass
@@ -35,8 +35,8 @@ class WorldTifa(Proxy):
 
         self.prompt_set = prompt_set(self.prompts, seed=self.seed, split="eval")
         self.answerer = Answerer()
-        self._encoders: dict[str | None, Any] = {}  # text encoder path -> TextEncoder
-        self._states: dict[str | None, Any] = {}  # text encoder path -> (prompt states, uncond states)
+        self._encoders: dict[tuple[str | None, int], Any] = {}  # (text encoder path, text_len) -> TextEncoder
+        self._states: dict[tuple[str | None, int], Any] = {}  # same key -> (prompt states, uncond states)
 
     def _settings(self, subject: Subject) -> tuple[int, float]:
         return self.steps or subject.recipe.sample_steps, self.cfg or subject.recipe.cfg_scale
@@ -51,19 +51,19 @@ class WorldTifa(Proxy):
     def _encoder(self, subject: Subject):
         from unetnas.text import TextEncoder
 
-        key = subject.text_encoder_path
+        key = subject.text_encoder_path, subject.spec.text_len
         if key not in self._encoders:
-            self._encoders[key] = TextEncoder.load(key, max_length=subject.spec.text_len)
+            self._encoders[key] = TextEncoder.load(key[0], max_length=key[1])
         return self._encoders[key]
 
     def _text_flops(self, subject: Subject) -> float:
         """Encoding the prompts (and "") happens once per text encoder; later scores reuse the states."""
-        if subject.text_encoder_path in self._states:
+        if (subject.text_encoder_path, subject.spec.text_len) in self._states:
             return 0.0
         return float(self._encoder(subject).text_flops_per_caption * (self.prompts + 1))
 
     def _text_states(self, subject: Subject):
-        key = subject.text_encoder_path
+        key = subject.text_encoder_path, subject.spec.text_len
         if key not in self._states:
             enc = self._encoder(subject)
             self._states[key] = (enc.encode(self.prompt_set.captions), enc.encode([""])[0])
@@ -79,9 +79,11 @@ class WorldTifa(Proxy):
         seeds = [s for _ in range(self.prompts) for s in range(k)]
         was_training = subject.unet.training
         subject.unet.eval()
-        images = to_uint8(sample(subject.unet, text.repeat_interleave(k, 0), uncond, recipe=subject.recipe,
-                                 steps=steps, cfg=cfg, seeds=seeds))  # fmt: skip
-        subject.unet.train(was_training)
+        try:
+            images = to_uint8(sample(subject.unet, text.repeat_interleave(k, 0), uncond, recipe=subject.recipe,
+                                     steps=steps, cfg=cfg, seeds=seeds))  # fmt: skip
+        finally:
+            subject.unet.train(was_training)
         per_prompt_qs = self.prompt_set.questions_by_prompt()
         questions, correct = [], []
         for p, qs in enumerate(per_prompt_qs):

@@ -12,8 +12,13 @@ FLOPs are measured, not guessed: every ``nn.Linear`` / ``nn.Conv2d`` run is char
 in the repo's ptflops convention), plus the sentence-embedding FLOPs of answer matching. ``last_flops`` is the last
 call's total, ``total_flops`` the running sum.
 
+Bounds before answering: ``probe_flops`` measures the worst (image, question) pair (longest question, BLIP forced
+to generate ``max_new_tokens``), and ``matcher_flops_bound`` the answer matcher's worst case; pairs x probe +
+matcher bound is an upper bound of ``answer``'s FLOPs (see ``probe_flops``).
+
 TIFA score (Hu et al. 2023): accuracy per question (averaged over the prompt's images), mean over each prompt's
-questions, then mean over prompts; accuracy per ``element_type`` is the mean over that category's questions.
+questions, then mean over prompts (``unetnas.world.questions.tifa_summary``, the one aggregation; question files
+are read by ``unetnas.world.questions.load_tifa_questions``, the one reader).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +36,15 @@ from PIL import Image
 from unetnas.errors import UserError
 from unetnas.proxies.choice import NearestChoice, normalize
 from unetnas.text import first_line, offline, quiet_loading
+from unetnas.world.questions import TifaResult, load_tifa_questions, tifa_summary
+
+__all__ = ["MATCH_TOKENS", "TifaResult", "VQABackend", "count_flops", "linear_conv_weights", "load_checked",
+           "load_tifa_questions", "resolve_model", "score_tifa", "tifa_summary", "to_pil"]
 
 _KINDS = {"BlipForQuestionAnswering": "blip", "ViltForQuestionAnswering": "vilt"}
 _CLASSES = {"blip": ("BlipForQuestionAnswering", "BlipProcessor"),
             "vilt": ("ViltForQuestionAnswering", "ViltProcessor")}
-_FIELDS = ("id", "caption", "question", "choices", "answer", "element_type", "element")
+MATCH_TOKENS = 64  # NearestChoice.embed truncates every string at 64 tokens
 
 
 @contextlib.contextmanager
@@ -55,6 +63,11 @@ def count_flops(model: torch.nn.Module) -> Iterator[list[int]]:
     finally:
         for h in handles:
             h.remove()
+
+
+def linear_conv_weights(model: torch.nn.Module) -> int:
+    """Weights of the layers ``count_flops`` charges (every ``nn.Linear`` / ``nn.Conv2d``)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d))
 
 
 def to_pil(image: Any) -> Image.Image:
@@ -159,6 +172,42 @@ class VQABackend:
         named = [(float(logits[i]), -i, -k) for k, group in enumerate(ids) for i in group]
         return choices[-max(named)[2]] if named else None
 
+    def _longest(self, texts: Sequence[str]) -> str:
+        """The text of ``texts`` with the most tokens once truncated as ``answer`` truncates (first of equals)."""
+        ids = self.processor.tokenizer(list(texts), truncation=True, max_length=self.max_text_tokens)["input_ids"]
+        return texts[max(range(len(texts)), key=lambda i: (len(ids[i]), -i))]
+
+    def probe_flops(self, image: Any, questions: Sequence[str]) -> int:
+        """Measured FLOPs of the VQA model alone answering the longest of ``questions`` (in tokens) on ``image``,
+        BLIP forced to generate all ``max_new_tokens``; counted in ``total_flops``.
+
+        It bounds the model's FLOPs per (image, question) pair in ``answer`` for images the size of ``image`` and
+        questions among ``questions``: the processor resizes every image alike, so the vision part costs the same
+        for each; a batch pads its questions to its longest, never longer than the longest; BLIP generates at
+        most ``max_new_tokens`` per row; and every charged layer costs 2 x weights per row, rows being per pair.
+        """
+        inp = self.processor(images=[to_pil(image)], text=[self._longest(questions)], return_tensors="pt",
+                             padding=True, truncation=True, max_length=self.max_text_tokens)  # fmt: skip
+        inp = {k: v.to(self.device) for k, v in inp.items()}
+        with count_flops(self.model) as flops, torch.inference_mode():
+            if self.kind == "blip":
+                self.model.generate(**inp, max_new_tokens=self.max_new_tokens, min_new_tokens=self.max_new_tokens,
+                                    do_sample=False, num_beams=1)  # fmt: skip
+            else:
+                self.model(**inp)
+        self.total_flops += flops[0]
+        return flops[0]
+
+    def matcher_flops_bound(self, n_pairs: int, choices: Sequence[str]) -> int:
+        """Most FLOPs the nearest-choice matcher can spend in ``answer`` calls on ``n_pairs`` pairs whose choices
+        are among ``choices``: every free-form answer and every distinct choice embedded once (the matcher caches),
+        each at its ``MATCH_TOKENS`` truncation. Loads the sentence model if it is not loaded yet."""
+        m = self.matcher
+        if m._model is None:
+            m._load()
+        n_strings = n_pairs + len(set(choices))  # distinct strings >= distinct embedding keys
+        return 2 * m._matmul_params * MATCH_TOKENS * n_strings
+
     def answer(self, images: Sequence[Any], questions: Sequence[Mapping[str, Any]]) -> list[str]:
         """One chosen option per pair: ``images[i]`` (PIL or uint8 HxWx3) answers ``questions[i]`` (a TIFA dict)."""
         if len(images) != len(questions):
@@ -170,68 +219,6 @@ class VQABackend:
         self.last_flops = flops[0] + self.matcher.flops - spent
         self.total_flops += self.last_flops
         return out
-
-
-def read_tifa_questions(path: str | Path) -> list[dict[str, Any]]:
-    """Read a TIFA v1.0 question file (JSON list of {id, caption, question, choices, answer, element_type,
-    element}). Extra keys are kept, repeated choices dropped; missing/mistyped fields, an answer not among the
-    choices, or one id with two captions is a one-line ``UserError`` naming the item index and field."""
-    path = Path(path)
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError("TIFA question file not found", source=path) from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"is not a readable JSON file ({first_line(err)})", source=path) from None
-    if not isinstance(items, list) or not items:
-        raise UserError("must be a non-empty JSON list of TIFA v1.0 question items", source=path)
-    out, captions = [], {}
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise UserError("must be an object with keys " + ", ".join(_FIELDS), source=path, field=f"[{i}]")
-        if type(item.get("id")) is int:
-            item = {**item, "id": str(item["id"])}  # numeric prompt ids are read as strings
-        for key in _FIELDS:
-            value = item.get(key, ...)
-            ok = isinstance(value, list) and len(value) >= 2 and all(isinstance(c, str) and c for c in value) \
-                if key == "choices" else isinstance(value, str) and (bool(value) or key == "element")
-            if not ok:
-                rule = "must be a list of at least 2 non-empty strings" if key == "choices" else \
-                    "must be a string" if key == "element" else "must be a non-empty string"
-                raise UserError(rule if value is not ... else "is missing", source=path, field=f"[{i}].{key}",
-                                value=value)
-        if item["answer"] not in item["choices"]:
-            raise UserError("answer must be one of the choices", source=path, field=f"[{i}].answer",
-                            value=item["answer"])
-        if captions.setdefault(item["id"], item["caption"]) != item["caption"]:
-            raise UserError("one id must have one caption", source=path, field=f"[{i}].id", value=item["id"])
-        out.append({**item, "choices": list(dict.fromkeys(item["choices"]))})
-    return out
-
-
-@dataclass(frozen=True)
-class TifaResult:
-    """TIFA score (mean over prompts), per-prompt scores (id -> accuracy), accuracy per element_type, FLOPs."""
-
-    score: float
-    per_prompt: dict[str, float]
-    by_category: dict[str, float]
-    n_questions: int
-    flops: int = 0
-
-
-def tifa_summary(questions: Sequence[Mapping[str, Any]], correct: Sequence[float], flops: int = 0) -> TifaResult:
-    """Aggregate per-question accuracies (``correct[i]`` in [0, 1] for ``questions[i]``) into a ``TifaResult``."""
-    if len(questions) != len(correct) or not questions:
-        raise ValueError(f"need one accuracy per question, got {len(correct)} for {len(questions)}")
-    by_id: dict[str, list[float]] = {}
-    by_cat: dict[str, list[float]] = {}
-    for q, c in zip(questions, correct):
-        by_id.setdefault(q["id"], []).append(float(c))
-        by_cat.setdefault(q["element_type"], []).append(float(c))
-    per_prompt = {k: float(np.mean(v)) for k, v in by_id.items()}
-    return TifaResult(float(np.mean(list(per_prompt.values()))), per_prompt,
-                      {k: float(np.mean(v)) for k, v in sorted(by_cat.items())}, len(questions), flops)
 
 
 def score_tifa(backend: VQABackend, questions: Sequence[Mapping[str, Any]],

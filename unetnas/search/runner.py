@@ -114,7 +114,8 @@ class Search:
         """Ask for a candidate; designs that break the constraints are told FAIL at once, with no compute."""
         for _ in range(max_draws):
             trial = self.study.ask()
-            spec = self.space.suggest(trial).with_(name=f"{self.study.study_name}-t{trial.number}")
+            name = trial.user_attrs.get("preset") or f"{self.study.study_name}-t{trial.number}"
+            spec = self.space.suggest(trial).with_(name=name)
             why = self.space.feasible(spec)
             if why is None:
                 break

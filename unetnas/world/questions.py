@@ -5,12 +5,16 @@ question, plus colour / shape / size questions when the mention can be referred 
 unambiguously, and every stated relation gets a spatial question. Question items are plain dicts
 ``{id, caption, question, choices, answer, element_type, element}``; ``id`` is the prompt id, shared by all the
 questions of one caption (as in TIFA v1.0). ``element_type`` follows TIFA's names where TIFA has one.
+
+Also the TIFA v1.0 file format, shared by every caller: ``load_tifa_questions`` is the one reader of question files
+(strict schema, one-line ``UserError`` on a violation), and ``tifa_summary`` the one TIFA aggregation.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError, field_validator
 
 from unetnas.errors import UserError, from_validation_error
+from unetnas.text import first_line
 from unetnas.world.captions import RELATIONS, Caption, Mention, parse_caption
 from unetnas.world.scene import COLOR_NAMES, MAX_OBJECTS, SHAPES, SIZES
 
@@ -101,23 +106,40 @@ def chance(questions: list[dict[str, Any]]) -> float:
 
 
 class TifaQuestion(BaseModel):
-    """One TIFA v1.0 question item (the schema ``load_tifa_questions`` enforces)."""
+    """One TIFA v1.0 question item (the schema ``load_tifa_questions`` enforces).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The seven fields are required and typed strictly. What the official ``tifa_v1.0_question_answers.json`` may
+    also carry is accepted: extra keys are kept as they are, an integer ``id`` is read as its decimal string, and a
+    choice listed twice is kept once (first occurrence, order preserved).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     id: StrictStr = Field(min_length=1)
     caption: StrictStr = Field(min_length=1)
     question: StrictStr = Field(min_length=1)
-    choices: list[StrictStr] = Field(min_length=2)
+    choices: list[StrictStr]
     answer: StrictStr
     element_type: StrictStr = Field(min_length=1)
     element: StrictStr
 
+    @field_validator("id", mode="before")
+    @classmethod
+    def _numeric_id(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _drop_repeats(cls, v: Any) -> Any:
+        if isinstance(v, list) and all(isinstance(c, str) for c in v):
+            return list(dict.fromkeys(v))
+        return v
+
     @field_validator("choices")
     @classmethod
-    def _distinct(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v) or any(not c for c in v):
-            raise ValueError("choices must be distinct non-empty strings")
+    def _two_non_empty(cls, v: list[str]) -> list[str]:
+        if len(v) < 2 or any(not c for c in v):
+            raise ValueError("choices must be at least 2 distinct non-empty strings")
         return v
 
     @field_validator("answer")
@@ -132,23 +154,36 @@ _ITEMS = TypeAdapter(list[TifaQuestion])
 
 
 def validate_tifa_questions(items: Any, source: str | Path | None = None) -> list[dict[str, Any]]:
-    """Check ``items`` against the TIFA v1.0 schema; a violation is a ``UserError`` naming ``source`` (default
-    None: no file), the item index and field, the value and the rule."""
+    """Check ``items`` against the TIFA v1.0 schema (``TifaQuestion``; also: one ``id`` has one caption); a
+    violation is a one-line ``UserError`` naming ``source`` (default None: no file), the item index and field, the
+    value and the rule. Returns plain dicts (extra keys kept, ids as strings)."""
     try:
-        return [q.model_dump() for q in _ITEMS.validate_python(items)]
+        out = [q.model_dump() for q in _ITEMS.validate_python(items)]
     except ValidationError as err:
         raise from_validation_error(err, source=source) from None
+    first: dict[str, int] = {}  # prompt id -> index of its first item
+    for i, q in enumerate(out):
+        j = first.setdefault(q["id"], i)
+        if out[j]["caption"] != q["caption"]:
+            rule = f"one id must have one caption (item {j} has another)"
+            raise UserError(rule, source=source, field=f"{i}.id", value=q["id"])
+    return out
 
 
 def load_tifa_questions(path: str | Path) -> list[dict[str, Any]]:
-    """Read a TIFA v1.0 question file (a JSON list of question items) and validate it."""
+    """Read a TIFA v1.0 question file (a non-empty JSON list of question items) and validate it: the one reader
+    of question files, for the built-in world's files and the official ``tifa_v1.0_question_answers.json`` alike."""
     path = Path(path)
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError("file not found", source=path) from None
+        raise UserError("file not found; expected a TIFA v1.0 question file (JSON)", source=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"is not valid JSON ({err})", source=path) from None
+    except OSError as err:
+        raise UserError(f"is not a readable file ({first_line(err)})", source=path) from None
+    if isinstance(items, list) and not items:
+        raise UserError("holds no question items; expected a non-empty JSON list", source=path)
     return validate_tifa_questions(items, source=path)
 
 
@@ -156,3 +191,31 @@ def save_tifa_questions(path: str | Path, questions: list[dict[str, Any]]) -> No
     """Validate and write questions as a TIFA v1.0 JSON file."""
     items = validate_tifa_questions(questions, source=path)
     Path(path).write_text(json.dumps(items, indent=1) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class TifaResult:
+    """TIFA score (mean over prompts), per-prompt scores (id -> accuracy, first-seen order), accuracy per
+    ``element_type`` (sorted), the number of questions, and the FLOPs spent getting the answers."""
+
+    score: float
+    per_prompt: dict[str, float]
+    by_category: dict[str, float]
+    n_questions: int
+    flops: int = 0
+
+
+def tifa_summary(questions: Sequence[Mapping[str, Any]], correct: Sequence[float], flops: int = 0) -> TifaResult:
+    """The TIFA aggregation (Hu et al. 2023), the one every scorer here uses: ``correct[i]`` in [0, 1] is the
+    accuracy of ``questions[i]`` (averaged over the prompt's images); mean over each prompt's (``id``) questions,
+    then mean over prompts; by category, the plain mean over that ``element_type``'s questions."""
+    if len(questions) != len(correct) or not questions:
+        raise ValueError(f"need one accuracy per question, got {len(correct)} for {len(questions)}")
+    by_id: dict[str, list[float]] = {}
+    by_cat: dict[str, list[float]] = {}
+    for q, c in zip(questions, correct):
+        by_id.setdefault(q["id"], []).append(float(c))
+        by_cat.setdefault(q["element_type"], []).append(float(c))
+    per_prompt = {k: float(np.mean(v)) for k, v in by_id.items()}
+    return TifaResult(float(np.mean(list(per_prompt.values()))), per_prompt,
+                      {k: float(np.mean(v)) for k, v in sorted(by_cat.items())}, len(questions), flops)  # fmt: skip

@@ -2,7 +2,8 @@
 
 ``selftest`` answers the evaluation questions on the renderer's own images (should be ~1), on blurred and noisy
 renders (the answerer must survive what small diffusion models produce), and on pure noise (should be near
-chance). ``tifa_score`` is the TIFA aggregation: mean accuracy per prompt, then mean over prompts.
+chance). Scores use ``questions.tifa_summary``, the TIFA aggregation (mean accuracy per prompt, then over prompts);
+``tifa_score`` is the same on parallel lists.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from unetnas.errors import UserError
 from unetnas.world.answerer import Answerer
 from unetnas.world.dataset import prompt_set
-from unetnas.world.questions import chance
+from unetnas.world.questions import chance, tifa_summary
 from unetnas.world.render import gaussian_blur, render_batch
 
 BLUR_SIGMA = 0.7  # pixels: about the softness of a small diffusion model's samples at 32 px
@@ -27,35 +27,26 @@ def tifa_score(
     question_prompt_ids: Sequence[str],
     question_categories: Sequence[str] | None = None,
 ) -> tuple[float, dict[str, float], dict[str, float]]:
-    """TIFA score: per-prompt mean accuracy, averaged over prompts.
+    """``tifa_summary`` (the one TIFA aggregation) on parallel lists, for callers without question dicts.
 
-    Returns ``(score, per_prompt_scores, by_category)``; ``by_category`` (plain accuracy per ``element_type``) is
-    empty unless ``question_categories`` is given.
+    Returns ``(score, per_prompt_scores, by_category)``; ``by_category`` is empty unless ``question_categories``
+    is given. Lists of different lengths, or none, are a ``ValueError`` (a caller's bug, not bad input).
     """
-    if len(per_question_correct) != len(question_prompt_ids) or (
-        question_categories is not None and len(question_categories) != len(per_question_correct)
-    ):
-        raise UserError("correct flags, prompt ids and categories must have one entry per question",
-                        field="per_question_correct", value=len(per_question_correct))
-    if not per_question_correct:
-        raise UserError("needs at least one question", field="per_question_correct", value=0)
-    per_prompt: dict[str, list[float]] = {}
-    for ok, pid in zip(per_question_correct, question_prompt_ids, strict=True):
-        per_prompt.setdefault(pid, []).append(float(ok))
-    prompt_scores = {pid: float(np.mean(v)) for pid, v in per_prompt.items()}
-    by_cat: dict[str, list[float]] = {}
-    for ok, cat in zip(per_question_correct, question_categories or (), strict=False):
-        by_cat.setdefault(cat, []).append(float(ok))
-    return (float(np.mean(list(prompt_scores.values()))), prompt_scores,
-            {c: float(np.mean(v)) for c, v in sorted(by_cat.items())})
+    n = len(per_question_correct)
+    if len(question_prompt_ids) != n or (question_categories is not None and len(question_categories) != n):
+        raise ValueError("correct flags, prompt ids and categories must have one entry per question")
+    cats = question_categories if question_categories is not None else [""] * n
+    res = tifa_summary([{"id": i, "element_type": c} for i, c in zip(question_prompt_ids, cats)],
+                       per_question_correct)  # fmt: skip
+    return res.score, res.per_prompt, res.by_category if question_categories is not None else {}
 
 
 def _score(answerer: Answerer, images: np.ndarray, per_prompt_qs: list[list[dict[str, Any]]]) -> dict[str, Any]:
     answers = answerer.answer_batch(list(images), per_prompt_qs)
     flat = [q for qs in per_prompt_qs for q in qs]
     correct = [a == q["answer"] for a, q in zip((a for aa in answers for a in aa), flat, strict=True)]
-    score, _, by_cat = tifa_score(correct, [q["id"] for q in flat], [q["element_type"] for q in flat])
-    return {"score": score, "by_category": by_cat}
+    res = tifa_summary(flat, correct)
+    return {"score": res.score, "by_category": res.by_category}
 
 
 def selftest(n_prompts: int = 300, seed: int = 0, resolution: int = 32) -> dict[str, Any]:
@@ -91,8 +82,7 @@ def selftest(n_prompts: int = 300, seed: int = 0, resolution: int = 32) -> dict[
         "noise_score": res["pure_noise"]["score"],
         "shuffled_score": res["shuffled"]["score"],
         "chance": chance(prompts.questions),
-        "chance_score": tifa_score([1.0 / len(q["choices"]) for q in prompts.questions],
-                                   [q["id"] for q in prompts.questions])[0],
+        "chance_score": tifa_summary(prompts.questions, [1.0 / len(q["choices"]) for q in prompts.questions]).score,
         "n_questions": len(prompts.questions),
         "n_prompts": n_prompts,
         "resolution": resolution,

@@ -1,0 +1,162 @@
+"""Benchmark trial training: the Trainer (DeepSpeed engine) against a plain PyTorch loop on the same model and batch.
+
+    python bench/bench_trial.py [--specs tiny,space-self] [--batch 32] [--rounds 5] [--steps 4] [--threads N]
+
+Both loops train the same UNet (``build_unet``, same seed) with the same AdamW + warmup LambdaLR, the same global
+batch from the same source, and the same per-step noise, timesteps and caption dropout (drawn from the trainer's
+(seed, step) generators); the plain loop is ``loss.backward(); clip_grad_norm_; opt.step()``. After a warm-up,
+rounds alternate trainer, plain, trainer, plain ... (``--steps`` optimizer steps each) and the medians are
+reported, so drifting load on a shared machine hits both alike. Prints a markdown table: samples/s of each (wall
+clock and per CPU-second of this process), the ratio trainer/plain (goal >= 0.95 on CPU), and achieved GFLOP/s
+(the cost model's training FLOPs per sample x samples/s).
+
+``space-self`` is a member of space/tiny.yaml with a self-attention level (C=24, mult 1-2): a smaller model than
+``tiny`` (so per-step overhead weighs more) with other block types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def other_member():
+    from unetnas.io import load_space
+
+    space = load_space("space/tiny.yaml")
+    for s in space.enumerate():
+        if (s.base_channels, s.channel_mult, s.attention, s.mid_depth, s.layers_per_block[0]) == (
+            24, (1, 2), ("none", "self"), 1, 1
+        ):  # fmt: skip
+            return s.with_(name="space-self")
+    raise SystemExit("space/tiny.yaml has no member with a self-attention level at C=24, mult 1-2")
+
+
+def get_spec(name: str):
+    from unetnas.presets import get_preset
+
+    return other_member() if name == "space-self" else get_preset(name)
+
+
+class Plain:
+    """The plain PyTorch loop: same model, optimizer, schedule, batch and noise as ``Trainer``."""
+
+    def __init__(self, spec, recipe, source, seed: int = 0) -> None:
+        from unetnas.build import build_unet
+        from unetnas.train.trainer import noise_scheduler
+
+        self.recipe, self.source, self.seed, self.step = recipe, source, seed, 0
+        self.unet = build_unet(spec, seed=seed).train()
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=recipe.lr, betas=recipe.betas,
+                                     weight_decay=recipe.weight_decay)  # fmt: skip
+        warm = recipe.warmup_steps
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        self.alphas = noise_scheduler(recipe).alphas_cumprod
+        self.history: list[float] = []
+
+    def train_to(self, step: int) -> None:
+        from unetnas.train.source import step_generator
+
+        r, n = self.recipe, self.recipe.batch_size
+        while self.step < step:
+            x0, text = self.source.global_batch(self.step, n)
+            g = step_generator(self.seed, self.step, tag=2)
+            noise = torch.randn(x0.shape, generator=g)
+            t = torch.randint(0, r.num_train_timesteps, (n,), generator=g)
+            drop = torch.rand(n, generator=g) < r.caption_dropout
+            text = torch.where(drop.view(-1, 1, 1), self.source.uncond.expand_as(text), text)
+            a = self.alphas[t].view(-1, 1, 1, 1)
+            pred = self.unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, encoder_hidden_states=text).sample
+            loss = F.mse_loss(pred, noise)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.unet.parameters(), r.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+            self.history.append(loss.item())
+            self.step += 1
+
+
+def timed(loop, steps: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for ``steps`` more steps of ``loop``."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    loop.train_to(loop.step + steps)
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def bench(name: str, args, recipe) -> dict:
+    from unetnas.cost import cost
+    from unetnas.train.source import WorldSource
+    from unetnas.train.trainer import Trainer
+
+    spec = get_spec(name)
+    source = WorldSource(pool=args.pool, resolution=spec.resolution, text_len=spec.text_len)
+    out = tempfile.mkdtemp(prefix="bench-trial-")
+    loops = {"trainer": Trainer(spec, recipe, source, out, seed=0), "plain": Plain(spec, recipe, source, seed=0)}
+    for loop in loops.values():  # warm-up (allocator, first-call paths)
+        timed(loop, args.warmup)
+    first = {k: v.history[0] for k, v in loops.items()}
+    wall: dict[str, list[float]] = {k: [] for k in loops}
+    cpu: dict[str, list[float]] = {k: [] for k in loops}
+    for _ in range(args.rounds):
+        for k, loop in loops.items():
+            w, c = timed(loop, args.steps)
+            wall[k].append(args.steps * recipe.batch_size / w)
+            cpu[k].append(args.steps * recipe.batch_size / c)
+    c = cost(spec)
+    params = sum(p.numel() for p in loops["plain"].unet.parameters())
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    return {
+        "name": name, "params": params, "gflop_per_sample": c.train_flops_per_sample / 1e9, "wall": med,
+        "cpu": med_cpu, "rounds_wall": wall, "first_loss": first,
+        "same_first_loss": abs(first["trainer"] - first["plain"]) <= 1e-5 * abs(first["plain"]),
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--specs", default="tiny,space-self", help="presets or 'space-self', comma-separated")
+    ap.add_argument("--batch", type=int, default=32, help="global batch (one micro-batch)")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating timed rounds per loop")
+    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per round")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per loop first")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--pool", type=int, default=512, help="built-in world scenes (captions encoded once)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from unetnas.train.recipe import load_recipe
+
+    recipe = load_recipe().model_copy(update={"batch_size": args.batch, "micro_batch": args.batch})
+    rows = [bench(name.strip(), args, recipe) for name in args.specs.split(",")]
+    load = os.getloadavg()
+    print(f"\n{datetime.date.today()}, {platform.machine()}, nproc {os.cpu_count()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} intra-op threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"batch {args.batch}, {args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up steps, "
+          f"load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}\n")  # fmt: skip
+    print("| spec | params | train GFLOP/sample | trainer samples/s | plain samples/s | ratio | "
+          "trainer /CPU-s | plain /CPU-s | ratio (CPU) | trainer GFLOP/s | plain GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        w, c, g = r["wall"], r["cpu"], r["gflop_per_sample"]
+        print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {g:.3f} | {w['trainer']:.1f} | {w['plain']:.1f} | "
+              f"{w['trainer'] / w['plain']:.3f} | {c['trainer']:.1f} | {c['plain']:.1f} | "
+              f"{c['trainer'] / c['plain']:.3f} | {g * w['trainer']:.1f} | {g * w['plain']:.1f} |")  # fmt: skip
+    for r in rows:
+        per_round = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(r["rounds_wall"]["trainer"], r["rounds_wall"]["plain"]))
+        print(f"\n{r['name']}: per-round samples/s trainer/plain: {per_round}; first-step loss trainer "
+              f"{r['first_loss']['trainer']:.6f} plain {r['first_loss']['plain']:.6f} "
+              f"({'same' if r['same_first_loss'] else 'DIFFERENT'})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
