@@ -102,7 +102,11 @@ def test_golden_losses(uninterrupted) -> None:
         }, indent=1) + "\n")  # fmt: skip
         pytest.skip(f"wrote {GOLDEN}")
     golden = json.loads(GOLDEN.read_text())
-    assert golden["spec"] == SPEC.model_dump(mode="json"), f"the spec changed; regenerate: {REGEN}"
+    assert golden["spec"] == SPEC.model_dump(mode="json"), f"the spec changed; if intended: {REGEN}"
+    trains = set(RECIPE.model_dump(mode="json")) - {"name", "search", "sample_steps", "cfg_scale", "world_pool",
+                                                    "log_every"}  # fmt: skip
+    now = {k: v for k, v in RECIPE.model_dump(mode="json").items() if k in trains}
+    assert {k: golden["recipe"].get(k) for k in trains} == now, f"the recipe changed; if intended: {REGEN}"
     torch.testing.assert_close(torch.tensor(losses, dtype=torch.float64),
                                torch.tensor(golden["losses"], dtype=torch.float64), rtol=1e-4, atol=0,
                                msg=lambda m: f"{m}\nlosses differ from {GOLDEN.name}; if intended: {REGEN}")  # fmt: skip

@@ -43,29 +43,51 @@ def selftest(
 @proxy_app.command()
 def tifa(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="a trial folder (or its checkpoint folder)"),
-    prompts: int = typer.Option(32, "--prompts", min=1, help="evaluation prompts"),
+    prompts: int = typer.Option(None, "--prompts", min=1,
+                                help="evaluation prompts (default: 32 built-in; all of a --questions file)"),
     images: int = typer.Option(2, "--images", min=1, help="images per prompt (fixed seeds)"),
     steps: int = typer.Option(20, "--steps", min=1, help="DDIM steps"),
     cfg: float = typer.Option(None, "--cfg", min=1.0, help="guidance scale (default: the trial recipe's)"),
+    questions: Path = typer.Option(None, "--questions", help="TIFA v1.0 question file (real-data trials; with --vqa)"),
+    vqa: Path = typer.Option(None, "--vqa", help="local BLIP / ViLT VQA model directory (with --questions)"),
+    vae: Path = typer.Option(None, "--vae", help="the AutoencoderKL the trial's data was prepared with (latents)"),
     grid: Path = typer.Option(None, "--grid", help="also write the sampled images as a PNG grid"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """TIFA-style score of a trained trial on the built-in world's evaluation prompts."""
+    """TIFA-style score of a trained trial: the built-in world's evaluation prompts answered from pixels, or (with
+    --questions and --vqa, and --vae for a latent trial) a TIFA v1.0 file answered by a VQA model."""
     from unetnas.errors import UserError
-    from unetnas.proxies import Subject, WorldTifa
+    from unetnas.proxies import Subject, VqaTifa, WorldTifa
 
+    real = questions is not None or vqa is not None
+    if real and (questions is None or vqa is None):
+        raise UserError("give --questions and --vqa together (a TIFA v1.0 file and the VQA model answering it)",
+                        field="--questions" if questions is None else "--vqa")  # fmt: skip
     subject = Subject.from_checkpoint(str(checkpoint))
-    if subject.spec.vae_downsample != 1:
-        raise UserError("trained on latents; the built-in TIFA proxy scores built-in-world (pixel) trials",
+    latent = subject.spec.vae_downsample != 1
+    if latent and not real:
+        raise UserError("is trained on latents; score it with --questions FILE --vqa PATH --vae PATH (the built-in "
+                        "TIFA proxy scores built-in-world pixel trials)", source=checkpoint)  # fmt: skip
+    if latent and vae is None:
+        raise UserError("is trained on latents; pass --vae with the AutoencoderKL its data was prepared with",
                         source=checkpoint)  # fmt: skip
-    res = WorldTifa(prompts=prompts, images_per_prompt=images, steps=steps, cfg=cfg).score(subject)
+    if not latent and vae is not None:
+        raise UserError("is trained on pixels; it needs no --vae", source=checkpoint, field="--vae", value=str(vae))
+    if real:
+        proxy = VqaTifa(questions, vqa, vae=vae, images_per_prompt=images, steps=steps, cfg=cfg, prompts=prompts)
+    else:
+        proxy = WorldTifa(prompts=prompts or 32, images_per_prompt=images, steps=steps, cfg=cfg)
+    res = proxy.score(subject)
+    n = res.details["prompts"]
     if grid is not None:
         from unetnas.sample import save_grid
 
         save_grid(res.details["images"], grid, cols=images * 4)
     out = {"score": res.value, "by_category": res.details["by_category"], "eval_flops": res.flops,
-           "per_prompt": res.details["per_prompt"], "prompts": prompts, "images_per_prompt": images,
-           "steps": steps, "cfg": res.details["cfg"]}  # fmt: skip
+           "per_prompt": res.details["per_prompt"], "prompts": n, "images_per_prompt": images, "steps": steps,
+           "cfg": res.details["cfg"], "judge": str(vqa) if real else "world-answerer"}  # fmt: skip
+    if real:
+        out["prompt_ids"] = res.details["prompt_ids"]
     if json_out:
         print(json.dumps(out))
         return
@@ -75,4 +97,4 @@ def tifa(
     for cat, acc in res.details["by_category"].items():
         table.add_row(cat, f"{acc:.3f}")
     console.print(table)
-    console.print(f"{prompts} prompts x {images} images, {steps} DDIM steps; {res.flops:.3g} evaluation FLOPs")
+    console.print(f"{n} prompts x {images} images, {steps} DDIM steps; {res.flops:.3g} evaluation FLOPs")
