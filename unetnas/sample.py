@@ -45,6 +45,18 @@ def sample(unet, text: torch.Tensor, uncond: torch.Tensor, *, recipe: Recipe, st
     return torch.cat(out)
 
 
+@torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """VAE latents (as `unetnas data prepare` stored them: (z - shift) x scale) -> images in [-1, 1]."""
+    c = vae.config
+    shift = c.get("shift_factor") or 0.0
+    out = []
+    for lo in range(0, len(latents), batch):
+        z = latents[lo : lo + batch].to(vae.device) / c.scaling_factor + shift
+        out.append(vae.decode(z).sample.float().cpu())
+    return torch.cat(out)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()

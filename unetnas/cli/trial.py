@@ -80,8 +80,6 @@ def sample(
     out: Path = typer.Option(Path("grid.png"), "--out", help="PNG grid, one row per prompt"),
 ) -> None:
     """Sample images from a trained trial with DDIM and classifier-free guidance."""
-    import torch
-
     from unetnas.sample import sample as ddim_sample
     from unetnas.sample import save_grid, to_uint8
     from unetnas.text import TextEncoder
@@ -99,9 +97,8 @@ def sample(
             raise UserError("this trial diffuses VAE latents; pass --vae with the AutoencoderKL it was prepared with",
                             field="--vae")  # fmt: skip
         from unetnas.data.prepare import _load_vae
+        from unetnas.sample import decode_latents
 
-        v = _load_vae(vae, "cpu")
-        with torch.no_grad():
-            images = v.decode(images / v.config.scaling_factor).sample
+        images = decode_latents(_load_vae(vae, "cpu"), images)
     path = save_grid(to_uint8(images), out, cols=n)
     console.print(f"wrote {path} ({len(prompt)} prompts x {n} images, {steps} DDIM steps, cfg {cfg})")

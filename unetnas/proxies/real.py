@@ -196,7 +196,7 @@ class _Generated(Proxy):
     # -- images ------------------------------------------------------------------------------------------------
     def _generate(self, subject: Subject) -> tuple[np.ndarray, int]:
         """(uint8 images (prompts x k, H, W, 3), prompt-major; decode FLOPs measured)."""
-        from unetnas.sample import sample, to_uint8
+        from unetnas.sample import decode_latents, sample, to_uint8
 
         steps, cfg = self._settings(subject)
         text, uncond = self._text_states(subject)
@@ -211,14 +211,9 @@ class _Generated(Proxy):
             subject.unet.train(was_training)
         if self._vae is None:
             return to_uint8(x), 0
-        c, dev = self._vae.config, self._vae.device
-        shift = c.get("shift_factor") or 0.0
-        decoded = []
-        with count_flops(self._vae) as spent, torch.no_grad():
-            for lo in range(0, len(x), DECODE_BATCH):
-                z = x[lo : lo + DECODE_BATCH].to(dev) / c.scaling_factor + shift
-                decoded.append(self._vae.decode(z).sample.float().cpu())
-        return to_uint8(torch.cat(decoded)), spent[0]
+        with count_flops(self._vae) as spent:
+            decoded = decode_latents(self._vae, x, batch=DECODE_BATCH)
+        return to_uint8(decoded), spent[0]
 
     def _details(self, subject: Subject, images: np.ndarray, **parts: float) -> dict[str, Any]:
         steps, cfg = self._settings(subject)

@@ -116,7 +116,9 @@ class ShardSource:
         return latents.float(), text.float()
 
     def describe(self) -> dict:
-        return {"kind": "shards", "path": str(self.path.resolve()), "samples": len(self.data)}
+        m = self.data.meta
+        return {"kind": "shards", "path": str(self.path.resolve()), "samples": len(self.data),
+                "text_encoder": {"name": m["text_encoder"], "dim": self.text_dim, "max_length": self.text_len}}  # fmt: skip
 
 
 def open_source(data: str, *, seed: int, pool: int, resolution: int, text_len: int) -> Source:

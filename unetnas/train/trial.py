@@ -107,10 +107,5 @@ class LoadedTrial:
         """The encoder the trial trained with: None for the packaged MiniLM, else its local directory."""
         from unetnas.text import PACKAGED_NAME
 
-        if self.data.get("kind") == "shards":
-            from unetnas.data.shards import read_meta
-
-            name = read_meta(Path(self.data["path"]))["text_encoder"]
-        else:
-            name = self.data.get("text_encoder", {}).get("name", PACKAGED_NAME)
+        name = self.data.get("text_encoder", {}).get("name", PACKAGED_NAME)
         return None if name == PACKAGED_NAME else name
