@@ -99,8 +99,8 @@ def bench(name: str, args, recipe) -> dict:
 
     spec = get_spec(name)
     source = WorldSource(pool=args.pool, resolution=spec.resolution, text_len=spec.text_len)
-    out = tempfile.mkdtemp(prefix="bench-trial-")
-    loops = {"trainer": Trainer(spec, recipe, source, out, seed=0), "plain": Plain(spec, recipe, source, seed=0)}
+    out = tempfile.TemporaryDirectory(prefix="bench-trial-")  # the trainer's metrics.jsonl; removed at exit
+    loops = {"trainer": Trainer(spec, recipe, source, out.name, seed=0), "plain": Plain(spec, recipe, source, seed=0)}
     for loop in loops.values():  # warm-up (allocator, first-call paths)
         timed(loop, args.warmup)
     first = {k: v.history[0] for k, v in loops.items()}
@@ -115,6 +115,7 @@ def bench(name: str, args, recipe) -> dict:
     params = sum(p.numel() for p in loops["plain"].unet.parameters())
     med = {k: statistics.median(v) for k, v in wall.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    out.cleanup()
     return {
         "name": name, "params": params, "gflop_per_sample": c.train_flops_per_sample / 1e9, "wall": med,
         "cpu": med_cpu, "rounds_wall": wall, "first_loss": first,

@@ -126,10 +126,10 @@ def test_bad_space_file(run_cli, tmp_path, case, command):
     [(["cost", "sdxl", "--resolution", "100"], ["resolution=100"]),
      (["cost", "sdxl", "--resolution", "-256"], ["resolution=-256"]),
      (["cost", "sdxl", "--text-len", "0"], ["text_len=0"]),
-     (["cost", "sdxl", "--resolution", "abc"], ["abc"]),
+     (["cost", "sdxl", "--resolution", "abc"], ["--resolution", "integer"]),  # typer's message omits the value
      (["cost"], ["spec"]),
      (["cost", "sdxl", "--bogus"], ["--bogus"]),
-     (["space", "sample", "space/tiny.yaml", "-n", "0"], ["0"]),
+     (["space", "sample", "space/tiny.yaml", "-n", "0"], ["-n", "1"]),
      (["no-such-command"], ["no-such-command"])],
     ids=["resolution not a multiple", "negative resolution", "zero tokens", "non-integer flag", "missing argument",
          "unknown option", "zero samples", "unknown command"],

@@ -23,7 +23,7 @@ from unetnas.presets import PRESETS
 
 REL_TOL = 0.005  # the bound; the model is exact today
 N_RANDOM = 100
-PAPER_FAST = 25
+PAPER_FAST = 15
 SEED = 2024
 
 

@@ -1,9 +1,8 @@
 """Two CPU ranks under the `deepspeed` launcher (gloo, ZeRO-2) train like one rank at equal global batch, and a
 two-rank trial stopped and continued from its checkpoint equals the uninterrupted one-rank trial.
 
-The launcher runs the `unetnas` console script with `--no_python --no_local_rank`: by default it would add
-`--local_rank=N` to the command line, which the CLI does not take. (`--module unetnas.cli.app` does not work:
-`python -m unetnas.cli.app` registers the commands on a second copy of the Typer app.)
+The launcher runs `python -m unetnas` on each rank (`--module unetnas`) with `--no_local_rank`: by default it would
+add `--local_rank=N` to the command line, which the CLI does not take.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ from unetnas.train.trainer import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LAUNCHER = shutil.which("deepspeed", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-UNETNAS = shutil.which("unetnas", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-pytestmark = pytest.mark.skipif(LAUNCHER is None or UNETNAS is None, reason="no `deepspeed` launcher / `unetnas` script")
+pytestmark = pytest.mark.skipif(LAUNCHER is None, reason="no `deepspeed` launcher")
 
 SPEC = PRESETS["tiny"].with_(
     name="mini", base_channels=8, channel_mult=(1, 2), layers_per_block=(1, 1), attention=("none", "cross"),
@@ -72,7 +70,7 @@ def launch(files: dict, out: Path, steps: int, *more: str) -> dict:
     """`deepspeed --num_gpus 2 ... unetnas trial` on two CPU ranks; returns the JSON summary."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"  # 2 ranks x 1 thread on 2 cores
-    cmd = [LAUNCHER, "--no_python", "--no_local_rank", "--num_gpus", "2", "--master_port", str(_free_port()), UNETNAS,
+    cmd = [LAUNCHER, "--no_local_rank", "--num_gpus", "2", "--master_port", str(_free_port()), "--module", "unetnas",
            "trial", str(files["spec"]), "--steps", str(steps), "--recipe", str(files["recipe"]), "--out", str(out),
            "--json", *more]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=files["root"], timeout=400)

@@ -152,3 +152,22 @@ def test_loss_and_val_loss_fall(world, tmp_path) -> None:
     assert eval_flops == cost(SPEC).flops * RECIPE.val_samples * len(RECIPE.val_timesteps)
     again, _ = t.val_loss()  # fixed batch, timesteps and noise: the same number for the same weights
     assert again == after
+
+
+@pytest.mark.parametrize(("zero", "precision"), [("zero2.json", "fp32"), ("cpu.json", "bf16")])
+def test_resume_with_zero_and_bf16_optimizers(world, tmp_path, zero, precision) -> None:
+    """DeepSpeed wraps the optimizer for ZeRO-1/2 and bf16: its state holds DeepSpeed classes and loads per rank."""
+    recipe = RECIPE.model_copy(update={"deepspeed": str(Path(__file__).resolve().parents[1] / "trials" / "deepspeed" / zero),
+                                       "precision": precision})  # fmt: skip
+    whole = Trainer(SPEC, recipe, world, tmp_path / "whole", seed=0)
+    whole.train_to(4)
+    part = Trainer(SPEC, recipe, world, tmp_path / "part", seed=0)
+    part.train_to(2)
+    part.save()
+    again = Trainer(SPEC, recipe, world, tmp_path / "part", seed=0)
+    again.resume()
+    again.train_to(4)
+    assert again.history == whole.history
+    a, b = weights(whole), weights(again)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

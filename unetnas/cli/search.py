@@ -65,7 +65,7 @@ def search(
     max_gmacs: float = typer.Option(None, "--max-gmacs", help="constraint: inference GMACs at most"),
     max_params: float = typer.Option(None, "--max-params", help="constraint: parameters at most"),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | nsga2 | gp | random"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="sampler and training seed"),
     enqueue_presets: bool = typer.Option(False, "--enqueue-presets", help="add presets that fit the space"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; train nothing"),
     gpus: int = typer.Option(None, "--gpus", min=1, help="dry run: GPUs for the wall-time estimate"),
@@ -173,12 +173,16 @@ def ledger(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """FLOPs spent, reserved and remaining, by kind and by trial."""
-    from unetnas.search.ledger import Ledger
-    from unetnas.search.storage import engine_for, existing_storage, open_storage
+    from unetnas.errors import UserError
+    from unetnas.search.ledger import Ledger, LedgerError
+    from unetnas.search.storage import engine_for, existing_storage, open_storage, redact
 
     url = existing_storage(storage, study)
     open_storage(url, heartbeat_interval=None)
-    s = Ledger(engine_for(url), study).summary()
+    try:
+        s = Ledger(engine_for(url), study).summary()
+    except LedgerError:  # no budget row: not a study of this database (or not a unetnas search)
+        raise UserError(f"has no FLOPs ledger in {redact(url)}", field="--study", value=study) from None
     if json_out:
         print(json.dumps(s))
         return

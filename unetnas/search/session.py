@@ -91,7 +91,19 @@ def open_search(p: Prepared):
     ledger.recover_stale(older_than_s=6 * 3600)
     stored = study.user_attrs[S.SETTINGS_ATTR]
     plan = Plan(**stored["plan"]) if stored.get("plan") else p.plan  # a resumed search keeps its first plan
-    runs = Path(url.removeprefix("sqlite:///")).parent if url.startswith("sqlite:///") else cfg.runs_dir / cfg.study
+    runs = _trials_home(url, cfg)
     search = Search(study=study, ledger=ledger, space=p.space, recipe=p.recipe, plan=plan, data=cfg.data,
                     objectives=cfg.objectives, runs_dir=runs, seed=cfg.seed)  # fmt: skip
     return search, redact(url)
+
+
+def _trials_home(url: str, cfg: SearchConfig) -> Path:
+    """The study's folder for trial checkpoints (``<it>/trials/NNNN``), one per study.
+
+    Beside an SQLite file: its folder when that is named after the study (the default ``runs/<study>/study.db``),
+    else a sub-folder named after the study, so several studies in one database file never share trial folders.
+    """
+    if url.startswith("sqlite:///"):
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        return folder if folder.name == cfg.study else folder / cfg.study
+    return cfg.runs_dir / cfg.study

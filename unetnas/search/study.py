@@ -33,6 +33,49 @@ def parse_objectives(text: str) -> tuple[str, ...]:
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The ``name`` sampler, seeded per trial (see ``TrialSeeded``) so a resumed search draws what an
+    uninterrupted one would."""
+    _sampler(name, seed)  # validate the name
+    return TrialSeeded(name, seed)
+
+
+class TrialSeeded(optuna.samplers.BaseSampler):
+    """A fresh ``name`` sampler for every trial, seeded from (seed, trial number).
+
+    A sampler seeded once per process restarts its random stream when the search is resumed (a new process):
+    it would propose the designs the first session already drew (TPE's and NSGA-II's random start) and the
+    resumed study would diverge from the uninterrupted one. Here trial n's draws depend only on the seed, n
+    and the study's history.
+    """
+
+    def __init__(self, name: str, seed: int) -> None:
+        self.name, self.seed = name, seed
+        self._inner = _sampler(name, seed)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        import numpy as np
+
+        trial_seed = int(np.random.SeedSequence([self.seed % 2**32, trial.number]).generate_state(1)[0])
+        self._inner = _sampler(self.name, trial_seed)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):  # noqa: ANN001, ANN201
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):  # noqa: ANN001, ANN201
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):  # noqa: ANN001, ANN201
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:  # noqa: ANN001
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
+def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=8)
     if name == "nsga2":
