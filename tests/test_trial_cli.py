@@ -230,11 +230,7 @@ def test_bad_input_is_one_line_exit_2(files, run_cli, tmp_path, case, match) -> 
     assert not out.exists() or not any(out.iterdir())  # nothing half-made
 
 
-@pytest.mark.parametrize("json_flag", [
-    pytest.param([], marks=pytest.mark.xfail(strict=True, reason="cli/trial.py runs run_trial inside the rich "
-                 "Progress context, so a UserError raised there also prints the bar's last frame to stderr")),
-    ["--json"],
-])  # fmt: skip
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
 def test_bad_input_found_after_loading_data(files, run_cli, tmp_path, json_flag) -> None:
     """A horizon below one step and a spec that does not fit the data: found once the data is open."""
     out = tmp_path / "out"
@@ -256,7 +252,7 @@ def test_existing_trial_is_never_overwritten(files, real_trial, run_cli) -> None
     expect_usage_error(run_cli, argv, "already holds a trial")
     other = save_model(REAL_SPEC.with_(base_channels=16), files["root"] / "other.yaml")
     argv = ["trial", str(other), "--recipe", str(files["recipe"]), "--out", str(out), "--data", str(files["data"]),
-            "--steps", "9", "--resume", "--json"]  # fmt: skip  (--json: no progress bar, see the xfail above)
+            "--steps", "9", "--resume"]  # fmt: skip
     expect_usage_error(run_cli, argv, "holds a different spec")
     assert snapshot(out) == before
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -32,7 +33,8 @@ def trial(
     from unetnas.stop import graceful_stop
     from unetnas.train.recipe import load_recipe
     from unetnas.train.source import open_source
-    from unetnas.train.trial import parse_horizon, run_trial
+    from unetnas.cost import cost
+    from unetnas.train.trial import parse_horizon, preflight, prepare_out, run_trial
 
     if (horizon is None) == (steps is None):
         raise UserError("give exactly one of --horizon FLOPS or --steps N", field="--horizon")
@@ -40,14 +42,10 @@ def trial(
     s = resolve_spec(spec)
     r = load_recipe(recipe)
     out = out or Path("runs") / "trials" / (s.name or Path(spec).stem)
-    from unetnas.train.trial import prepare_out
-
-    prepare_out(out, resume)  # fail before loading data
+    prepare_out(out, resume, s)  # fail before loading data
     src = open_source(data, seed=seed, pool=r.world_pool, resolution=s.resolution, text_len=s.text_len)
-    from unetnas.cost import cost
-
+    total = preflight(s, r, src, out, horizon=h, steps=steps, resume=resume)  # ... and before the progress bar
     per_step = cost(s).train_flops_per_sample * r.batch_size
-    total = steps if steps is not None else int(h // per_step)
     cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
             TextColumn("{task.fields[flops]}"), TextColumn("loss {task.fields[loss]:.4f}"),
             TextColumn("{task.fields[rate]:.1f} samples/s"), TimeElapsedColumn(), TimeRemainingColumn()]  # fmt: skip
@@ -60,6 +58,8 @@ def trial(
 
         summary = run_trial(s, r, src, out, horizon=h, steps=steps, resume=resume, seed=seed, on_step=on_step,
                             should_stop=stop)  # fmt: skip
+    if os.environ.get("RANK", "0") != "0":  # under the deepspeed launcher only rank 0 reports
+        return
     if json_out:
         print(json.dumps(summary))
     else:

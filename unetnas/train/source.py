@@ -112,6 +112,7 @@ class ShardSource:
         return latents.float(), text.float()
 
     def val_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = min(n, len(self.data.holdout_indices) or len(self.data))  # small data sets hold out fewer samples
         latents, text, _ = self.data.fixed_batch(n, seed=self.seed)
         return latents.float(), text.float()
 

@@ -27,13 +27,31 @@ def parse_horizon(text: str | float) -> float:
     return value
 
 
-def prepare_out(out: Path, resume: bool) -> None:
-    """A fresh folder for a new trial, or an existing trial's folder for ``--resume``; never clobber."""
+def prepare_out(out: Path, resume: bool, spec: UNetSpec | None = None) -> None:
+    """A fresh folder for a new trial, or an existing trial's folder (of the same spec) for ``--resume``."""
     ckpt = out / "checkpoint"
     if resume and not (ckpt / checkpoint.STATE).is_file():
         raise UserError("has no checkpoint to resume; drop --resume to start a new trial", source=out)
     if not resume and out.exists() and any(out.iterdir()):
         raise UserError("already holds a trial; pass --resume to continue it or choose another --out", source=out)
+    if resume and spec is not None and checkpoint.read_state(ckpt).get("spec") != spec.model_dump(mode="json"):
+        raise UserError("holds a different spec; use another --out or the same spec", source=ckpt)
+
+
+def preflight(spec: UNetSpec, recipe: Recipe, source: Source, out: Path, *, horizon: float | None,
+              steps: int | None, resume: bool) -> int:  # fmt: skip
+    """Every check that needs no training, before anything starts; returns the target step."""
+    from unetnas.cost import cost
+    from unetnas.train.trainer import check_fits
+
+    prepare_out(out, resume, spec)
+    check_fits(spec, source)
+    per_step = cost(spec).train_flops_per_sample * recipe.batch_size
+    target = steps if steps is not None else int(horizon / per_step + 1e-9)
+    if target < 1:
+        raise UserError(f"is below one step of batch {recipe.batch_size} ({per_step:.3g} FLOPs)", field="--horizon",
+                        value=horizon)  # fmt: skip
+    return target
 
 
 def run_trial(spec: UNetSpec, recipe: Recipe, source: Source, out: str | Path, *, horizon: float | None = None,
@@ -42,15 +60,11 @@ def run_trial(spec: UNetSpec, recipe: Recipe, source: Source, out: str | Path, *
               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:  # fmt: skip
     """Train to ``horizon`` FLOPs (or ``steps``), then validation loss and a checkpoint; returns the summary."""
     out = Path(out)
-    prepare_out(out, resume)
+    preflight(spec, recipe, source, out, horizon=horizon, steps=steps, resume=resume)
     fresh = not out.exists()
     try:
         trainer = Trainer(spec, recipe, source, out, seed=seed)
         target = steps if steps is not None else trainer.steps_for(horizon)
-        if target < 1:
-            need = trainer.flops_per_step
-            raise UserError(f"is below one step of batch {recipe.batch_size} ({need:.3g} FLOPs)", field="--horizon",
-                            value=horizon)  # fmt: skip
         if resume:
             trainer.resume()
         elif trainer.rank == 0:
