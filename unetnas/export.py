@@ -70,6 +70,10 @@ def export(storage_url: str, study_name: str, out: str | Path, top: int | None =
     if not rows:
         raise UserError("has no completed trials yet; run (or resume) the search first", field="--study", value=study_name)
     out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file in the way, no permission
+        raise UserError(f"cannot create the export folder ({err.strerror})", field="--out", value=str(out)) from None
     folders = []
     for row in rows[: top or len(rows)]:
         t = study.trials[row["trial"]]

@@ -177,6 +177,9 @@ class Search:
             target = max(target, t.user_attrs[f"rung_{job.rung - 1}"]["steps"] + 1)
         out = Path(t.user_attrs["dir"])
         done_steps = _checkpoint_steps(out)
+        if done_steps and t.user_attrs.get("status") == "new":  # never trained (status "training" comes first)
+            raise UserError("holds a checkpoint this trial never wrote (an earlier search's, under the same study "
+                            "name?); remove the folder or use another --study", source=out / "checkpoint")  # fmt: skip
         use_tifa = job.rung in self.plan.tifa_rungs and self.data == "shapes"
         subject_stub = Subject(spec, None, self.recipe)
         eval_need = ValLoss().flops(subject_stub) + (self.tifa.flops(subject_stub) if use_tifa else 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,9 @@ def prepare(cfg: SearchConfig) -> Prepared:
     """Everything that needs no storage: space with constraints, recipe, presets to enqueue, the plan."""
     space = load_space(cfg.space)
     if cfg.max_gmacs is not None or cfg.max_params is not None:
-        space = space.model_copy(update={"max_gmacs": cfg.max_gmacs or space.max_gmacs,
-                                         "max_params": cfg.max_params or space.max_params})  # fmt: skip
+        space = space.model_copy(update={  # `is None`: an explicit 0 is a constraint (that nothing meets), not "none"
+            "max_gmacs": space.max_gmacs if cfg.max_gmacs is None else cfg.max_gmacs,
+            "max_params": space.max_params if cfg.max_params is None else cfg.max_params})  # fmt: skip
         members = list(space.enumerate()) if space.size() <= 5000 else space.sample(5000, seed=cfg.seed)
         if not any(space.feasible(m) is None for m in members):
             raise UserError(f"no design of space {space.name!r} satisfies max_gmacs={space.max_gmacs}, "
@@ -87,7 +89,7 @@ def open_search(p: Prepared):
         warnings.simplefilter("always", LedgerWarning)
         ledger.create(cfg.budget)
     for w in caught:
-        print(f"warning: {w.message}")
+        print(f"warning: {w.message}", file=sys.stderr)  # stdout carries --json
     ledger.recover_stale(older_than_s=6 * 3600)
     stored = study.user_attrs[S.SETTINGS_ATTR]
     plan = Plan(**stored["plan"]) if stored.get("plan") else p.plan  # a resumed search keeps its first plan
