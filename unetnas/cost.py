@@ -115,7 +115,7 @@ def _attention(t: _Tally, s: UNetSpec, kind: str, depth: int, c: int, tokens: in
 
 def _walk(s: UNetSpec, latent_size: int) -> _Tally:
     t = _Tally()
-    n, w, c0, temb = s.n_levels, s.widths, s.base_channels, s.time_embed_dim
+    n, w, c0, temb = s.n_levels, s.widths, s.widths[0], s.time_embed_dim  # diffusers: C x mult[0] at level 0
     pix = [(latent_size // 2**i) ** 2 for i in range(n)]
     t.conv(s.latent_channels, c0, 3, pix[0], "conv_io")
     t.linear(c0, temb, 1, "embedding")  # TimestepEmbedding on the sinusoidal projection

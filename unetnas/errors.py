@@ -37,7 +37,7 @@ class UserError(Exception):
         elif value is not ...:
             parts.append(_short(value))
         parts.append(rule)
-        super().__init__(": ".join(parts).replace("\n", " "))
+        super().__init__(" ".join(": ".join(parts).splitlines()))
 
 
 def from_validation_error(err: Any, source: str | Path | None = None) -> UserError:

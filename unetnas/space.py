@@ -68,7 +68,8 @@ class SearchSpace(BaseModel):
                 self._spec(c, mult, self._first_options(len(mult)))
         except ValidationError as err:
             first = err.errors()[0]
-            raise ValueError(f"base_channels={c} with channel_mult={list(mult)}: {first['msg']}") from None
+            msg = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"base_channels={c} with channel_mult={list(mult)}: {msg}") from None
         return self
 
     def _first_options(self, n: int) -> dict[str, Any]:

@@ -42,20 +42,20 @@ class UNetSpec(BaseModel):
         description="block family: 'sd' = SD/SDXL blocks (transformer blocks, conv down/up-sampling); "
         "'if' = DeepFloyd IF blocks (simple cross-attention, ResNet down/up-sampling)",
     )
-    base_channels: int = Field(320, gt=0, description="C: width of level 0; level i has C x channel_mult[i]")
+    base_channels: int = Field(320, gt=0, le=1 << 16, description="C: width of level 0; level i has C x channel_mult[i]")
     channel_mult: tuple[int, ...] = Field((1, 2, 4), min_length=1, description="width multiplier per level")
     layers_per_block: tuple[int, ...] = Field((2, 2, 2), description="res blocks per down level (up: +1)")
     attention: tuple[Attention, ...] = Field(("none", "cross", "cross"), description="attention kind per level")
     transformer_depth: tuple[int, ...] = Field((0, 2, 10), description="TD: transformer blocks per attention layer")
     mid_attention: Literal["none", "cross"] = Field("cross", description="attention kind of the mid block")
-    mid_depth: int = Field(10, ge=0, description="transformer blocks in the mid block (0 with no attention)")
-    head_dim: int = Field(64, gt=0, description="channels per attention head (heads grow with width)")
-    cross_attention_dim: int = Field(1024, gt=0, description="text token dim (OpenCLIP-H: 1024)")
-    text_len: int = Field(77, gt=0, description="text tokens per prompt")
-    latent_channels: int = Field(4, gt=0, description="channels of the diffused latent (3 for pixel space)")
-    latent_size: int = Field(32, gt=0, description="latent height = width (256 px / 8 = 32)")
-    vae_downsample: int = Field(8, gt=0, description="pixels per latent cell (8 for the SD VAE, 1 in pixel space)")
-    norm_num_groups: int = Field(32, gt=0, description="GroupNorm groups; every width must divide by it")
+    mid_depth: int = Field(10, ge=0, le=256, description="transformer blocks in the mid block (0 with no attention)")
+    head_dim: int = Field(64, gt=0, le=1 << 16, description="channels per attention head (heads grow with width)")
+    cross_attention_dim: int = Field(1024, gt=0, le=1 << 16, description="text token dim (OpenCLIP-H: 1024)")
+    text_len: int = Field(77, gt=0, le=1 << 16, description="text tokens per prompt")
+    latent_channels: int = Field(4, gt=0, le=1 << 16, description="channels of the diffused latent (3 for pixel space)")
+    latent_size: int = Field(32, gt=0, le=1 << 16, description="latent height = width (256 px / 8 = 32)")
+    vae_downsample: int = Field(8, gt=0, le=1 << 16, description="pixels per latent cell (8 for the SD VAE, 1 in pixel space)")
+    norm_num_groups: int = Field(32, gt=0, le=1 << 16, description="GroupNorm groups; every width must divide by it")
     act_fn: Literal["silu", "gelu"] = Field("silu", description="activation (IF uses gelu)")
     use_linear_projection: bool = Field(True, description="transformer proj_in/out as Linear (else 1x1 conv)")
     resnet_time_scale_shift: Literal["default", "scale_shift"] = Field("default", description="IF: scale_shift")
@@ -78,13 +78,14 @@ class UNetSpec(BaseModel):
 
     @property
     def time_embed_dim(self) -> int:
-        return 4 * self.base_channels
+        return 4 * self.widths[0]  # diffusers: 4 x block_out_channels[0]
 
     @model_validator(mode="before")
     @classmethod
     def _scalars_to_lists(cls, data: object) -> object:
         # `layers_per_block: 2` is shorthand for the same count at every level.
-        if isinstance(data, dict) and isinstance(data.get("layers_per_block"), int):
+        if isinstance(data, dict) and isinstance(data.get("layers_per_block"), int) \
+                and isinstance(data.get("channel_mult", ()), (list, tuple)):  # fmt: skip
             n = len(data.get("channel_mult", (1, 2, 4)))
             data = {**data, "layers_per_block": (data["layers_per_block"],) * n}
         return data
@@ -96,10 +97,12 @@ class UNetSpec(BaseModel):
             value = getattr(self, field)
             if len(value) != n:
                 raise ValueError(f"{field}={list(value)}: needs one entry per level ({n} levels from channel_mult)")
-        if any(m <= 0 for m in self.channel_mult):
-            raise ValueError(f"channel_mult={list(self.channel_mult)}: multipliers must be positive")
-        if any(k <= 0 for k in self.layers_per_block):
-            raise ValueError(f"layers_per_block={list(self.layers_per_block)}: each level needs >= 1 res block")
+        if any(not 0 < m <= 64 for m in self.channel_mult):
+            raise ValueError(f"channel_mult={list(self.channel_mult)}: multipliers must be in 1..64")
+        if any(not 0 < k <= 64 for k in self.layers_per_block):
+            raise ValueError(f"layers_per_block={list(self.layers_per_block)}: each level needs 1..64 res blocks")
+        if any(not 0 <= d <= 256 for d in self.transformer_depth):
+            raise ValueError(f"transformer_depth={list(self.transformer_depth)}: depths must be in 0..256")
         if self.latent_size % 2 ** (n - 1):
             raise ValueError(f"latent_size={self.latent_size}: must divide by 2^(levels-1) = {2 ** (n - 1)}")
         for i, (kind, depth) in enumerate(zip(self.attention, self.transformer_depth)):

@@ -18,8 +18,15 @@ app = typer.Typer(
 )
 
 
+_registered = False
+
+
 def _register() -> None:
-    # Imported here so each module can `from unetnas.cli.app import app` without cycles.
+    # Imported here so each module can `from unetnas.cli.app import app` without cycles; once per process.
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from unetnas.cli import design, proxy, results, search, trial  # noqa: F401
     from unetnas.cli.data import data_app
 
