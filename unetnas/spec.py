@@ -101,8 +101,8 @@ class UNetSpec(BaseModel):
             raise ValueError(f"channel_mult={list(self.channel_mult)}: multipliers must be in 1..64")
         if any(not 0 < k <= 64 for k in self.layers_per_block):
             raise ValueError(f"layers_per_block={list(self.layers_per_block)}: each level needs 1..64 res blocks")
-        if any(not 0 <= d <= 256 for d in self.transformer_depth):
-            raise ValueError(f"transformer_depth={list(self.transformer_depth)}: depths must be in 0..256")
+        if any(d > 256 for d in self.transformer_depth):
+            raise ValueError(f"transformer_depth={list(self.transformer_depth)}: depths must be at most 256")
         if self.latent_size % 2 ** (n - 1):
             raise ValueError(f"latent_size={self.latent_size}: must divide by 2^(levels-1) = {2 ** (n - 1)}")
         for i, (kind, depth) in enumerate(zip(self.attention, self.transformer_depth)):
