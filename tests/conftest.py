@@ -29,3 +29,22 @@ def _run_cli(argv: list[str]) -> tuple[int, str, str]:
 def run_cli():
     """``run_cli(argv) -> (code, stdout, stderr)``: the CLI in-process (session scope: usable under hypothesis)."""
     return _run_cli
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One intra-op thread for every test: on 2 shared, loaded cores, OpenMP's spinning team of 2 runs the tiny
+    models ~50x slower (bench/bench_trial.py); subprocesses inherit OMP_NUM_THREADS=1 too."""
+    import os
+
+    import torch
+
+    saved, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(saved)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = env

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from tiny_models import tiny_bert, tiny_blip_vqa, tiny_clip, tiny_image_folder, tiny_vae
 
 from unetnas.errors import UserError
@@ -41,15 +40,6 @@ QUESTIONS = [  # a 2-prompt TIFA v1.0 file (one numeric id and an extra key, as 
     _q(7, "two blue squares", "are there squares?", ["yes", "no"], "yes", "object"),
     _q(7, "two blue squares", "how many squares are there?", ["1", "2", "3"], "2", "counting"),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 shared, loaded cores, OpenMP's spinning team of 2 runs this model ~50x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")

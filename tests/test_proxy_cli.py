@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from unetnas.io import load_space
 from unetnas.train.recipe import load_recipe
@@ -19,14 +18,6 @@ RECIPE = load_recipe(DATA / "smoke.yaml")
 SPEC = next(s for s in load_space(DATA / "micro.yaml").enumerate() if s.attention[-1] == "cross")
 QUESTION = {"id": "p1", "caption": "a red circle", "question": "is there a circle?", "choices": ["yes", "no"],
             "answer": "yes", "element_type": "object", "element": "circle"}  # fmt: skip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")

@@ -42,15 +42,6 @@ BATCH = 8  # search_recipe.yaml
 TIMING_KEYS = {"wall_s", "train_s", "eval_s", "overhead_share"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 shared, loaded cores, OpenMP's spinning team of 2 runs these models ~10x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def search_args(db: Path, study: str, *extra: str) -> list[str]:
     return ["search", "--budget", f"{BUDGET:g}", "--space", str(SPACE), "--recipe", str(RECIPE),
             "--storage", f"sqlite:///{db}", "--study", study, "--objectives", ",".join(OBJECTIVES),

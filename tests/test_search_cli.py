@@ -13,7 +13,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from optuna.trial import TrialState
 
 from unetnas.io import load_space
@@ -27,14 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MICRO, SMOKE = DATA / "micro.yaml", DATA / "smoke.yaml"
 BUDGET = 1e11
 PASSWORD = "s3cr3t-pw"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def db_bytes(db: Path) -> bytes:

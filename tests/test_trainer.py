@@ -39,15 +39,6 @@ RECIPE = load_recipe().model_copy(
 N = 6  # steps of the golden run
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 shared, loaded cores, OpenMP's spinning team of 2 runs this model ~50x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.fixture(scope="module")
 def world() -> WorldSource:
     return WorldSource(pool=64, resolution=16, text_len=16)

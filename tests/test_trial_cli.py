@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from tiny_models import tiny_bert, tiny_image_folder, tiny_vae
 
 from unetnas.cost import cost
@@ -39,15 +38,6 @@ CKPT_FILES = {"model.safetensors", "optimizer-rank0.pt", "state.json"}
 
 def per_step(spec) -> float:
     return cost(spec).train_flops_per_sample * BATCH
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 shared, loaded cores, OpenMP's spinning team of 2 runs this model ~50x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ search reserves it, then settles what ``score`` actually spent.
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -50,18 +52,19 @@ class ProxyResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class Proxy:
-    """Base class: subclasses set ``name`` and ``direction`` and implement ``score`` (and ``flops``)."""
+class Proxy(abc.ABC):
+    """Base class: subclasses set ``name`` and ``direction`` and implement ``score`` and ``flops``."""
 
     name: ClassVar[str]
     direction: ClassVar[Literal["maximize", "minimize"]]
 
+    @abc.abstractmethod
     def flops(self, subject: Subject) -> float:
         """Upper bound of the FLOPs ``score`` will spend on ``subject``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def score(self, subject: Subject) -> ProxyResult:
-        raise NotImplementedError
+        """Score ``subject``; ``ProxyResult.flops`` is what was actually spent (<= ``flops(subject)``)."""
 
 
 class ValLoss(Proxy):
