@@ -1,0 +1,37 @@
+"""`python -m bench NAME [args]`: one entry point for the benchmarks that read the ground-truth table and others.
+
+Each name maps to a module ``bench.<module>`` with ``main(argv: list[str]) -> int``. Standalone scripts
+(``python bench/bench_cost.py``) keep working as before.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module, one-line description)
+    "ground-truth": ("bench.ground_truth", "train the tabular ground truth of space/tiny.yaml (resumable)"),
+    "proxy-fidelity": ("bench.proxy_fidelity", "rank correlation of early proxies with final alignment"),
+    "science": ("bench.science", "the paper's findings (depth vs width, cross-attention placement) on the table"),
+    "search-efficiency": ("bench.search_efficiency", "unetnas vs baselines on the replayed ground truth"),
+    "gpu-throughput": ("bench.gpu_throughput", "trial throughput and MFU of paper-scale presets on a GPU"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {n:<{width}}  {d}" for n, (_, d) in COMMANDS.items()]
+        print("usage: python -m bench NAME [args]\n\nbenchmarks:\n" + "\n".join(lines))
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown benchmark {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
