@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from unetnas.errors import UserError
+from unetnas.heads import block_heads, head_layout
 from unetnas.spec import TextTimeEmbedding, UNetSpec
 
 # Block type names per family and attention kind (data, not if/elif chains).
@@ -31,9 +32,7 @@ def unet_kwargs(spec: UNetSpec) -> dict[str, Any]:
     depth = [d if a == "cross" else 1 for a, d in zip(spec.attention, spec.transformer_depth)]
     if spec.attention[-1] != "cross":
         depth[-1] = max(spec.mid_depth, 1)
-    # diffusers' legacy naming: `attention_head_dim` holds heads for transformer blocks, the head dim otherwise;
-    # IF's simple attention blocks read one value as the real head dim.
-    heads: list[int] | int = spec.head_entries() if fam == "sd" else spec.head_dim
+    heads = head_layout(spec)  # diffusers reads it as heads in some blocks, head size in others (see heads.py)
     kw: dict[str, Any] = {
         "sample_size": spec.latent_size,
         "in_channels": spec.latent_channels,
@@ -82,10 +81,11 @@ def to_diffusers_config(spec: UNetSpec) -> dict[str, Any]:
 
 
 def save_diffusers_config(spec: UNetSpec, out_dir: str | Path) -> Path:
+    config = to_diffusers_config(spec)  # refuses an unbuildable design before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.json"
-    path.write_text(json.dumps(to_diffusers_config(spec), indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -128,14 +128,12 @@ def from_diffusers_config(config: dict[str, Any], *, text_len: int = 77, vae_dow
     has = [a != "none" for a in attention]
     mid_type = c.get("mid_block_type", "UNetMidBlock2DCrossAttn")
     mid_attn = "none" if mid_type == "UNetMidBlock2D" else "cross"
+    sizes = {size for _, _, size in block_heads(c)}  # the head size every attention block gets
+    if len(sizes) > 1:
+        rule = f"attention blocks get head sizes {sorted(sizes)}; the design space has one head_dim"
+        raise UserError(rule, field="attention_head_dim", value=c.get("attention_head_dim"))
     heads = c.get("attention_head_dim", 8)
-    if fam == "sd":
-        heads_l = list(heads) if isinstance(heads, (list, tuple)) else [heads] * n
-        head_dim = next((w // h for w, h, a in zip(widths, heads_l, attention) if a == "cross"),
-                        next((h for h, a in zip(heads_l, attention) if a == "self"),
-                             widths[-1] // heads_l[-1] if mid_attn == "cross" else heads_l[0]))  # fmt: skip
-    else:
-        head_dim = heads if isinstance(heads, int) else heads[0]
+    head_dim = sizes.pop() if sizes else (heads if isinstance(heads, int) else heads[0])
     addition = None
     if c.get("addition_embed_type") == "text_time":
         t = c["addition_time_embed_dim"]

@@ -3,7 +3,9 @@
 A spec holds the few dials of the paper's design space (base channels C, channel multipliers and so the number of
 levels, transformer depth and attention kind per level, res blocks per level) plus the fields that map one-to-one onto
 diffusers' ``UNet2DConditionModel`` arguments. Everything else (widths, heads, block types) is derived in
-``unetnas.build``. Validators reject designs diffusers cannot build and name the field, value and rule.
+``unetnas.build``. Validators reject designs diffusers cannot build and name the field, value and rule; whether
+diffusers can give every block the spec's heads depends on the attention kinds together and is checked where a
+design is built or drawn (``unetnas.heads``).
 """
 
 from __future__ import annotations
@@ -137,12 +139,6 @@ class UNetSpec(BaseModel):
                 raise ValueError(
                     f"head_dim={self.head_dim}: width {self.widths[i]} at level {i} must divide by the head dim"
                 )
-        for i in (i for i, a in enumerate(self.attention) if a == "self"):
-            # diffusers reads an up-path self-attention block's head dim from the mirrored level's entry
-            mirrored = self.head_entries()[self.n_levels - 1 - i]
-            if self.widths[i] % mirrored:
-                raise ValueError(f"head_dim={self.head_dim}: width {self.widths[i]} at self-attention level {i} must "
-                                 f"divide by {mirrored} (diffusers' up path reads level {self.n_levels - 1 - i}'s entry)")
         if self.family == "if":
             bad = [i for i, a in enumerate(self.attention) if a == "self"]
             if bad:
@@ -153,11 +149,6 @@ class UNetSpec(BaseModel):
             if self.mid_attention == "none":
                 raise ValueError("mid_attention='none': the 'if' mid block always has cross-attention")
         return self
-
-    def head_entries(self) -> list[int]:
-        """diffusers' per-level ``attention_head_dim``: heads for transformer levels, head dim for self-attention."""
-        return [w // self.head_dim if a == "cross" or (a == "none" and i == self.n_levels - 1 and w % self.head_dim == 0)
-                else self.head_dim for i, (w, a) in enumerate(zip(self.widths, self.attention))]  # fmt: skip
 
     def with_(self, **changes: object) -> "UNetSpec":
         """A validated copy with some fields changed (how presets derive variants)."""

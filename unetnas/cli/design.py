@@ -14,6 +14,7 @@ from unetnas.cli.app import app
 from unetnas.cost import cost
 from unetnas.io import load_space, resolve_spec, save_model
 from unetnas.presets import PRESETS
+from unetnas.space import RULES, TEXT_BLIND
 
 console = Console()
 space_app = typer.Typer(help="Inspect design spaces.", no_args_is_help=True)
@@ -57,6 +58,10 @@ def space_show(file: Path = typer.Argument(..., help="space YAML file")) -> None
                       f"res blocks {lv.layers_per_block}")  # fmt: skip
     table.add_row("layers tied", str(space.tie_layers_per_block))
     table.add_row("mid (free)", f"TD {space.mid_depth} (cross-attention; 0 = none) where the last level is not cross")
+    removed = space.removed()
+    table.add_row("removed by rules", f"{sum(removed.values()):,} combinations: " + "; ".join(
+        f"{k:,} {rule} ({RULES[rule]})" if rule != TEXT_BLIND or not space.allow_text_blind else
+        "text-blind allowed (allow_text_blind: true)" for rule, k in removed.items()))  # fmt: skip
     if space.max_gmacs or space.max_params:
         table.add_row("constraints", f"max_gmacs={space.max_gmacs}, max_params={space.max_params}")
     members = list(space.enumerate()) if space.size() <= 20_000 else space.sample(2000, seed=0)
