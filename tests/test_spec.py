@@ -42,6 +42,7 @@ def test_paper_presets_follow_table1_conventions():
     assert PRESETS["sdxl-c384-td4_12"].transformer_depth == (0, 4, 12)
     assert PRESETS["sd2"].attention == ("cross", "cross", "cross", "none")
     assert PRESETS["if-xl"].family == "if" and PRESETS["if-xl"].layers_per_block == (3, 3, 3, 3)
+    assert PRESETS["if-xl"].attention == ("cross", "cross", "cross", "none")  # Table 1: [4, 2, 1], as SD2
     assert PRESETS["sdxl-original"].cross_attention_dim == 2048
     assert PRESETS["sdxl-original"].addition_embed is not None
 

@@ -25,13 +25,15 @@ SDXL = UNetSpec(  # TD [0,2,10]: no attention at full resolution; the mid block 
     mid_attention="cross",
     mid_depth=10,
 )
-IF_XL = UNetSpec(  # DeepFloyd IF-I-XL blocks as diffusers builds them, in the controlled setup (no text_proj/add-emb)
+IF_XL = UNetSpec(  # DeepFloyd IF blocks as diffusers builds them, in the paper's controlled setup (no text_proj/add-emb)
     family="if",
-    base_channels=704,
+    base_channels=704,  # IF-I-XL's width
     channel_mult=(1, 2, 3, 4),
     layers_per_block=(3, 3, 3, 3),
-    attention=("none", "cross", "cross", "cross"),
-    transformer_depth=(0, 1, 1, 1),
+    # Table 1: attention at downsampling factors [4, 2, 1] (SD2's notation): levels 0-2 attend, 8x does not, as in
+    # SD2; the released IF-I-XL attends at 2x-8x instead, which adds ~6% parameters
+    attention=("cross", "cross", "cross", "none"),
+    transformer_depth=(1, 1, 1, 0),
     mid_attention="cross",
     mid_depth=1,
     act_fn="gelu",
