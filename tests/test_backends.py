@@ -13,7 +13,7 @@ from PIL import Image
 from tiny_models import VILT_LABELS, tiny_blip_vqa, tiny_clip, tiny_vilt_vqa
 
 from unetnas.errors import UserError
-from unetnas.proxies.choice import NearestChoice, normalize, string_match
+from unetnas.proxies.choice import NearestChoice, normalize, string_match, vqa_normalize
 from unetnas.proxies.clipscore import ClipScoreBackend
 from unetnas.proxies.vqa import VQABackend, score_tifa
 from unetnas.world.questions import load_tifa_questions, tifa_summary
@@ -64,6 +64,50 @@ def test_string_rules_need_no_model() -> None:
     assert m._model is None and m.flops == 0  # all resolved by string rules
     assert normalize("The  Three cats!") == ("3", "cats")
     assert string_match("yes and no", ["yes", "no"]) is None  # ambiguous: left to the embeddings
+
+
+# issue 11 item 3: (free-form answer, choices, the choice it names; None = names none, scores wrong), whole kinds
+ANSWERS = [
+    # zero / none / no in counting questions
+    ("none", ["0", "1", "2", "3"], "0"), ("no", ["0", "1", "2", "3"], "0"), ("zero", ["0", "1", "2"], "0"),
+    ("There are no dogs.", ["0", "1", "2"], "0"), ("nothing", ["zero", "one", "two"], "zero"),
+    ("no, there are two", ["0", "1", "2", "3"], "2"), ("no", ["yes", "no"], "no"),
+    # numbers in words and digits, both sides
+    ("twenty one", ["21", "20", "1"], "21"), ("twenty-one", ["21", "20", "1"], "21"),
+    ("21", ["twenty-one", "twenty", "one"], "twenty-one"), ("20", ["twenty-one", "twenty", "one"], "twenty"),
+    ("Fifteen.", ["5", "15", "50"], "15"), ("a hundred and five", ["105", "100", "5"], "105"),
+    ("2,000", ["2000", "2"], "2000"), ("three cats", ["two", "three"], "three"), ("10", ["ten", "one"], "ten"),
+    # negation
+    ("It is not blue, it is red", ["blue", "red"], "red"), ("it isn't blue", ["blue", "red"], "red"),
+    ("isnt blue, red", ["blue", "red", "green"], "red"), ("not the dog", ["cat", "dog"], "cat"),
+    ("It is not blue", ["yes", "no"], "no"), ("it doesn't", ["yes", "no"], "no"), ("yes it is", ["yes", "no"], "yes"),
+    # empty answers answer nothing
+    ("", ["yes", "no"], None), ("  ", ["0", "1"], None), ("the", ["red", "blue"], None), ("?", ["yes", "no"], None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("answer, choices, want", ANSWERS, ids=[repr(a[0]) for a in ANSWERS])
+def test_answer_matching_kinds_need_no_model(answer, choices, want) -> None:
+    m = NearestChoice()
+    assert m(answer, choices) == want
+    assert m._model is None and m.flops == 0  # decided by the normalisation and string rules, no embeddings
+
+
+def test_vqa_normalisation_is_the_standard_one() -> None:
+    # vqaEval.py's rules: punctuation next to a space is dropped, inside a word it splits; periods not before a
+    # digit go; none/zero/one..ten become digits; articles go; contractions get their apostrophes
+    assert vqa_normalize("A dog, the cat; an apple.") == "dog cat apple"
+    assert vqa_normalize("black-and-white") == "black and white"
+    assert vqa_normalize("Two.  None  3.5") == "2 0 3.5"
+    assert vqa_normalize("isnt it? Dont") == "isn't it don't"
+    assert normalize("twenty-one") == normalize("twenty one") == normalize("21") == ("21",)
+
+
+def test_an_empty_answer_scores_wrong(matcher: NearestChoice) -> None:
+    # a matcher that needs the embeddings for one pair still returns None for the empty one, without embedding it
+    seen = matcher.embedded
+    assert matcher.match_batch(["", "crimson"], [["yes", "no"], ["red", "blue", "green"]]) == [None, "red"]
+    assert "" not in matcher._cache and matcher.embedded - seen <= 4
 
 
 def test_embedding_fallback(matcher: NearestChoice) -> None:

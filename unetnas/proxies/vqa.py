@@ -2,7 +2,8 @@
 
 Supported checkpoints (detected from config.json's ``architectures`` / ``model_type``):
 - **BLIP** (``BlipForQuestionAnswering`` + ``BlipProcessor``): answers are generated (greedy) and the free-form text is
-  mapped to the nearest choice (``NearestChoice``), as TIFA does.
+  mapped to the nearest choice (``NearestChoice``: VQA answer normalisation, numbers, negation), as TIFA does; an
+  empty answer matches no choice.
 - **ViLT** (``ViltForQuestionAnswering`` + ``ViltProcessor``): a classifier over ``config.id2label``. The answer is the
   highest-scoring label among those that name one of the question's choices (normalised match); when no label names
   a choice, the overall top label is mapped to the nearest choice.
@@ -149,7 +150,7 @@ class VQABackend:
         model, processor = load_checked(model_cls, proc_cls, mdir, device)
         return cls(model, processor, kind, source=str(mdir), matcher=matcher, **kwargs)
 
-    def _run_batch(self, images: Sequence[Any], qs: Sequence[Mapping[str, Any]]) -> list[str]:
+    def _run_batch(self, images: Sequence[Any], qs: Sequence[Mapping[str, Any]]) -> list[str | None]:
         """Chosen options for one batch: BLIP gives free-form text; ViLT restricted argmax over its labels."""
         inp = self.processor(images=[to_pil(i) for i in images], text=[q["question"] for q in qs],
                              return_tensors="pt", padding=True, truncation=True, max_length=self.max_text_tokens)
@@ -208,8 +209,9 @@ class VQABackend:
         n_strings = n_pairs + len(set(choices))  # distinct strings >= distinct embedding keys
         return 2 * m._matmul_params * MATCH_TOKENS * n_strings
 
-    def answer(self, images: Sequence[Any], questions: Sequence[Mapping[str, Any]]) -> list[str]:
-        """One chosen option per pair: ``images[i]`` (PIL or uint8 HxWx3) answers ``questions[i]`` (a TIFA dict)."""
+    def answer(self, images: Sequence[Any], questions: Sequence[Mapping[str, Any]]) -> list[str | None]:
+        """One chosen option per pair: ``images[i]`` (PIL or uint8 HxWx3) answers ``questions[i]`` (a TIFA dict);
+        None where the model's answer is empty (it matches no choice, so it scores wrong)."""
         if len(images) != len(questions):
             raise ValueError(f"{len(images)} images but {len(questions)} questions; pass one image per question")
         out, spent = [], self.matcher.flops
