@@ -120,3 +120,65 @@ def free_port():
             return s.getsockname()[1]
 
     return pick
+
+
+# -- shared checks -----------------------------------------------------------------------------------------------
+def _assert_one_line_error(code: int, out: str, err: str, *needles: str, quiet: bool = False) -> str:
+    """Bad input as the house rule wants it: exit 2, no traceback, exactly one stderr line ``error: ...`` holding
+    every needle (and nothing on stdout when ``quiet``). Returns the line."""
+    assert code == 2, f"exit {code}, stderr: {err!r}"
+    assert "Traceback" not in err + out
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n"), f"expected one stderr line, got {lines!r}"
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    assert not quiet or out == "", f"stdout: {out!r}"
+    return line
+
+
+@pytest.fixture(scope="session")
+def assert_one_line_error():
+    """``assert_one_line_error(code, out, err, *needles, quiet=False) -> line`` (see ``_assert_one_line_error``)."""
+    return _assert_one_line_error
+
+
+def _db_bytes(db: Path) -> bytes:
+    """The SQLite file after folding its write-ahead log in: equal bytes = nothing was written."""
+    import gc
+    import sqlite3
+
+    gc.collect()  # close pooled connections left by in-process runs
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+    return db.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def db_bytes():
+    """``db_bytes(path) -> bytes``: an SQLite database's content, write-ahead log included."""
+    return _db_bytes
+
+
+# -- a trained micro trial on the built-in world -----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> dict:
+    """A micro UNet (tests/data/micro.yaml, cross-attention at the last level) trained 3 steps on the built-in world
+    at 16 px with the smoke recipe: {"root", "trial" (its folder), "source" (the WorldSource), "spec", "recipe"}.
+    Read it, never write into it: several modules share it."""
+    from unetnas.io import load_space
+    from unetnas.train.recipe import load_recipe
+    from unetnas.train.source import WorldSource
+    from unetnas.train.trial import run_trial
+
+    data = Path(__file__).parent / "data"
+    recipe = load_recipe(data / "smoke.yaml")
+    spec = next(s for s in load_space(data / "micro.yaml").enumerate() if s.attention[-1] == "cross")
+    root = tmp_path_factory.mktemp("world")
+    source = WorldSource(pool=recipe.world_pool, resolution=spec.resolution, text_len=spec.text_len)
+    run_trial(spec, recipe, source, root / "trial", steps=3)
+    return {"root": root, "trial": root / "trial", "source": source, "spec": spec, "recipe": recipe}

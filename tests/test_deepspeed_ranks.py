@@ -66,11 +66,11 @@ def one_rank(files, tmp_path_factory) -> dict:
         torch.set_num_threads(saved)
 
 
-def launch(files: dict, out: Path, steps: int, *more: str) -> dict:
+def launch(files: dict, out: Path, steps: int, *more: str, port: int) -> dict:
     """`deepspeed --num_gpus 2 ... unetnas trial` on two CPU ranks; returns the JSON summary."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"  # 2 ranks x 1 thread on 2 cores
-    cmd = [LAUNCHER, "--no_local_rank", "--num_gpus", "2", "--master_port", str(_free_port()), "--module", "unetnas",
+    cmd = [LAUNCHER, "--no_local_rank", "--num_gpus", "2", "--master_port", str(port), "--module", "unetnas",
            "trial", str(files["spec"]), "--steps", str(steps), "--recipe", str(files["recipe"]), "--out", str(out),
            "--json", *more]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=files["root"], timeout=400)
@@ -91,14 +91,6 @@ def json_objects(text: str) -> list[dict]:
     return found
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def check_against(out: Path, ref: dict, steps: int) -> None:
     ckpt = out / "checkpoint"
     assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "state.json", "optimizer-rank0.pt",
@@ -113,9 +105,9 @@ def check_against(out: Path, ref: dict, steps: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_ranks(files) -> tuple[Path, dict]:
+def two_ranks(files, free_port) -> tuple[Path, dict]:
     out = files["root"] / "two-ranks"
-    return out, launch(files, out, 4)
+    return out, launch(files, out, 4, port=free_port())
 
 
 def test_two_ranks_match_one_rank(two_ranks, one_rank) -> None:
@@ -133,10 +125,11 @@ def test_two_ranks_match_one_rank(two_ranks, one_rank) -> None:
 
 
 @pytest.mark.slow
-def test_two_ranks_stopped_then_continued_equal_one_uninterrupted_rank(files, two_ranks, one_rank, tmp_path) -> None:
+def test_two_ranks_stopped_then_continued_equal_one_uninterrupted_rank(files, two_ranks, one_rank, free_port,
+                                                                       tmp_path) -> None:
     out = tmp_path / "trial"
     shutil.copytree(two_ranks[0], out)
-    summary = launch(files, out, 6, "--resume")
+    summary = launch(files, out, 6, "--resume", port=free_port())
     assert (summary["steps"], summary["new_steps"]) == (6, 2)
     check_against(out, one_rank[6], 6)
     assert summary["val_loss"] == pytest.approx(one_rank[6]["val"], rel=RTOL)

@@ -8,7 +8,6 @@ import os
 import pwd
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -281,7 +280,7 @@ def test_four_processes_never_overcommit_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
+def postgres_url(free_port) -> Iterator[str]:
     """A throwaway PostgreSQL cluster, if the server binaries are here; else skip."""
     found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None)
     if not found:
@@ -300,9 +299,7 @@ def postgres_url() -> Iterator[str]:
             pytest.skip("running as root and there is no postgres user")
         os.chown(root, entry.pw_uid, entry.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     data = root / "data"
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
     try:

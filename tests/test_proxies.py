@@ -16,7 +16,7 @@ from unetnas.errors import UserError
 from unetnas.io import load_space
 from unetnas.proxies import PROXIES, ClipScore, Proxy, Subject, ValLoss, VqaTifa, WorldTifa
 from unetnas.train.recipe import load_recipe
-from unetnas.train.source import ShardSource, WorldSource
+from unetnas.train.source import ShardSource
 from unetnas.train.trainer import Trainer
 from unetnas.train.trial import run_trial
 from unetnas.world.questions import CATEGORIES
@@ -40,15 +40,6 @@ QUESTIONS = [  # a 2-prompt TIFA v1.0 file (one numeric id and an extra key, as 
     _q(7, "two blue squares", "are there squares?", ["yes", "no"], "yes", "object"),
     _q(7, "two blue squares", "how many squares are there?", ["1", "2", "3"], "2", "counting"),
 ]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
-    """A micro UNet trained 3 steps on the built-in world at 16 px (run_trial), and its data source."""
-    root = tmp_path_factory.mktemp("world")
-    source = WorldSource(pool=RECIPE.world_pool, resolution=WORLD_SPEC.resolution, text_len=WORLD_SPEC.text_len)
-    run_trial(WORLD_SPEC, RECIPE, source, root / "trial", steps=3)
-    return {"root": root, "trial": root / "trial", "source": source}
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from unetnas.io import load_space
-from unetnas.train.recipe import load_recipe
-from unetnas.train.source import WorldSource
-from unetnas.train.trial import run_trial
-
-DATA = Path(__file__).parent / "data"
-RECIPE = load_recipe(DATA / "smoke.yaml")
-SPEC = next(s for s in load_space(DATA / "micro.yaml").enumerate() if s.attention[-1] == "cross")
 QUESTION = {"id": "p1", "caption": "a red circle", "question": "is there a circle?", "choices": ["yes", "no"],
             "answer": "yes", "element_type": "object", "element": "circle"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    """A micro world trial (3 steps at 16 px), a valid and an invalid TIFA file, and a folder that is no trial."""
+def files(world, tmp_path_factory) -> dict[str, Path]:
+    """A micro world trial (conftest's, 3 steps at 16 px), a valid and an invalid TIFA file, and a folder that is
+    no trial."""
     root = tmp_path_factory.mktemp("proxy-cli")
-    source = WorldSource(pool=RECIPE.world_pool, resolution=SPEC.resolution, text_len=SPEC.text_len)
-    run_trial(SPEC, RECIPE, source, root / "trial", steps=3)
-    f = {"root": root, "trial": root / "trial", "good": root / "good.json", "bad": root / "bad.json",
+    f = {"root": root, "trial": world["trial"], "good": root / "good.json", "bad": root / "bad.json",
          "not_json": root / "not.json", "not_trial": root / "not-a-trial"}  # fmt: skip
     f["good"].write_text(json.dumps([QUESTION]))
     f["bad"].write_text(json.dumps([QUESTION, {**QUESTION, "choices": "yes"}]))

@@ -8,7 +8,6 @@ members 8 to 21 optimizer steps of batch 8; a whole search takes about 20 s on o
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import math
@@ -65,17 +64,6 @@ def reservation_rows(db: Path, study: str) -> list:
     return rows
 
 
-def db_bytes(db: Path) -> bytes:
-    """The database file after folding its write-ahead log in: equal bytes = nothing was written."""
-    gc.collect()  # close pooled connections left by in-process runs
-    con = sqlite3.connect(db)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
-    return db.read_bytes()
-
-
 def per_step(t) -> float:
     return t.user_attrs["train_flops_per_sample"] * BATCH
 
@@ -94,12 +82,6 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
 
 def design(t) -> dict:
     return {k: v for k, v in t.user_attrs["spec"].items() if k != "name"}
-
-
-def one_line_error(code: int, out: str, err: str) -> None:
-    assert code == 2, (code, out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err + out
 
 
 # -- a complete search --------------------------------------------------------------------------------------------
@@ -223,7 +205,7 @@ def test_pareto_set_has_at_least_three_completed_designs(full) -> None:
         assert [row["alignment"], row["gmacs"], row["params"]] == t.values
 
 
-def test_export_loads_in_diffusers(full, run_cli, tmp_path) -> None:
+def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_path) -> None:
     from diffusers import UNet2DConditionModel
     from safetensors.torch import load_file
 
@@ -264,8 +246,8 @@ def test_export_loads_in_diffusers(full, run_cli, tmp_path) -> None:
     # an --out that cannot be a folder: one line, exit 2
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    one_line_error(*run_cli(["export", "--study", full.study, "--storage", f"sqlite:///{full.db}", "--out",
-                             str(blocker)]))  # fmt: skip
+    assert_one_line_error(*run_cli(["export", "--study", full.study, "--storage", f"sqlite:///{full.db}", "--out",
+                                    str(blocker)]))  # fmt: skip
     # --top keeps the best alignments
     code, _, err = run_cli(["export", "--study", full.study, "--storage", f"sqlite:///{full.db}",
                             "--out", str(tmp_path / "top1"), "--top", "1"])  # fmt: skip
@@ -273,7 +255,7 @@ def test_export_loads_in_diffusers(full, run_cli, tmp_path) -> None:
     assert [f.name for f in (tmp_path / "top1").iterdir()] == [f"trial-{pareto[0]['trial']:04d}"]
 
 
-def test_resuming_a_finished_search_is_a_no_op(full, run_cli) -> None:
+def test_resuming_a_finished_search_is_a_no_op(full, run_cli, db_bytes) -> None:
     before = db_bytes(full.db)
     code, out, err = run_cli(search_args(full.db, full.study))
     assert code == 0, err[-3000:]
@@ -297,7 +279,7 @@ def test_resuming_a_finished_search_is_a_no_op(full, run_cli) -> None:
     ["--recipe", str(DATA / "smoke.yaml")],
     ["--data", "no-such-data-dir"],
 ])  # fmt: skip
-def test_stored_study_with_other_settings_refuses(full, run_cli, change) -> None:
+def test_stored_study_with_other_settings_refuses(full, run_cli, assert_one_line_error, db_bytes, change) -> None:
     before = db_bytes(full.db)
     args = search_args(full.db, full.study)
     for i in range(0, len(change), 2):  # replace the option's value
@@ -306,7 +288,7 @@ def test_stored_study_with_other_settings_refuses(full, run_cli, change) -> None
         else:
             args += change[i : i + 2]
     code, out, err = run_cli(args)
-    one_line_error(code, out, err)
+    assert_one_line_error(code, out, err)
     assert err.startswith(f"error: --study='full': was started with {change[0].removeprefix('--')} ")
     assert db_bytes(full.db) == before
 

@@ -6,9 +6,7 @@ study's database byte-identical afterwards. Nothing here trains a model (see tes
 
 from __future__ import annotations
 
-import gc
 import json
-import sqlite3
 from pathlib import Path
 
 import optuna
@@ -28,17 +26,6 @@ BUDGET = 1e11
 PASSWORD = "s3cr3t-pw"
 
 
-def db_bytes(db: Path) -> bytes:
-    """The database file after folding its write-ahead log in: equal bytes = nothing was written."""
-    gc.collect()  # close pooled connections left by in-process runs
-    con = sqlite3.connect(db)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
-    return db.read_bytes()
-
-
 @pytest.fixture(scope="module")
 def kept(tmp_path_factory) -> Path:
     """An existing search study (created and opened as `unetnas search` does, nothing trained yet)."""
@@ -55,13 +42,6 @@ def search_args(db: Path, **change: str) -> list[str]:
             "--study": "keep"}  # fmt: skip
     opts.update({f"--{k.replace('_', '-')}": v for k, v in change.items()})
     return ["search", *(x for kv in opts.items() for x in kv)]
-
-
-def assert_one_line_error(code: int, out: str, err: str) -> str:
-    assert code == 2, (code, out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in out + err and out == ""
-    return err
 
 
 BAD_SEARCH = {
@@ -95,9 +75,10 @@ BAD_SEARCH = {
 
 
 @pytest.mark.parametrize("change", list(BAD_SEARCH.values()), ids=list(BAD_SEARCH))
-def test_bad_search_input_is_one_line_and_leaves_the_study_alone(kept, run_cli, change) -> None:
+def test_bad_search_input_is_one_line_and_leaves_the_study_alone(kept, run_cli, assert_one_line_error, db_bytes,
+                                                                  change) -> None:
     before = db_bytes(kept)
-    err = assert_one_line_error(*run_cli(search_args(kept, **change)))
+    err = assert_one_line_error(*run_cli(search_args(kept, **change)), quiet=True)
     assert PASSWORD not in err
     name = next(iter(change))
     if name in ("budget", "sampler", "objectives", "storage", "seed"):
@@ -105,13 +86,13 @@ def test_bad_search_input_is_one_line_and_leaves_the_study_alone(kept, run_cli, 
     assert db_bytes(kept) == before
 
 
-def test_bad_storage_never_prints_the_password(run_cli, tmp_path) -> None:
+def test_bad_storage_never_prints_the_password(run_cli, assert_one_line_error, tmp_path) -> None:
     url = f"postgresql+psycopg://user:{PASSWORD}@127.0.0.1:1/db?sslmode=disable"
     for argv in (search_args(tmp_path / "unused.db", storage=url),
                  ["ledger", "--study", "keep", "--storage", url],
                  ["export", "--study", "keep", "--storage", url, "--out", str(tmp_path / "x")]):  # fmt: skip
         code, out, err = run_cli(argv)
-        assert_one_line_error(code, out, err)
+        assert_one_line_error(code, out, err, quiet=True)
         assert PASSWORD not in out + err and "user:***@127.0.0.1:1" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "unused.db").exists()
 
@@ -127,11 +108,12 @@ def test_bad_storage_never_prints_the_password(run_cli, tmp_path) -> None:
     ["dashboard", "--study", "missing"],
 ], ids=["ledger-missing-study", "ledger-no-default-db", "ledger-missing-file", "export-missing-study",
         "export-no-default-db", "export-nothing-complete", "export-top-0", "dashboard-missing-study"])  # fmt: skip
-def test_reading_commands_refuse_missing_studies(kept, run_cli, tmp_path, monkeypatch, argv) -> None:
+def test_reading_commands_refuse_missing_studies(kept, run_cli, assert_one_line_error, db_bytes, tmp_path, monkeypatch,
+                                                argv) -> None:
     monkeypatch.chdir(tmp_path)  # the default storage is runs/<study>/study.db under the working directory
     before = db_bytes(kept)
     argv = [a.format(url=f"sqlite:///{kept}", dir=tmp_path) for a in argv]
-    assert_one_line_error(*run_cli(argv))
+    assert_one_line_error(*run_cli(argv), quiet=True)
     assert db_bytes(kept) == before
     assert not any((tmp_path / name).exists() for name in ("out", "runs", "no-such.db"))
 
@@ -177,7 +159,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(run_cli, tmp_path) -> None:
     assert not db.exists() and not (tmp_path / "runs").exists()  # a dry run opens no storage
 
 
-def test_ledger_json_keys(kept, run_cli) -> None:
+def test_ledger_json_keys(kept, run_cli, db_bytes) -> None:
     before = db_bytes(kept)
     code, out, err = run_cli(["ledger", "--study", "keep", "--storage", f"sqlite:///{kept}", "--json"])
     assert code == 0, err

@@ -15,10 +15,24 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: Usage / Options / Commands, no boxes, the same on a terminal and in a pipe
+    context_settings={"max_content_width": 120},
 )
-
+PROG = "unetnas"
+# Option value placeholders as conventional CLIs write them (click's defaults), instead of typer's <str>, <path>
+METAVARS = {
+    "str": "TEXT",
+    "path": "PATH",
+    "float": "FLOAT",
+    "int": "INTEGER",
+    "int range": "INTEGER",
+    "float range": "FLOAT",
+    "bool": "BOOLEAN",
+    "datetime": "DATETIME",
+}
 
 _registered = False
+_command = None
 
 
 def _register() -> None:
@@ -31,13 +45,41 @@ def _register() -> None:
     from unetnas.cli.data import data_app
 
     app.add_typer(data_app, name="data")
+    for group in app.registered_groups:  # sub-apps format their help as the main app does
+        group.typer_instance.rich_markup_mode = None
+
+
+def command():
+    """The click command tree of the CLI, built once, with conventional option placeholders (``--out PATH``)."""
+    global _command
+    if _command is None:
+        _register()
+        _command = typer.main.get_command(app)
+        _conventional_metavars(_command)
+    return _command
+
+
+def _conventional_metavars(cmd) -> None:  # noqa: ANN001 (a typer/click command or group)
+    from typer._click import Context
+
+    ctx = Context(cmd, info_name=PROG)
+    for p in cmd.params:
+        if p.param_type_name == "option" and not p.is_flag and not p.count and p.metavar is None:
+            label = p.display_type(ctx).strip("<>")
+            p.metavar = METAVARS.get(label, f"[{label}]" if "|" in label else label.upper())
+        elif p.param_type_name == "argument" and p.metavar is None:  # `show FILE`, not typer's `show {file}`
+            p.metavar = p.name.upper()
+            usage = (p.metavar if p.required else f"[{p.metavar}]") + ("..." if p.nargs != 1 else "")
+            p._usage_display_name = lambda usage=usage: usage
+            p.display_type_rich = lambda ctx: None
+    for sub in getattr(cmd, "commands", {}).values():
+        _conventional_metavars(sub)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; bad input becomes one line on stderr and exit code 2."""
-    _register()
     try:
-        app(args=argv, standalone_mode=False)
+        command().main(args=argv, prog_name=PROG, standalone_mode=False)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
