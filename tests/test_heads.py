@@ -75,7 +75,7 @@ def test_designs_diffusers_cannot_build_with_their_heads_are_refused_in_one_line
     assert reason in str(err.value) and "\n" not in str(err.value)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(fields))
-    code, out, err = run_cli(["export-config", str(path), "--out", str(tmp_path / "out")])
+    code, _, err = run_cli(["export-config", str(path), "--out", str(tmp_path / "out")])
     assert code == 2 and err.startswith("error: attention=") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 

@@ -27,7 +27,7 @@ _MID = {("sd", "none"): "UNetMidBlock2D", ("sd", "cross"): "UNetMidBlock2DCrossA
 
 def unet_kwargs(spec: UNetSpec) -> dict[str, Any]:
     """diffusers ``UNet2DConditionModel(**kwargs)`` arguments for a spec (JSON-serialisable)."""
-    n, fam = spec.n_levels, spec.family
+    fam = spec.family
     # diffusers reads the entry only at transformer levels ... and at the last level, for the mid block
     depth = [d if a == "cross" else 1 for a, d in zip(spec.attention, spec.transformer_depth)]
     if spec.attention[-1] != "cross":

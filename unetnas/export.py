@@ -1,23 +1,34 @@
 """Export the Pareto set of a study: one folder per design that diffusers loads directly.
 
 Each folder holds ``config.json`` + ``diffusion_pytorch_model.safetensors`` (``UNet2DConditionModel.from_pretrained``
-reads them), the spec YAML, metrics JSON and a README model card.
+reads them), the spec YAML, metrics JSON and a README model card with the design's rung and its alignment's standard
+error where the trial's records have them.
+
+An export cannot mislead: every design is checked before anything is written. A trial whose checkpoint cannot be
+found (where the study recorded it, or beside the study's SQLite file when the study folder moved) is refused unless
+``config_only``, which writes configs and cards that say they hold no weights; weights that do not match the design
+(names, shapes) or are not all finite (a diverged trial) are refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unetnas.build import save_diffusers_config
+from unetnas.build import build_unet, save_diffusers_config
 from unetnas.cost import cost
 from unetnas.errors import UserError
 from unetnas.io import save_model
 from unetnas.search import study as S
+from unetnas.spec import UNetSpec
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"  # diffusers' file name for model weights
+CHECKPOINT_WEIGHTS = Path("checkpoint") / "model.safetensors"  # where a trial folder keeps its last weights
+FIELD = "--study"
 
 
 def load_study(storage_url: str, name: str):
@@ -29,15 +40,133 @@ def load_study(storage_url: str, name: str):
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise UserError(f"no such study in {redact(storage_url)}", field="--study", value=name) from None
+        raise UserError(f"no such study in {redact(storage_url)}", field=FIELD, value=name) from None
     settings = study.user_attrs.get(S.SETTINGS_ATTR)
     if settings is None:
-        raise UserError("was not made by unetnas search", field="--study", value=name)
+        raise UserError("was not made by unetnas search", field=FIELD, value=name)
     return study, tuple(settings["objectives"])
 
 
-def _card(row: dict[str, Any], spec, c, rec: dict[str, Any], study: str) -> str:
-    td = ", ".join(f"{a}:{d}" for a, d in zip(spec.attention, spec.transformer_depth))
+def trial_folders(trial, storage_url: str, study_name: str) -> list[Path]:
+    """Where trial ``trial``'s folder may be, in order: as the study recorded it, then beside the study's SQLite
+    file (``<db folder>/trials/NNNN``, or ``<db folder>/<study>/trials/NNNN`` when several studies share the file),
+    so a study folder that was moved or copied elsewhere still finds its trials."""
+    recorded = trial.user_attrs.get("dir")
+    name = Path(recorded).name if recorded else f"{trial.number:04d}"
+    out = [Path(recorded)] if recorded else []
+    if storage_url.startswith("sqlite:///"):
+        home = Path(storage_url.removeprefix("sqlite:///")).parent
+        out += [home / "trials" / name, home / study_name / "trials" / name]
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class _Design:
+    """One Pareto design, checked: its trial, spec, cost, last rung record and weights file (None: config only)."""
+
+    row: dict[str, Any]
+    trial: Any
+    spec: UNetSpec
+    record: dict[str, Any]
+    weights: Path | None
+
+
+def _check_weights(path: Path, spec: UNetSpec, number: int) -> None:
+    """The file holds exactly the design's tensors (names and shapes, as diffusers builds it), all finite."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    want = {k: tuple(v.shape) for k, v in build_unet(spec, device="meta").state_dict().items()}
+    where = f"trial {number}: {path}"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
+            if got != want:
+                bad = sorted(set(got) ^ set(want)) or sorted(k for k in got if got[k] != want[k])
+                raise UserError(f"the weights do not match the trial's design (e.g. {bad[0]}); not exported",
+                                source=where)  # fmt: skip
+            for key in f.keys():  # noqa: SIM118
+                if not bool(torch.isfinite(f.get_tensor(key)).all()):
+                    raise UserError(f"weights are not all finite (NaN/inf in {key}); a diverged trial is not "
+                                    "exported", source=where)  # fmt: skip
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"cannot read the weights ({str(err)[:80]}); not exported", source=where) from None
+
+
+def _designs(study, objectives, storage_url: str, study_name: str, top: int | None, config_only: bool) -> list[_Design]:
+    rows = S.pareto_rows(study, objectives)
+    if not rows:
+        raise UserError("has no completed trials yet; run (or resume) the search first", field=FIELD, value=study_name)
+    out = []
+    for row in rows[: top or len(rows)]:
+        t = study.trials[row["trial"]]
+        spec = S.spec_of(t)
+        rung = row.get("rung", t.user_attrs.get("rung"))
+        record = t.user_attrs.get(f"rung_{rung}", {})
+        places = [d / CHECKPOINT_WEIGHTS for d in trial_folders(t, storage_url, study_name)]
+        weights = next((p for p in places if p.is_file()), None)
+        if weights is None and not config_only:
+            seen = ", ".join(str(p) for p in places) or "no folder recorded"
+            raise UserError(f"no checkpoint found (looked at {seen}); export refuses a design without its weights: "
+                            "restore the trial folders, or pass --config-only for configs and cards without weights",
+                            field=FIELD, value=f"{study_name} trial {t.number}")  # fmt: skip
+        if weights is not None:
+            _check_weights(weights, spec, t.number)
+        out.append(_Design(row, t, spec, record, None if config_only else weights))
+    return out
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
+
+
+def _alignment_line(row: dict[str, Any], record: dict[str, Any]) -> str:
+    """The alignment objective, what it measures, and its standard error when the record has one."""
+    if record.get("alignment") is not None:
+        what, se = "text-blind-corrected TIFA", record.get("alignment_se")
+    elif record.get("tifa") is not None:
+        what, se = "TIFA-style", record.get("tifa_se")
+    else:
+        what, se = "-validation loss", None
+    se = row.get("alignment_se", se) if se is None else se
+    shown = f"{row['alignment']:.4f}" + (f" ± {se:.4f} (standard error)" if se is not None and se > 0 else "")
+    return f"| alignment ({what}) | {shown} |"
+
+
+def _latent(spec: UNetSpec) -> str:
+    return f"{spec.latent_channels}x{spec.latent_size}x{spec.latent_size}"
+
+
+def _card(d: _Design, c, study: str, n_rungs: int | None) -> str:
+    spec, row, rec = d.spec, d.row, d.record
+    td = ", ".join(f"{a}:{k}" for a, k in zip(spec.attention, spec.transformer_depth))
+    rung = row.get("rung", d.trial.user_attrs.get("rung"))
+    if rung is None:
+        rung_text = "-"
+    elif n_rungs:
+        rung_text = f"{rung} of rungs 0..{n_rungs - 1}" + (" (the last)" if rung == n_rungs - 1 else "")
+    else:
+        rung_text = str(rung)
+    extra = ""
+    if rec.get("alignment") is not None and rec.get("tifa") is not None:
+        se = f" ± {rec['tifa_se']:.4f}" if rec.get("tifa_se") else ""
+        extra += f"| raw TIFA | {_fmt(rec.get('tifa'))}{se} |\n"
+    if rec.get("val_loss") is not None:
+        extra += f"| validation loss | {_fmt(rec.get('val_loss'))} |\n"
+    if d.weights is not None:
+        use = f"""```python
+from diffusers import UNet2DConditionModel
+unet = UNet2DConditionModel.from_pretrained("path/to/this/folder")
+```
+Weights were trained only for the search's short horizon (rung {rung_text}): they rank designs; retrain the winner at
+scale."""
+    else:
+        use = """**Config only: this folder holds no weights** (exported with `--config-only`; the trial's checkpoint
+was not exported). `from_pretrained` will not load it; build the architecture, randomly initialised, with:
+```python
+from diffusers import UNet2DConditionModel
+unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config("path/to/this/folder"))
+```"""
     return f"""# {spec.name}
 
 A text-to-image diffusion UNet found by `unetnas search` (study `{study}`, trial {row['trial']}), on the Pareto
@@ -45,53 +174,56 @@ front of alignment vs inference cost.
 
 | | |
 |---|---|
-| alignment ({'TIFA-style' if rec.get('tifa') is not None else '-validation loss'}) | {row['alignment']:.4f} |
+{_alignment_line(row, rec)}
+{extra}| rung | {rung_text} |
 | inference GMACs (conv + linear, {c.resolution} px, {c.text_len} tokens) | {c.gmacs:.4g} |
 | forward GFLOPs (all ops) | {c.gflops:.4g} |
 | parameters | {c.params:,} |
-| training FLOPs | {rec.get('train_flops', 0):.3g} ({rec.get('steps')} steps) |
+| training FLOPs | {_fmt(rec.get('train_flops'), '.3g')} ({rec.get('steps', '-')} steps) |
 
 Design: base channels {spec.base_channels}, channel multipliers {list(spec.channel_mult)}, res blocks
 {list(spec.layers_per_block)}, attention per level [{td}], mid block {spec.mid_attention}:{spec.mid_depth}, head dim
-{spec.head_dim}, text {spec.cross_attention_dim}-d x {spec.text_len} tokens, latent {spec.latent_channels}x{spec.latent_size}x{spec.latent_size}.
+{spec.head_dim}, text {spec.cross_attention_dim}-d x {spec.text_len} tokens, latent {_latent(spec)}.
 
-```python
-from diffusers import UNet2DConditionModel
-unet = UNet2DConditionModel.from_pretrained("path/to/this/folder")
-```
-Weights were trained only for the search's short horizon: they rank designs; retrain the winner at scale.
+{use}
 """
 
 
-def export(storage_url: str, study_name: str, out: str | Path, top: int | None = None) -> list[Path]:
-    """Write one folder per Pareto trial (best alignment first, at most ``top``); returns the folders."""
+def export(storage_url: str, study_name: str, out: str | Path, top: int | None = None,
+           config_only: bool = False) -> list[Path]:
+    """Write one folder per Pareto trial (best alignment first, at most ``top``); returns the folders.
+
+    Every design is checked (checkpoint found, weights matching and finite) before anything is written; a failed
+    check is a one-line ``UserError`` naming the trial. ``config_only`` writes no weights and says so in the card.
+    """
     study, objectives = load_study(storage_url, study_name)
-    rows = S.pareto_rows(study, objectives)
-    if not rows:
-        raise UserError("has no completed trials yet; run (or resume) the search first", field="--study", value=study_name)
+    designs = _designs(study, objectives, storage_url, study_name, top, config_only)
+    n_rungs = len(study.user_attrs.get(S.SETTINGS_ATTR, {}).get("plan", {}).get("rungs", ())) or None
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a file in the way, no permission
         raise UserError(f"cannot create the export folder ({err.strerror})", field="--out", value=str(out)) from None
     folders = []
-    for row in rows[: top or len(rows)]:
-        t = study.trials[row["trial"]]
-        spec = S.spec_of(t)
-        c = cost(spec)
-        rec = t.user_attrs.get(f"rung_{t.user_attrs['rung']}", {})
-        d = out / f"trial-{row['trial']:04d}"
-        d.mkdir(parents=True, exist_ok=True)
-        save_diffusers_config(spec, d)
-        save_model(spec, d / "spec.yaml")
-        weights = Path(t.user_attrs["dir"]) / "checkpoint" / "model.safetensors"
-        if weights.is_file():
-            shutil.copyfile(weights, d / WEIGHTS)
-        metrics = {"trial": row["trial"], "alignment": row["alignment"], "objectives": list(objectives),
-                   "values": list(t.values), "gmacs": c.gmacs, "gflops": c.gflops, "params": c.params,
-                   "flops_spent": t.user_attrs.get("flops_spent"), "rungs": {k: v for k, v in t.user_attrs.items()
-                   if k.startswith("rung_")}, "weights": weights.is_file()}  # fmt: skip
-        (d / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        (d / "README.md").write_text(_card(row, spec, c, rec, study_name))
-        folders.append(d)
+    for d in designs:
+        t, c = d.trial, cost(d.spec)
+        folder = out / f"trial-{t.number:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_diffusers_config(d.spec, folder)
+        save_model(d.spec, folder / "spec.yaml")
+        (folder / WEIGHTS).unlink(missing_ok=True)  # a config-only export over an earlier one holds no stale weights
+        if d.weights is not None:
+            shutil.copyfile(d.weights, folder / WEIGHTS)
+        rung = d.row.get("rung", t.user_attrs.get("rung"))
+        metrics = {"trial": t.number, "rung": rung, "alignment": d.row["alignment"],
+                   "alignment_se": d.record.get("alignment_se", d.row.get("alignment_se")),
+                   "tifa": d.record.get("tifa"), "tifa_se": d.record.get("tifa_se"),
+                   "val_loss": d.record.get("val_loss"), "objectives": list(objectives), "values": list(t.values),
+                   "gmacs": c.gmacs, "gflops": c.gflops, "params": c.params,
+                   "flops_spent": t.user_attrs.get("flops_spent"),
+                   "rungs": {k: v for k, v in t.user_attrs.items() if k.startswith("rung_")},
+                   "weights": d.weights is not None}  # fmt: skip
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        (folder / "README.md").write_text(_card(d, c, study_name, n_rungs))
+        folders.append(folder)
     return folders

@@ -25,7 +25,7 @@ SDXL = UNetSpec(  # TD [0,2,10]: no attention at full resolution; the mid block 
     mid_attention="cross",
     mid_depth=10,
 )
-IF_XL = UNetSpec(  # DeepFloyd IF blocks as diffusers builds them, in the paper's controlled setup (no text_proj/add-emb)
+IF_XL = UNetSpec(  # DeepFloyd IF blocks as diffusers builds them, in the paper's controlled setup (no text_proj)
     family="if",
     base_channels=704,  # IF-I-XL's width
     channel_mult=(1, 2, 3, 4),

@@ -10,7 +10,6 @@ Each level is one categorical Optuna parameter (``level_i`` = "kind-depth") so v
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -122,7 +121,8 @@ class SearchSpace(BaseModel):
                                      f"{first_reason[key]}")  # fmt: skip
         for m in self._mid_options():
             if ("mid", m) in first_reason and ("mid", m) not in used:
-                raise ValueError(f"mid_depth: option {m[1]} is in no member diffusers can build: {first_reason['mid', m]}")
+                raise ValueError(f"mid_depth: option {m[1]} is in no member diffusers can build: "
+                                 f"{first_reason['mid', m]}")
         if self.size() == 0:
             raise ValueError("the space has no member: every combination is text-blind (no cross-attention); "
                              "add a cross-attention option, or set allow_text_blind: true")  # fmt: skip
@@ -163,7 +163,8 @@ class SearchSpace(BaseModel):
             fam, h = self._fixed("family"), self._fixed("head_dim")
             out = {}
             for c, mult in itertools.product(self.base_channels, self.channel_mult):
-                widths, kept, removed, reasons, buildable = [c * m for m in mult], [], {TEXT_BLIND: 0, HEADS: 0}, {}, set()
+                widths, kept, removed = [c * m for m in mult], [], {TEXT_BLIND: 0, HEADS: 0}
+                reasons, buildable = {}, set()
                 for levels in itertools.product(*(self.levels[i].options() for i in range(len(mult)))):
                     mids = [levels[-1]] if levels[-1][0] == "cross" else self._mid_options()
                     ok = []
@@ -244,7 +245,8 @@ class SearchSpace(BaseModel):
             spec = self.suggest(study.ask())
             if self.rule_broken(spec) is None:
                 out.append(spec)
-        raise ValueError(f"space {self.name!r}: drew {1000 * n + 1000} combinations and found {len(out)} of {n} members")
+        raise ValueError(f"space {self.name!r}: drew {1000 * n + 1000} combinations and found {len(out)} of {n} "
+                         "members")
 
     # -- enumeration ------------------------------------------------------------------------------------------
     def _per_mult(self, c: int, mult: tuple[int, ...]) -> Iterator[dict[str, Any]]:

@@ -18,12 +18,18 @@ def export(
     storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
     out: Path = typer.Option(..., "--out", help="folder for one sub-folder per Pareto design"),
     top: int = typer.Option(None, "--top", min=1, help="at most this many designs, best alignment first"),
+    config_only: bool = typer.Option(False, "--config-only", help="write configs and model cards without weights "
+                                     "(when trial checkpoints are gone); the cards say so"),
 ) -> None:
-    """Export the Pareto designs: diffusers config + weights, spec YAML, metrics, model card."""
+    """Export the Pareto designs: diffusers config + weights, spec YAML, metrics, model card.
+
+    Refuses (one line, nothing written) a design whose checkpoint is missing (unless --config-only) or whose weights
+    do not match its design or are not all finite. Trial folders are looked up where the study recorded them, then
+    beside its SQLite file (a moved study folder still exports)."""
     from unetnas.export import export as run
     from unetnas.search.storage import existing_storage
 
-    folders = run(existing_storage(storage, study), study, out, top)
+    folders = run(existing_storage(storage, study), study, out, top, config_only=config_only)
     for f in folders:
         console.print(f"wrote {f}")
 

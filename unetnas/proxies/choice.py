@@ -10,8 +10,8 @@ hit wins:
 2. **Normalised match**: "2" == "two" == "Two.", "21" == "twenty-one", "none" == "0". For numeric choices (a
    counting question) "no"/"nothing" mean 0 when the answer names no other number.
 3. **Negation**: choices the answer names only after a negator ("not", "no", "never", "n't" forms, within two words
-   of the same clause) are ruled out: "It is not blue, it is red" -> "red". For yes/no choices, an answer naming neither but holding a
-   negator is "no".
+   of the same clause) are ruled out: "It is not blue, it is red" -> "red". For yes/no choices, an answer naming
+   neither but holding a negator is "no".
 4. **Containment**: the one longest choice the answer names, not negated ("it is red" -> "red"), or the one
    choice containing the answer's words ("dog" -> "a brown dog"); ties fall through.
 5. **Sentence embeddings**: cosine similarity of mean-pooled, L2-normalised token states from a sentence model
@@ -153,9 +153,8 @@ def _analyse(answer: str, choices: Sequence[str]) -> tuple[str | None, list[str]
     positive = {c: [i for i in _occurrences(ans, w) if not _negated(i)] for c, w in zip(choices, normed)}
     ruled_out = {c for c, w in zip(choices, normed) if _occurrences(ans, w) and not positive[c]}
     open_ = [c for c in choices if c not in ruled_out] or list(choices)
-    if sorted(normed) == [("no",), ("yes",)] and not any(positive.values()):
-        if any(_negator(w) for w in ans):
-            return choices[normed.index(("no",))], open_, False
+    if sorted(normed) == [("no",), ("yes",)] and not any(positive.values()) and any(_negator(w) for w in ans):
+        return choices[normed.index(("no",))], open_, False
     inside = [(len(w), c) for c, w in zip(choices, normed) if positive[c]]
     if inside:
         longest = max(n for n, _ in inside)
