@@ -59,20 +59,46 @@ def make_study(root: Path, name: str = "small", samples: bool = True) -> str:
         gmacs, per_sample = n / 2e6, 3 * n
         folder = root / "trials" / f"{i:04d}"
         folder.mkdir(parents=True)
-        spec = {"name": f"{name}-t{i}", "base_channels": 8 + 4 * i, "channel_mult": [1, 2], "layers_per_block": [1, 1],
-                "attention": ["none", "cross"], "transformer_depth": [0, 1 + i % 2], "mid_attention": "cross",
-                "mid_depth": i % 2, "head_dim": 8}  # fmt: skip
-        attrs = {"spec": spec, "gmacs": gmacs, "params": int(n), "train_flops_per_sample": per_sample,
-                 "dir": str(folder), "rung": last, "top_rung": last == len(HORIZONS) - 1}  # fmt: skip
+        spec = {
+            "name": f"{name}-t{i}",
+            "base_channels": 8 + 4 * i,
+            "channel_mult": [1, 2],
+            "layers_per_block": [1, 1],
+            "attention": ["none", "cross"],
+            "transformer_depth": [0, 1 + i % 2],
+            "mid_attention": "cross",
+            "mid_depth": i % 2,
+            "head_dim": 8,
+        }
+        attrs = {
+            "spec": spec,
+            "gmacs": gmacs,
+            "params": int(n),
+            "train_flops_per_sample": per_sample,
+            "dir": str(folder),
+            "rung": last,
+            "top_rung": last == len(HORIZONS) - 1,
+        }
         if i == PRESET_TRIAL:
             attrs["preset"] = "tiny"
         curve, spent, done = {}, 0.0, 0.0
         for k in range(last + 1):
             c = HORIZONS[k]
             s = alignment(n, c)
-            rec = {"rung": k, "steps": int(c / per_sample / 8), "samples": int(c / per_sample), "train_flops": c,
-                   "val_loss": val_loss(n, c), "gmacs": gmacs, "params": int(n), "wall_s": 1.0 + k, "tifa": s + 0.2,
-                   "tifa_se": 0.012, "alignment": s, "alignment_se": 0.01}  # fmt: skip
+            rec = {
+                "rung": k,
+                "steps": int(c / per_sample / 8),
+                "samples": int(c / per_sample),
+                "train_flops": c,
+                "val_loss": val_loss(n, c),
+                "gmacs": gmacs,
+                "params": int(n),
+                "wall_s": 1.0 + k,
+                "tifa": s + 0.2,
+                "tifa_se": 0.012,
+                "alignment": s,
+                "alignment_se": 0.01,
+            }
             if k == len(HORIZONS) - 1:
                 rec["alignment_by_steps"] = {str(st): s * (1 - 0.5 / st) for st in STEPS}
             attrs[f"rung_{k}"] = rec
@@ -92,7 +118,15 @@ def make_study(root: Path, name: str = "small", samples: bool = True) -> str:
         if samples and last == len(HORIZONS) - 1:
             Image.new("RGB", (64, 32), (40 * i % 255, 120, 200)).save(folder / "samples.png")
         params = {"base_channels": spec["base_channels"], "level1": ["none", "self:1", "cross:1"][i % 3]}
-        study.add_trial(create_trial(state=state, values=values, params=params, distributions=DIST, user_attrs=attrs,
-                                     intermediate_values=curve))  # fmt: skip
+        study.add_trial(
+            create_trial(
+                state=state,
+                values=values,
+                params=params,
+                distributions=DIST,
+                user_attrs=attrs,
+                intermediate_values=curve,
+            )
+        )
     engine.dispose()
     return url

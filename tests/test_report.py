@@ -103,7 +103,10 @@ def test_old_format_falls_back_to_raw_tifa(tmp_path):
     points = design_points(trials, info.metric, info.objectives)
     # the plan's top rung is 1: the front is (0.1, 0.30), (0.2, 0.45), (0.4, 0.60); (0.3, 0.40) is dominated
     assert sorted(p.trial for p in points if p.on_front) == [0, 1, 3]
-    assert upper_envelope([(1, 0.3, "a"), (2, 0.2, "b"), (3, 0.5, "c"), (3, 0.4, "d")]) == [(1, 0.3, "a"), (3, 0.5, "c")]
+    assert upper_envelope([(1, 0.3, "a"), (2, 0.2, "b"), (3, 0.5, "c"), (3, 0.4, "d")]) == [
+        (1, 0.3, "a"),
+        (3, 0.5, "c"),
+    ]
 
 
 def test_name_objectives_sets_optuna_metric_names(tmp_path):
@@ -121,7 +124,7 @@ def test_scaling_recovers_the_study_laws(small):
     assert len(s.compute_frontier) == 3 and s.compute.b == pytest.approx(0.08, rel=1e-6)  # trial 8 at each rung
     assert s.params is not None and s.params.b == pytest.approx(0.05, rel=1e-6)  # top rung: equal C, S ~ N^0.05
     assert s.isoflop.optimal is not None and s.isoflop.optimal.b == pytest.approx(0.5, rel=1e-3)  # N_opt = 5 C^0.5
-    (c, y, lo, hi), = s.predictions
+    ((c, y, lo, hi),) = s.predictions
     assert c == 1e12 and lo < y < hi
     d = s.as_dict()
     assert json.loads(json.dumps(d))["compute"]["b"] == s.compute.b and d["compute_refused"] is None
@@ -148,8 +151,15 @@ def test_budget_records_from_the_ledger(small):
 # -- layout ------------------------------------------------------------------------------------------------------
 def test_default_layout_names_every_panel_once():
     layout = load_layout()
-    assert [p.id for p in layout.panels] == ["pareto", "curves", "scaling", "sampling", "samples", "budget",
-                                             "importance"]  # fmt: skip
+    assert [p.id for p in layout.panels] == [
+        "pareto",
+        "curves",
+        "scaling",
+        "sampling",
+        "samples",
+        "budget",
+        "importance",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -196,7 +206,11 @@ def test_report_renders_every_panel_in_headless_chromium(small, tmp_path, browse
         assert f"panel-{panel.id}" in parser.ids, panel.id
     for fig in ("pareto", "curves", "scaling", "sampling", "budget", "importance"):
         assert "js-plotly-plot" in parser.ids.get(f"fig-{fig}", ""), f"{fig} was not drawn"
-    assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom)) == 3 and "fit-table" in parser.ids and "predictions" in parser.ids
+    assert (
+        len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom)) == 3
+        and "fit-table" in parser.ids
+        and "predictions" in parser.ids
+    )
     png = browser.screenshot(path.as_uri(), tmp_path / "report.png")
     assert count_colours(png) > 50  # drawn plots, not a blank page
 
@@ -234,16 +248,22 @@ def test_fit_refuses_too_few_points_in_one_line(tmp_path, run_cli):
 def test_report_command_refuses_a_bad_layout_before_opening_the_study(tmp_path, run_cli):
     bad = tmp_path / "l.yaml"
     bad.write_text("panels: [{id: pie, title: x}]")
-    code, stdout, err = run_cli(["report", "--study", "nope", "--storage", f"sqlite:///{tmp_path}/none.db",
-                                 "--layout", str(bad)])  # fmt: skip
+    code, stdout, err = run_cli(
+        ["report", "--study", "nope", "--storage", f"sqlite:///{tmp_path}/none.db", "--layout", str(bad)]
+    )
     assert code == 2 and err.startswith(f"error: {bad}: panels.0.id='pie'") and not (tmp_path / "none.db").exists()
 
 
 def test_screenshot_script_makes_a_png(small, tmp_path, browser):
     url, _ = small
     out = tmp_path / "shot.png"
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "report_screenshot.sh"), "small", str(out), url],
-                          capture_output=True, text=True, timeout=300, env=_env())  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "report_screenshot.sh"), "small", str(out), url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
 

@@ -63,9 +63,7 @@ def trial_card(t: TrialRecord, metric: Metric, image_url: str | None = None) -> 
         lines += ["", f"| rung | training FLOPs | steps | val loss | {metric.field} | ± |", "|---|---|---|---|---|---|"]
         for r in t.rungs:
             s, se = r.score(metric), r.score_se(metric)
-            lines.append(
-                f"| {r.rung} | {r.train_flops:.3g} | {r.steps} | {_f(r.val_loss)} | {_f(s)} | {_f(se)} |"
-            )
+            lines.append(f"| {r.rung} | {r.train_flops:.3g} | {r.steps} | {_f(r.val_loss)} | {_f(s)} | {_f(se)} |")
     if image_url:
         lines += ["", "Samples on the search's fixed prompts:", "", f"![samples]({image_url})"]
     return "\n".join(lines) + "\n"

@@ -138,9 +138,17 @@ def dashboard(
             except KeyError:
                 raise UserError(f"no such study in {redact(url)}", field="--study", value=name) from None
             done = sync_dashboard(s, url, folder)
-            console.print(f"study {name}: objectives {', '.join(done.objectives)}; {done.notes_written} notes, "
-                          f"{done.artifacts_uploaded} artifacts, {done.plots} plots", soft_wrap=True, markup=False)
+            console.print(
+                f"study {name}: objectives {', '.join(done.objectives)}; {done.notes_written} notes, "
+                f"{done.artifacts_uploaded} artifacts, {done.plots} plots",
+                soft_wrap=True,
+                markup=False,
+            )
     folder.mkdir(parents=True, exist_ok=True)
-    console.print(f"serving {redact(url)} at http://{host}:{port} (artifacts in {folder.resolve()}; Ctrl-C stops)",
-                  soft_wrap=True, markup=False, highlight=False)
+    console.print(
+        f"serving {redact(url)} at http://{host}:{port} (artifacts in {folder.resolve()}; Ctrl-C stops)",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     run_server(opened, host=host, port=port, artifact_store=FileSystemArtifactStore(str(folder)))

@@ -85,8 +85,14 @@ def pareto_panel(d: ReportData) -> Panel:
                     "line": {"width": 1, "color": "#333"},
                 },
                 customdata=[
-                    [p.name, p.trial, p.rung, f"{p.alignment_se:.3f}" if p.alignment_se else "n/a", p.params or 0,
-                     p.spec_text]
+                    [
+                        p.name,
+                        p.trial,
+                        p.rung,
+                        f"{p.alignment_se:.3f}" if p.alignment_se else "n/a",
+                        p.params or 0,
+                        p.spec_text,
+                    ]
                     for p in sel
                 ],
                 hovertemplate=hover,
@@ -362,7 +368,10 @@ def _scaling_table(d: ReportData) -> str:
     ]
     level = f"{s.compute.level:.0%}" if s.compute else "95%"
     out = [
-        "<table class='fits' id='fit-table'><tr><th>law</th><th>a [" + level + " CI]</th><th>b [" + level
+        "<table class='fits' id='fit-table'><tr><th>law</th><th>a ["
+        + level
+        + " CI]</th><th>b ["
+        + level
         + " CI]</th><th>R² (log-log)</th><th>points</th><th>x range</th></tr>",
         *rows,
         "</table>",

@@ -161,9 +161,7 @@ def isoflop_curve(budget: float, points: Sequence[tuple[float, float]], *, minim
         return IsoFlopCurve(budget, pts, (c2, c1, c0), refused="no interior optimum (parabola opens the wrong way)")
     v = -c1 / (2 * c2)
     if not lx.min() <= v <= lx.max():
-        return IsoFlopCurve(
-            budget, pts, (c2, c1, c0), refused=f"optimum N = {10**v:.3g} lies outside the sizes tried"
-        )
+        return IsoFlopCurve(budget, pts, (c2, c1, c0), refused=f"optimum N = {10**v:.3g} lies outside the sizes tried")
     return IsoFlopCurve(budget, pts, (c2, c1, c0), n_opt=10**v, y_opt=c0 - c1 * c1 / (4 * c2))
 
 
