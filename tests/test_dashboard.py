@@ -37,6 +37,8 @@ def test_sync_writes_names_cards_artifacts_and_plots_once(small, tmp_path):
     note = get_note(optuna.trial.Trial(study, study.trials[8]._trial_id))
     assert note.startswith("## small-t8") and f"![samples](/artifacts/{study._study_id}/" in note
     assert "| 2 | 9e+10 |" in note  # one row per finished rung
+    design = next(line for line in note.splitlines() if line.startswith("| design |"))
+    assert design.count("|") - design.count("\\|") == 3  # one cell, whatever the spec text holds
     attrs = study._storage.get_study_system_attrs(study._study_id)  # where optuna-dashboard keeps its plots
     assert any("unetnas-pareto" in k for k in attrs) and any("unetnas-scaling" in k for k in attrs)
     again = sync_dashboard(optuna.load_study(study_name="small", storage=url), url, tmp_path / "art")

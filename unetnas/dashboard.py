@@ -55,10 +55,10 @@ def trial_card(t: TrialRecord, metric: Metric, image_url: str | None = None) -> 
         f"| parameters | {t.params:,} |" if t.params else "| parameters | n/a |",
         f"| training FLOPs / sample | {_g(t.train_flops_per_sample)} |",
         f"| FLOPs spent (train + eval) | {_g(t.flops_spent)} |",
-        f"| design | {spec_text(t.spec)} |",
+        f"| design | {_cell(spec_text(t.spec))} |",
     ]
     if t.preset:
-        lines.append(f"| reference preset | {t.preset} |")
+        lines.append(f"| reference preset | {_cell(t.preset)} |")
     if t.rungs:
         lines += ["", f"| rung | training FLOPs | steps | val loss | {metric.field} | ± |", "|---|---|---|---|---|---|"]
         for r in t.rungs:
@@ -148,6 +148,10 @@ def _plots(study: optuna.Study, d: ReportData) -> int:
             save_plotly_graph_object(study, fig, graph_object_id=f"unetnas-{pid}")
             n += 1
     return n
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a Markdown table cell
 
 
 def _g(v: float | None) -> str:

@@ -286,7 +286,8 @@ def scaling_panel(d: ReportData) -> Panel:
             x_hi = max(p[0] for p in s.predictions) if col == 1 and s.predictions else fit.x_range[1]
             _fit_line(fig, fit, x_hi, col, f"{fit.formula()} (R² {fit.r2:.3f})")
         fig.update_xaxes(title_text=xname, type="log", row=1, col=col)
-        fig.update_yaxes(title_text=label if col == 1 else None, type="log", row=1, col=col)
+        positive = all(p[1] > 0 for p in pts)  # corrected alignment can be negative: no log axis then
+        fig.update_yaxes(title_text=label if col == 1 else None, type="log" if positive else "linear", row=1, col=col)
     if s.predictions:
         fig.add_trace(
             go.Scatter(

@@ -291,8 +291,8 @@ def spec_text(spec: dict[str, Any]) -> str:
     levels = ", ".join(f"{a}x{d}" if d else "-" for a, d in zip(attn, depth))
     mid = f"{spec.get('mid_attention')}x{spec.get('mid_depth')}" if spec.get("mid_depth") else "-"
     return (
-        f"C{spec.get('base_channels')} mult {spec.get('channel_mult')} res {spec.get('layers_per_block')} | "
-        f"attn [{levels}] | mid {mid} | head {spec.get('head_dim')}"
+        f"C{spec.get('base_channels')} mult {spec.get('channel_mult')} res {spec.get('layers_per_block')}; "
+        f"attn [{levels}]; mid {mid}; head {spec.get('head_dim')}"
     )
 
 
