@@ -16,6 +16,7 @@ import unetnas.data.prepare as prepare_mod
 from unetnas.cli.data import data_app
 from unetnas.data import ShardDataset
 from unetnas.data.prepare import load_image, prepare
+from unetnas.data.shards import _read_safetensors
 from unetnas.errors import UserError
 from unetnas.text import TextEncoder
 
@@ -171,8 +172,10 @@ def test_input_errors(inputs, tmp_path) -> None:
     manifest = imgs / "manifest.jsonl"
     lines = manifest.read_text().splitlines()
     cases = [
-        ({"manifest": manifest}, "give exactly one of --images DIR or --manifest"),
+        ({"manifest": manifest}, "give exactly one of --images DIR, --manifest FILE.jsonl or --shards TARS"),
         ({"images_dir": None}, "give exactly one of"),
+        ({"shards": str(tmp_path / "nope-{0..1}.tar"), "images_dir": None}, "nope-0.tar: --shards: no such file"),
+        ({"caption_column": "text"}, "--caption-column='text': applies to imagefolder metadata"),
         ({"resolution": 33}, "resolution=33: must be divisible by the VAE's downsampling factor 2"),
         ({"vae_path": inputs["bert"]}, "_class_name=None: must be a diffusers AutoencoderKL"),
     ]
@@ -182,16 +185,9 @@ def test_input_errors(inputs, tmp_path) -> None:
     manifest.write_text(lines[0] + "\n{not json\n")
     with pytest.raises(UserError, match="manifest.jsonl:2: is not valid JSON"):
         run(inputs, tmp_path / "out", images_dir=None, manifest=manifest)
-    manifest.write_text(json.dumps({"image": "gone.png", "caption": "x"}))
-    with pytest.raises(UserError, match="manifest.jsonl:1: image='gone.png': file does not exist"):
+    manifest.write_text(json.dumps({"image": "gone.png", "caption": "x"}))  # its only image is missing
+    with pytest.raises(UserError, match=r"manifest.jsonl: no usable sample among the inputs \(1 missing image file"):
         run(inputs, tmp_path / "out", images_dir=None, manifest=manifest)
-    (imgs / "img-004.txt").unlink()
-    with pytest.raises(UserError, match="img-004.png: has no caption"):
-        run(inputs, tmp_path / "out", images_dir=imgs)
-    (imgs / "img-004.png").write_bytes(b"not a png")
-    (imgs / "img-004.txt").write_text("broken")
-    with pytest.raises(UserError, match="img-004.png: is not a readable image"):
-        run(inputs, tmp_path / "out", images_dir=imgs)
 
 
 def test_cli_prepare(inputs, reference, tmp_path) -> None:
@@ -206,3 +202,127 @@ def test_cli_prepare(inputs, reference, tmp_path) -> None:
     assert (tmp_path / "d" / SHARDS[2]).read_bytes() == (reference / SHARDS[2]).read_bytes()
     result = CliRunner().invoke(app, [*args, "--resolution", "16"])  # the last value of an option wins
     assert isinstance(result.exception, UserError) and "resolution=16" in str(result.exception)
+
+
+# -- the formats people have, and bad items (issue 11 item 2) --------------------------------------------------------
+def load_metadata(shard: Path) -> dict:
+    return _read_safetensors(shard, None)[1]
+
+
+def shard_tensors(out: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    ds = ShardDataset(out)
+    return ds.latents, ds.text, ds.captions
+
+
+def test_imagefolder_metadata_jsonl_and_csv_give_the_same_shards(inputs, reference, tmp_path) -> None:
+    for name in ("metadata.jsonl", "metadata.csv", "renamed"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for path, _ in inputs["items"]:
+            shutil.copy(path, folder / path.name)  # images only: the captions live in the metadata
+        rows = [{"file_name": p.name, "text" if name != "renamed" else "prompt": c} for p, c in inputs["items"]]
+        if name == "metadata.csv":
+            (folder / name).write_text("file_name,text\n" + "".join(f"{r['file_name']},{r['text']}\n" for r in rows))
+        else:
+            (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        kw = {"caption_column": "prompt"} if name == "renamed" else {}
+        meta = run(inputs, tmp_path / f"out-{name}", images_dir=folder, **kw)
+        assert meta["inputs"] == "imagefolder" and meta["n_samples"] == 20 and meta["skipped"] == {}
+        for shard in SHARDS:  # same keys (file names), same pixels, same captions: the same bytes
+            assert (tmp_path / f"out-{name}" / shard).read_bytes() == (reference / shard).read_bytes()
+    with pytest.raises(UserError, match=r"metadata.jsonl: caption_column=None: no caption column \(columns: "
+                                        r"\['file_name', 'prompt'\]\); name it with --caption-column"):
+        run(inputs, tmp_path / "out-x", images_dir=tmp_path / "renamed")
+
+
+def write_img2dataset_tars(items: list[tuple[Path, str]], folder: Path, per_tar: int = 12) -> list[Path]:
+    """Tars laid out as img2dataset writes them: <key>.png + <key>.txt + <key>.json, keys 000000000.., ~per_tar a
+    tar; every third sample keeps its caption only in the json, as img2dataset does without a caption column."""
+    import webdataset as wds
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tars = []
+    for t in range(0, len(items), per_tar):
+        tars.append(folder / f"{t // per_tar:05d}.tar")
+        with wds.TarWriter(str(tars[-1])) as sink:
+            for i, (path, caption) in enumerate(items[t : t + per_tar], start=t):
+                sample = {"__key__": f"{i:09d}", "png": path.read_bytes(),
+                          "json": json.dumps({"caption": caption, "key": f"{i:09d}", "status": "success"})}
+                if i % 3:
+                    sample["txt"] = caption
+                sink.write(sample)
+    return tars
+
+
+def test_webdataset_tars_stream_into_the_same_tensors(inputs, reference, tmp_path) -> None:
+    write_img2dataset_tars(inputs["items"], tmp_path / "tars")
+    meta = run(inputs, tmp_path / "out", images_dir=None, shards=str(tmp_path / "tars" / "{00000..00001}.tar"))
+    assert (meta["inputs"], meta["n_inputs"], meta["n_samples"], len(meta["shards"])) == ("webdataset", None, 20, 3)
+    got, want = shard_tensors(tmp_path / "out"), shard_tensors(reference)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and got[2] == want[2]
+    index = json.loads(load_metadata(tmp_path / "out" / SHARDS[1])["index"])
+    assert index["images"][0] == "00000.tar/000000008" and index["images"][-1] == "00001.tar/000000015"
+    # a folder of tars is the same input
+    again = run(inputs, tmp_path / "out2", images_dir=None, shards=str(tmp_path / "tars"))
+    assert again["inputs_sha256"] == meta["inputs_sha256"]
+
+
+def test_webdataset_resume_after_interruption(inputs, tmp_path, monkeypatch) -> None:
+    write_img2dataset_tars(inputs["items"], tmp_path / "tars")
+    args = dict(images_dir=None, shards=str(tmp_path / "tars"))
+    run(inputs, tmp_path / "ref", **args)
+    out, real_write = tmp_path / "out", prepare_mod.write_shard
+
+    def die_on_second(path, *a):
+        if path.name == SHARDS[1]:
+            raise KeyboardInterrupt
+        return real_write(path, *a)
+
+    monkeypatch.setattr(prepare_mod, "write_shard", die_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run(inputs, out, **args)
+    meta = json.loads((out / "meta.json").read_text())
+    assert not meta["complete"] and len(meta["shards"]) == 1  # a stream of unknown length: the list grows
+    monkeypatch.undo()
+    run(inputs, out, **args)
+    for name in SHARDS + ["uncond.safetensors", "meta.json"]:
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+
+
+def test_bad_items_are_skipped_and_counted_never_fatal(inputs, tmp_path, run_cli) -> None:
+    imgs = tmp_path / "imgs"
+    shutil.copytree(inputs["root"] / "imgs", imgs)
+    (imgs / "img-001.png").write_bytes(b"not a png")  # not an image
+    (imgs / "img-009.png").write_bytes((imgs / "img-009.png").read_bytes()[:200])  # truncated
+    (imgs / "img-012.txt").unlink()  # no caption
+    (imgs / "sub").mkdir()
+    (imgs / "sub" / "zz.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken jpeg")
+    (imgs / "sub" / "zz.txt").write_text("a broken photo")
+    meta = run(inputs, tmp_path / "out", images_dir=imgs)
+    assert meta["complete"] and meta["n_samples"] == 17 and meta["n_inputs"] == 21
+    assert meta["skipped"] == {"unreadable image": 3, "no caption (.txt file of the same stem)": 1}
+    assert [r["count"] for r in meta["shards"]] == [7, 6, 4] and [r["inputs"] for r in meta["shards"]] == [8, 8, 5]
+    entries = [e for r in meta["shards"] for e in r["skipped"]]
+    assert [e[0] for e in entries] == ["img-001.png", "img-009.png", "img-012.png", "sub/zz.jpg"]
+    assert all(len(e) == 3 and ":" in e[2] for e in entries if e[1] == "unreadable image")  # PIL's error kept
+    ds = ShardDataset(tmp_path / "out")
+    good = [c for p, c in inputs["items"] if p.name not in ("img-001.png", "img-009.png", "img-012.png")]
+    assert ds.captions == good and len(ds) == 17
+    # the same in a tar: a broken image member and a sample with neither txt nor json caption
+    import webdataset as wds
+
+    items = inputs["items"][:5]
+    (tmp_path / "tars").mkdir()
+    with wds.TarWriter(str(tmp_path / "tars" / "00000.tar")) as sink:
+        for i, (path, caption) in enumerate(items):
+            data = b"garbage" if i == 1 else path.read_bytes()
+            sink.write({"__key__": f"{i:09d}", "png": data, **({"txt": caption} if i != 3 else {})})
+    meta = run(inputs, tmp_path / "out-tar", images_dir=None, shards=str(tmp_path / "tars"))
+    assert meta["n_samples"] == 3
+    assert meta["skipped"] == {"unreadable image": 1, "no caption (txt, or json with a caption)": 1}
+    # the command line says what was skipped
+    code, out, err = run_cli(["data", "prepare", "--images", str(imgs), "--vae", str(inputs["vae"]), "--text-encoder",
+                              str(inputs["bert"]), "--resolution", "32", "--shard-size", "8", "--out",
+                              str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    assert code == 0, err
+    assert "17 samples in 3 shards" in out and "4 skipped (3 unreadable image, 1 no caption" in out

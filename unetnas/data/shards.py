@@ -1,7 +1,8 @@
 """On-disk format of prepared real data, and `ShardDataset`, its validating reader.
 
 A data directory written by `unetnas data prepare` holds:
-  meta.json                   settings, shapes, input hash, and one record per shard (start, count, sha256, bytes)
+  meta.json                   settings, shapes, input hash, skipped inputs by reason, and one record per shard
+                              (start, count, input items covered and skipped with why, sha256, bytes)
   shard-00000.safetensors     `latents` (N, C, h, w), `text` (N, T, D); metadata "index": JSON {captions, images}
   uncond.safetensors          a TextCache file holding the states of "" (the unconditional caption)
 meta.json is also the journal of a preparation: a shard counts as done once its record is filled in.
@@ -25,9 +26,12 @@ META_NAME = "meta.json"
 UNCOND_NAME = "uncond.safetensors"
 # Settings that define a preparation: rerunning into the same directory with any of them changed is an error.
 PLAN_KEYS = (
-    "format", "n_samples", "inputs_sha256", "resolution", "shard_size", "dtype", "vae_path", "text_encoder",
+    "format", "inputs", "inputs_sha256", "resolution", "shard_size", "dtype", "vae_path", "text_encoder",
     "text_max_length",
 )
+# What a reader needs (directories prepared before inputs were streamed lack "inputs" and read the same).
+REQUIRED_KEYS = ("format", "n_samples", "resolution", "shard_size", "dtype", "vae_path", "text_encoder",
+                 "text_max_length", "latent_shape", "text_dim", "shards", "complete")  # fmt: skip
 _RERUN = "rerun `unetnas data prepare` with the same arguments to rebuild it"
 
 
@@ -76,7 +80,7 @@ def read_meta(out_dir: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != DATA_FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else None
         raise UserError(f"must be {DATA_FORMAT!r}", source=path, field="format", value=got)
-    missing = [k for k in (*PLAN_KEYS, "latent_shape", "text_dim", "shards", "complete") if k not in meta]
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise UserError("is missing required keys", source=path, field="keys", value=missing)
     return meta
