@@ -57,7 +57,9 @@ class Plain:
         self.unet = build_unet(spec, seed=seed).train()
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=recipe.lr, betas=recipe.betas,
                                      weight_decay=recipe.weight_decay)  # fmt: skip
-        warm = recipe.warmup_steps
+        from unetnas.cost import cost
+
+        warm = recipe.warmup_steps(cost(spec).train_flops_per_sample * recipe.batch_size)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         self.alphas = noise_scheduler(recipe).alphas_cumprod
         self.history: list[float] = []

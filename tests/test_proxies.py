@@ -75,11 +75,14 @@ def test_world_tifa_scores_deterministically_within_its_flops(world) -> None:
     first = proxy.score(subject)
     assert first.flops == bound > 0  # a fresh proxy spends exactly its bound (the prompt states included)
     d = first.details
-    assert 0.0 <= first.value <= 1.0 and len(d["per_prompt"]) == 4 and d["images"].shape == (4, 16, 16, 3)
-    assert first.value == pytest.approx(np.mean(d["per_prompt"]))  # TIFA: per prompt first, then over prompts
+    assert -1.0 <= first.value <= 1.0 and len(d["per_prompt_alignment"]) == 4 and d["images"].shape == (4, 16, 16, 3)
+    assert first.value == d["alignment"] == pytest.approx(np.mean(d["per_prompt_alignment"]), abs=1e-5)  # corrected
+    assert d["tifa"] == pytest.approx(np.mean(d["per_prompt_tifa"]), abs=1e-5)  # raw TIFA: per prompt first, then over prompts
+    assert d["alignment"] == pytest.approx(d["tifa"] - d["blind_tifa"])
+    assert d["tifa_se"] >= 0 and d["alignment_se"] >= 0
     assert set(d["by_category"]) <= set(CATEGORIES) and all(0 <= v <= 1 for v in d["by_category"].values())
     again = proxy.score(subject)
-    assert again.value == first.value and again.details["per_prompt"] == d["per_prompt"]
+    assert again.value == first.value and again.details["per_prompt_alignment"] == d["per_prompt_alignment"]
     assert np.array_equal(again.details["images"], d["images"])
     assert again.flops < first.flops and again.flops <= proxy.flops(subject)  # prompt states cached
 

@@ -49,7 +49,8 @@ def test_tifa_json(files, run_cli) -> None:
     assert code == 0, err
     res = _json(out)
     assert {"score", "by_category", "eval_flops"} <= res.keys()
-    assert 0 <= res["score"] <= 1 and res["eval_flops"] > 0 and len(res["per_prompt"]) == res["prompts"] == 4
+    assert -1 <= res["score"] <= 1 and res["eval_flops"] > 0 and len(res["per_prompt"]) == res["prompts"] == 4
+    assert res["score"] == res["alignment"] and 0 <= res["tifa"] <= 1 and res["alignment_se"] >= 0
     assert run_cli(argv)[1] == out  # fixed seeds: the same score again
     code, out, err = run_cli(argv[:-1] + ["--images", "1"])  # the table
     assert code == 0 and "TIFA-style score" in out and "evaluation FLOPs" in out, err

@@ -1,4 +1,10 @@
-"""Sampling: DDIM (diffusers' DDIMScheduler on the training schedule) with classifier-free guidance."""
+"""Sampling: DDIM (diffusers' DDIMScheduler on the training schedule) with classifier-free guidance.
+
+Timesteps use "trailing" spacing (Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed",
+WACV 2024, Table 2): the first step starts at t = T-1, where training put the noisiest inputs. The "leading"
+spacing diffusers used by default starts at t = T - T/steps + 1 and so, at the few steps a search samples with,
+feeds the model a noise level it never saw at that timestep (a train/test mismatch that grows as steps shrink).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ def ddim(recipe: Recipe, steps: int):
 
     s = DDIMScheduler(num_train_timesteps=recipe.num_train_timesteps, beta_start=recipe.beta_start,
                       beta_end=recipe.beta_end, beta_schedule=recipe.beta_schedule, prediction_type="epsilon",
-                      clip_sample=False, set_alpha_to_one=False, steps_offset=1)  # fmt: skip
+                      clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")  # fmt: skip
     s.set_timesteps(steps)
     return s
 

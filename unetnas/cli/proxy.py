@@ -83,15 +83,21 @@ def tifa(
         from unetnas.sample import save_grid
 
         save_grid(res.details["images"], grid, cols=images * 4)
-    out = {"score": res.value, "by_category": res.details["by_category"], "eval_flops": res.flops,
-           "per_prompt": res.details["per_prompt"], "prompts": n, "images_per_prompt": images, "steps": steps,
-           "cfg": res.details["cfg"], "judge": str(vqa) if real else "world-answerer"}  # fmt: skip
+    d = res.details
+    out = {"score": res.value, "by_category": d["by_category"], "eval_flops": res.flops,
+           "per_prompt": d.get("per_prompt_alignment", d.get("per_prompt")), "prompts": n, "images_per_prompt": images,
+           "steps": steps, "cfg": d["cfg"], "judge": str(vqa) if real else "world-answerer"}  # fmt: skip
+    out.update({k: d[k] for k in ("alignment", "alignment_se", "tifa", "tifa_se", "blind_tifa") if k in d})
     if real:
         out["prompt_ids"] = res.details["prompt_ids"]
     if json_out:
         print(json.dumps(out))
         return
-    table = Table(title=f"TIFA-style score of {checkpoint}: {res.value:.3f}")
+    title = f"TIFA-style score of {checkpoint}: {res.value:.3f}"
+    if "alignment" in d:  # the text-blind-corrected alignment and the paper's raw TIFA, each with its SE
+        title = (f"TIFA-style score of {checkpoint}: alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f} (text-blind-corrected), "
+                 f"raw TIFA {d['tifa']:.3f} +- {d['tifa_se']:.3f}")  # fmt: skip
+    table = Table(title=title)
     table.add_column("category")
     table.add_column("accuracy", justify="right")
     for cat, acc in res.details["by_category"].items():

@@ -2,7 +2,9 @@
 
 Prompts come from the world's evaluation split (held-out colour-shape pairs included); questions from each
 prompt's caption (presence, counting, colour, shape, size, spatial); answers from the pixel-reading `Answerer`,
-which never sees the scene graph. Score = mean accuracy per prompt, then over prompts (TIFA).
+which never sees the scene graph. Raw TIFA = mean accuracy per prompt, then over prompts (Hu et al. 2023); the
+proxy's value is the text-blind-corrected alignment (``unetnas.proxies.alignment``): raw TIFA minus the accuracy
+of other prompts' questions on the same images, with standard errors over prompts.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from unetnas.cost import cost
+from unetnas.proxies.alignment import score_alignment
 from unetnas.proxies.base import Proxy, ProxyResult, Subject
-from unetnas.world.questions import tifa_summary
 
 
 @dataclass
@@ -27,7 +29,8 @@ class WorldTifa(Proxy):
     images_per_prompt: int = 2  # fixed seeds 0..k-1 per prompt
     steps: int | None = None  # DDIM steps (default: the recipe's sample_steps)
     cfg: float | None = None  # guidance scale (default: the recipe's cfg_scale)
-    seed: int = 0  # which evaluation prompt set
+    seed: int = 0  # which evaluation prompt set (and its noise seeds)
+    foils: int | None = None  # foil prompts per prompt for the text-blind correction (None: all the others)
 
     def __post_init__(self) -> None:
         from unetnas.world.answerer import Answerer
@@ -69,30 +72,29 @@ class WorldTifa(Proxy):
             self._states[key] = (enc.encode(self.prompt_set.captions), enc.encode([""])[0])
         return self._states[key]
 
+    def seeds(self) -> list[int]:
+        """Initial-noise seeds, one per (prompt, image) in prompt-major order: the same for every candidate (common
+        random numbers), distinct across images so a text-blind model does not draw one image for every prompt."""
+        k = self.images_per_prompt
+        return [self.seed * 1_000_003 + p * k + j for p in range(self.prompts) for j in range(k)]
+
     def score(self, subject: Subject) -> ProxyResult:
+        """Sample every prompt, answer own and foil questions; ``value`` is the text-blind-corrected alignment."""
         from unetnas.sample import sample, to_uint8
 
         spent = self.flops(subject)  # before encoding: the first score pays for the prompt states
         steps, cfg = self._settings(subject)
         text, uncond = self._text_states(subject)
         k = self.images_per_prompt
-        seeds = [s for _ in range(self.prompts) for s in range(k)]
         was_training = subject.unet.training
         subject.unet.eval()
         try:
             images = to_uint8(sample(subject.unet, text.repeat_interleave(k, 0), uncond, recipe=subject.recipe,
-                                     steps=steps, cfg=cfg, seeds=seeds))  # fmt: skip
+                                     steps=steps, cfg=cfg, seeds=self.seeds()))  # fmt: skip
         finally:
             subject.unet.train(was_training)
-        per_prompt_qs = self.prompt_set.questions_by_prompt()
-        questions, correct = [], []
-        for p, qs in enumerate(per_prompt_qs):
-            answers = self.answerer.answer_batch(list(images[p * k : (p + 1) * k]), [qs] * k)
-            for qi, q in enumerate(qs):
-                questions.append(q)
-                correct.append(float(np.mean([answers[j][qi] == q["answer"] for j in range(k)])))
-        res = tifa_summary(questions, correct, int(spent))
-        details = {"by_category": res.by_category, "per_prompt": list(res.per_prompt.values()),
-                   "n_questions": res.n_questions, "prompts": self.prompts, "images_per_prompt": k,
-                   "steps": steps, "cfg": cfg, "images": images}  # fmt: skip
-        return ProxyResult(self.name, res.score, spent, details)
+        per_prompt = [list(images[p * k : (p + 1) * k]) for p in range(self.prompts)]
+        res = score_alignment(self.answerer.answer_lists, self.prompt_set.questions_by_prompt(), per_prompt,
+                              foils=self.foils)  # fmt: skip
+        details = {**res.summary(), "images_per_prompt": k, "steps": steps, "cfg": cfg, "images": images}
+        return ProxyResult(self.name, res.alignment, spent, details)

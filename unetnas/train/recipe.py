@@ -1,12 +1,22 @@
 """`Recipe`: how a trial trains (optimiser, batch, schedule, DeepSpeed config), loaded from YAML.
 
 The paper's recipe (AdamW, 10K warmup then constant LR 8e-5, batch 2048, DDPM schedule of LDM) scaled to short
-horizons: warmup in steps, the rest constant, batch sizes a CPU can take.
+horizons: linear warm-up over a fixed amount of training FLOPs (the same for every candidate), then constant, batch
+sizes a CPU can take.
+
+Why warm-up in FLOPs: candidates are compared at equal training FLOPs, and a small model takes more optimizer steps
+per FLOP than a large one. A warm-up counted in steps ends after a smaller share of a small model's compute, so at
+any FLOPs horizon the small model has had more steps at full learning rate: the schedule alone would favour it.
+Counted in FLOPs, every candidate spends the same compute warming up, and a rung decision at ``r`` FLOPs sees every
+candidate equally far past its warm-up. The LR stays constant afterwards (no decay, as in Li et al.), so a rung's
+checkpoint continues to the next rung exactly as an uninterrupted run would; the search plans its first rung at
+``>= 2 x warmup_flops`` so that no rung is decided during warm-up.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +31,7 @@ DEFAULT_RECIPE = ROOT / "trials" / "short.yaml"
 class SearchSettings(BaseModel):
     """Multi-fidelity schedule of `unetnas search` (successive halving over rungs of training FLOPs)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     eta: int = Field(3, ge=2, description="reduction factor: the best 1/eta of a rung are promoted")
     n_top: int = Field(3, ge=1, description="candidates trained to the last rung (the Pareto set comes from them)")
@@ -33,12 +43,13 @@ class SearchSettings(BaseModel):
 
 
 class Recipe(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # lr: .inf is refused at load
 
     name: str = Field("short", description="recipe name")
     # optimisation
     lr: float = Field(1e-3, gt=0, description="peak learning rate (short horizons, small models: higher than 8e-5)")
-    warmup_steps: int = Field(50, ge=0, description="linear warmup, then constant (the paper's schedule)")
+    warmup_flops: float = Field(2e11, ge=0, description="linear warm-up over this many training FLOPs of every "
+                                "candidate (fair at a FLOPs horizon; see the module docstring), then constant")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
     grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clip")
@@ -70,6 +81,10 @@ class Recipe(BaseModel):
         if max(self.val_timesteps) >= self.num_train_timesteps:
             raise ValueError(f"val_timesteps: must be < num_train_timesteps={self.num_train_timesteps}")
         return self
+
+    def warmup_steps(self, flops_per_step: float) -> int:
+        """Warm-up length in optimizer steps for a candidate that spends ``flops_per_step`` training FLOPs a step."""
+        return math.ceil(self.warmup_flops / flops_per_step - 1e-9) if self.warmup_flops > 0 else 0
 
     def deepspeed_config(self, world_size: int, bf16: bool) -> dict[str, Any]:
         """The DeepSpeed JSON with batch and precision filled in from this recipe (the recipe owns them)."""

@@ -29,6 +29,10 @@ from unetnas.train.recipe import Recipe
 from unetnas.train.source import Source, step_generator
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite: the trial fails (its weights are never scored or exported)."""
+
+
 def noise_scheduler(recipe: Recipe):
     from diffusers import DDPMScheduler
 
@@ -62,7 +66,7 @@ class Trainer:
         self.flops_per_step = self.cost.train_flops_per_sample * recipe.batch_size
         unet = build_unet(spec, seed=seed)
         opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-        warm = recipe.warmup_steps
+        warm = recipe.warmup_steps(self.flops_per_step)  # equal warm-up FLOPs for every candidate
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         ds_config = recipe.deepspeed_config(self.world, self.bf16)
         self.engine, self.optimizer, _, self.lr_sched = deepspeed.initialize(
@@ -114,7 +118,10 @@ class Trainer:
             self.engine.step()
             losses.append(loss.item())
         self.step += 1
-        return all_mean(sum(losses) / len(losses))
+        loss = all_mean(sum(losses) / len(losses))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"non-finite training loss {loss} at step {self.step} (lr {r.lr:g})")
+        return loss
 
     def train_to(self, step: int, on_step: Callable[[dict[str, Any]], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> None:  # fmt: skip

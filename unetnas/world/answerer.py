@@ -212,6 +212,11 @@ class Answerer:
             raise UserError("needs one question list per image", field="questions", value=len(questions))
         return [[self._answer(dets, q) for q in qs] for dets, qs in zip(map(self.parse, images), questions)]
 
+    def answer_lists(self, image: Any, question_lists: Sequence[Sequence[dict[str, Any]]]) -> list[list[str]]:
+        """Answers to several question lists about one image (parsed once): own and foil questions alike."""
+        dets = self.parse(image)
+        return [[self._answer(dets, q) for q in qs] for qs in question_lists]
+
     @staticmethod
     def _answer(dets: list[Detection], q: dict[str, Any]) -> str:
         choices, refs = list(q["choices"]), question_refs(q["question"])

@@ -34,6 +34,7 @@ BACKGROUND: tuple[int, int, int] = (128, 128, 128)  # neutral grey: zero chroma,
 SIZES: tuple[str, ...] = ("small", "large")
 DIAMETER: dict[str, float] = {"small": 0.22, "large": 0.34}  # fraction of the image side (7 and 11 px at 32)
 MAX_OBJECTS = 4  # a scene has 1..MAX_OBJECTS objects
+SCENE_OBJECTS = MAX_OBJECTS  # sampled scenes have 1..SCENE_OBJECTS objects
 SPLITS: tuple[str, ...] = ("train", "val", "eval")
 
 # Held out of `train`: one pair per shape, four distinct colours, so every colour and shape is still seen in train.
@@ -158,7 +159,7 @@ def sample_scene(rng: np.random.Generator, split: str = "train") -> Scene:
     ``HELD_OUT``), boxes apart by ``GAP``."""
     combos = TRAIN_COMBOS if check_split(split) == 0 else ALL_COMBOS
     u = rng.random(1 + 3 * MAX_OBJECTS).tolist()  # one draw per scene: count, then (repeat?, which, size) each
-    n = 1 + int(u[0] * MAX_OBJECTS)
+    n = 1 + int(u[0] * SCENE_OBJECTS)
     kinds: list[tuple[str, str, str]] = []
     for i in range(n):
         rep, which, size = u[1 + 3 * i: 4 + 3 * i]
