@@ -20,8 +20,15 @@ from unetnas.world.questions import load_tifa_questions, tifa_summary
 
 
 def _q(pid: str, caption: str, question: str, choices: list[str], answer: str, etype: str) -> dict:
-    return {"id": pid, "caption": caption, "question": question, "choices": choices, "answer": answer,
-            "element_type": etype, "element": answer}
+    return {
+        "id": pid,
+        "caption": caption,
+        "question": question,
+        "choices": choices,
+        "answer": answer,
+        "element_type": etype,
+        "element": answer,
+    }
 
 
 QUESTIONS = [  # a TIFA v1.0 file: 2 prompts, 5 questions
@@ -41,8 +48,11 @@ def matcher() -> NearestChoice:
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("hf")
-    return {"blip": tiny_blip_vqa(root / "blip"), "vilt": tiny_vilt_vqa(root / "vilt"),
-            "clip": tiny_clip(root / "clip")}
+    return {
+        "blip": tiny_blip_vqa(root / "blip"),
+        "vilt": tiny_vilt_vqa(root / "vilt"),
+        "clip": tiny_clip(root / "clip"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +68,18 @@ def images() -> list[np.ndarray]:
 
 def test_string_rules_need_no_model() -> None:
     m = NearestChoice()
-    assert m.match_batch(["2", "Yes.", "two", "It is red.", "The Dog", "nope", "a dog"],
-                         [["one", "two", "three"], ["yes", "no"], ["1", "2"], ["red", "blue"], ["cat", "dog"],
-                          ["yes", "no"], ["brown dog", "cat"]]) == ["two", "yes", "2", "red", "dog", "no", "brown dog"]
+    assert m.match_batch(
+        ["2", "Yes.", "two", "It is red.", "The Dog", "nope", "a dog"],
+        [
+            ["one", "two", "three"],
+            ["yes", "no"],
+            ["1", "2"],
+            ["red", "blue"],
+            ["cat", "dog"],
+            ["yes", "no"],
+            ["brown dog", "cat"],
+        ],
+    ) == ["two", "yes", "2", "red", "dog", "no", "brown dog"]
     assert m._model is None and m.flops == 0  # all resolved by string rules
     assert normalize("The  Three cats!") == ("3", "cats")
     assert string_match("yes and no", ["yes", "no"]) is None  # ambiguous: left to the embeddings
@@ -135,8 +154,10 @@ def test_vqa_answers_are_choices_and_deterministic(backends, images, kind: str) 
 def test_vilt_labels_and_fallback(backends, images) -> None:
     be = backends["vilt"]
     # "2"/"3" are named by labels "two"/"three"; "hexagon"/"oval" by no label -> nearest-choice fallback
-    qs = [_q("p", "c", "how many?", ["2", "3"], "2", "counting"),
-          _q("p", "c", "what shape?", ["hexagon", "oval"], "oval", "shape")]
+    qs = [
+        _q("p", "c", "how many?", ["2", "3"], "2", "counting"),
+        _q("p", "c", "what shape?", ["hexagon", "oval"], "oval", "shape"),
+    ]
     picks = be.answer(images[:2], qs)
     assert picks[0] in ("2", "3") and picks[1] in ("hexagon", "oval")
     assert {"two", "three"} <= set(VILT_LABELS)
@@ -171,16 +192,19 @@ def test_tifa_file_and_scores(tmp_path, backends, images) -> None:
         score_tifa(be, qs, {"coco_1": images[:1]})
 
 
-@pytest.mark.parametrize("content, msg", [
-    ([{k: v for k, v in QUESTIONS[0].items() if k != "choices"}], r": 0\.choices: Field required"),
-    ([dict(QUESTIONS[0], answer="maybe")], r": 0\.answer='maybe': answer must be one of the choices"),
-    ([QUESTIONS[0], dict(QUESTIONS[1], caption="other")], r": 1\.id='coco_1': one id must have one caption"),
-    ([dict(QUESTIONS[0], choices=["yes", "yes"])], r"0\.choices=\['yes', 'yes'\]: choices must be at least 2"),
-    ([dict(QUESTIONS[0], id=True)], r": 0\.id=True: Input should be a valid string"),
-    ([QUESTIONS[0], "not an item"], r": 1='not an item': Input should be a valid dictionary"),
-    ({"id": 1}, "Input should be a valid list"),
-    ([], "holds no question items"),
-])
+@pytest.mark.parametrize(
+    "content, msg",
+    [
+        ([{k: v for k, v in QUESTIONS[0].items() if k != "choices"}], r": 0\.choices: Field required"),
+        ([dict(QUESTIONS[0], answer="maybe")], r": 0\.answer='maybe': answer must be one of the choices"),
+        ([QUESTIONS[0], dict(QUESTIONS[1], caption="other")], r": 1\.id='coco_1': one id must have one caption"),
+        ([dict(QUESTIONS[0], choices=["yes", "yes"])], r"0\.choices=\['yes', 'yes'\]: choices must be at least 2"),
+        ([dict(QUESTIONS[0], id=True)], r": 0\.id=True: Input should be a valid string"),
+        ([QUESTIONS[0], "not an item"], r": 1='not an item': Input should be a valid dictionary"),
+        ({"id": 1}, "Input should be a valid list"),
+        ([], "holds no question items"),
+    ],
+)
 def test_tifa_file_errors(tmp_path, content, msg: str) -> None:
     path = tmp_path / "q.json"
     path.write_text(json.dumps(content))

@@ -34,8 +34,16 @@ def inputs(tmp_path_factory) -> dict:
 
 
 def run(inputs: dict, out: Path, **kw) -> dict:
-    args = dict(out_dir=out, vae_path=inputs["vae"], text_encoder_path=inputs["bert"],
-                images_dir=inputs["root"] / "imgs", resolution=32, shard_size=8, batch_size=4, progress=False)
+    args = dict(
+        out_dir=out,
+        vae_path=inputs["vae"],
+        text_encoder_path=inputs["bert"],
+        images_dir=inputs["root"] / "imgs",
+        resolution=32,
+        shard_size=8,
+        batch_size=4,
+        progress=False,
+    )
     return prepare(**{**args, **kw})
 
 
@@ -130,8 +138,11 @@ def test_mismatched_rerun_is_an_error_and_touches_nothing(inputs, reference, tmp
     imgs = tmp_path / "imgs"
     shutil.copytree(inputs["root"] / "imgs", imgs)
     (imgs / "img-003.txt").write_text("a purple circle")  # same files, one caption changed
-    for kw, field in [({"resolution": 16}, "resolution"), ({"images_dir": imgs}, "inputs_sha256"),
-                      ({"text_max_length": 8}, "text_max_length")]:
+    for kw, field in [
+        ({"resolution": 16}, "resolution"),
+        ({"images_dir": imgs}, "inputs_sha256"),
+        ({"text_max_length": 8}, "text_max_length"),
+    ]:
         with pytest.raises(UserError, match=f"meta.json: {field}=.*differs from the preparation"):
             run(inputs, out, **kw)
     assert snapshot(out) == before
@@ -156,8 +167,10 @@ def test_reader_errors_name_the_file(reference, tmp_path) -> None:
     shard.write_bytes(data[:-100])
     assert error().startswith(f"{shard}: is corrupt")
     shard.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    assert error() == f"{shard}: is corrupt (sha256 differs from meta.json); delete it and rerun " \
+    assert (
+        error() == f"{shard}: is corrupt (sha256 differs from meta.json); delete it and rerun "
         "`unetnas data prepare` with the same arguments to rebuild it"
+    )
     shard.unlink()
     assert error().startswith(f"{shard}: missing")
     (out / "meta.json").unlink()
@@ -193,9 +206,25 @@ def test_input_errors(inputs, tmp_path) -> None:
 def test_cli_prepare(inputs, reference, tmp_path) -> None:
     app = typer.Typer()
     app.add_typer(data_app, name="data")
-    args = ["data", "prepare", "--manifest", str(inputs["root"] / "imgs" / "manifest.jsonl"), "--vae",
-            str(inputs["vae"]), "--text-encoder", str(inputs["bert"]), "--resolution", "32", "--out",
-            str(tmp_path / "d"), "--shard-size", "8", "--batch-size", "4", "--no-progress"]
+    args = [
+        "data",
+        "prepare",
+        "--manifest",
+        str(inputs["root"] / "imgs" / "manifest.jsonl"),
+        "--vae",
+        str(inputs["vae"]),
+        "--text-encoder",
+        str(inputs["bert"]),
+        "--resolution",
+        "32",
+        "--out",
+        str(tmp_path / "d"),
+        "--shard-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--no-progress",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "20 samples in 3 shards, latents 4x16x16, text 16x32" in result.output
@@ -230,8 +259,11 @@ def test_imagefolder_metadata_jsonl_and_csv_give_the_same_shards(inputs, referen
         assert meta["inputs"] == "imagefolder" and meta["n_samples"] == 20 and meta["skipped"] == {}
         for shard in SHARDS:  # same keys (file names), same pixels, same captions: the same bytes
             assert (tmp_path / f"out-{name}" / shard).read_bytes() == (reference / shard).read_bytes()
-    with pytest.raises(UserError, match=r"metadata.jsonl: caption_column=None: no caption column \(columns: "
-                                        r"\['file_name', 'prompt'\]\); name it with --caption-column"):
+    with pytest.raises(
+        UserError,
+        match=r"metadata.jsonl: caption_column=None: no caption column \(columns: "
+        r"\['file_name', 'prompt'\]\); name it with --caption-column",
+    ):
         run(inputs, tmp_path / "out-x", images_dir=tmp_path / "renamed")
 
 
@@ -246,8 +278,11 @@ def write_img2dataset_tars(items: list[tuple[Path, str]], folder: Path, per_tar:
         tars.append(folder / f"{t // per_tar:05d}.tar")
         with wds.TarWriter(str(tars[-1])) as sink:
             for i, (path, caption) in enumerate(items[t : t + per_tar], start=t):
-                sample = {"__key__": f"{i:09d}", "png": path.read_bytes(),
-                          "json": json.dumps({"caption": caption, "key": f"{i:09d}", "status": "success"})}
+                sample = {
+                    "__key__": f"{i:09d}",
+                    "png": path.read_bytes(),
+                    "json": json.dumps({"caption": caption, "key": f"{i:09d}", "status": "success"}),
+                }
                 if i % 3:
                     sample["txt"] = caption
                 sink.write(sample)

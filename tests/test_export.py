@@ -26,8 +26,12 @@ def _records(i: int, with_se: bool) -> dict:
     """Rung records as the search writes them (rung 1 is the last); ``with_se``: the newer fields are present."""
     out = {}
     for rung in (0, 1):
-        rec = {"rung": rung, "val_loss": 0.5 - 0.1 * rung - 0.01 * i, "train_flops": 1e9 * (rung + 1),
-               "steps": 4 * (rung + 1)}
+        rec = {
+            "rung": rung,
+            "val_loss": 0.5 - 0.1 * rung - 0.01 * i,
+            "train_flops": 1e9 * (rung + 1),
+            "steps": 4 * (rung + 1),
+        }
         if with_se:
             rec |= {"tifa": 0.4 + 0.1 * i, "tifa_se": 0.02, "alignment": 0.2 + 0.1 * i, "alignment_se": 0.0123}
         out[f"rung_{rung}"] = rec
@@ -40,8 +44,9 @@ def make_study(root: Path, name: str = "s", with_se: bool = True) -> tuple[Path,
     home = root / name
     home.mkdir(parents=True)
     db = home / "study.db"
-    study = optuna.create_study(study_name=name, storage=f"sqlite:///{db}",
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name=name, storage=f"sqlite:///{db}", directions=["maximize", "minimize", "minimize"]
+    )
     study.set_user_attr(S.SETTINGS_ATTR, {"objectives": list(OBJECTIVES), "plan": {"rungs": [1e9, 2e9]}})
     members = [m for m in load_space(DATA / "micro.yaml").enumerate() if m.attention[-1] == "cross"]
     specs = [members[0].with_(name="small"), members[-1].with_(name="large"), members[-1].with_(name="worse")]
@@ -131,9 +136,14 @@ def test_a_moved_study_finds_its_trials(tmp_path, run_cli) -> None:
     assert trained.keys() == exported.keys() and all(torch.equal(trained[k], exported[k]) for k in trained)
 
 
-@pytest.mark.parametrize("damage, rule", [("nan", "weights are not all finite (NaN/inf in"),
-                                          ("inf", "weights are not all finite (NaN/inf in"),
-                                          ("drop", "the weights do not match the trial's design")])
+@pytest.mark.parametrize(
+    "damage, rule",
+    [
+        ("nan", "weights are not all finite (NaN/inf in"),
+        ("inf", "weights are not all finite (NaN/inf in"),
+        ("drop", "the weights do not match the trial's design"),
+    ],
+)
 def test_weights_that_cannot_be_trusted_are_refused(tmp_path, run_cli, damage, rule) -> None:
     db, _ = make_study(tmp_path / "runs")
     path = db.parent / "trials" / "0000" / "checkpoint" / "model.safetensors"

@@ -249,8 +249,15 @@ def _all_draws(space: SearchSpace) -> list[dict]:
         mids = [f"{'cross' if d else 'none'}-{d}" for d in sorted(set(space.mid_depth))]
         for lv, lp in itertools.product(levels, lpb):
             for mid in mids if not lv[-1].startswith("cross") else [None]:
-                draws.append({"base_channels": c, "channel_mult": "-".join(map(str, mult)),
-                              **{f"level_{i}": o for i, o in enumerate(lv)}, **lp, **({"mid": mid} if mid else {})})
+                draws.append(
+                    {
+                        "base_channels": c,
+                        "channel_mult": "-".join(map(str, mult)),
+                        **{f"level_{i}": o for i, o in enumerate(lv)},
+                        **lp,
+                        **({"mid": mid} if mid else {}),
+                    }
+                )
     return draws
 
 

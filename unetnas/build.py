@@ -119,7 +119,9 @@ def from_diffusers_config(config: dict[str, Any], *, text_len: int = 77, vae_dow
     cross = c.get("cross_attention_dim", 1280)
     if isinstance(cross, (list, tuple)):
         if len(set(cross)) != 1:
-            raise UserError("per-level text dims are outside the design space", field="cross_attention_dim", value=cross)
+            raise UserError(
+                "per-level text dims are outside the design space", field="cross_attention_dim", value=cross
+            )
         cross = cross[0]
     depth = c.get("transformer_layers_per_block", 1)
     depth_l = list(depth) if isinstance(depth, (list, tuple)) else [depth] * n

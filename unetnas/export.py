@@ -169,7 +169,7 @@ unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config("path/t
 ```"""
     return f"""# {spec.name}
 
-A text-to-image diffusion UNet found by `unetnas search` (study `{study}`, trial {row['trial']}), on the Pareto
+A text-to-image diffusion UNet found by `unetnas search` (study `{study}`, trial {row["trial"]}), on the Pareto
 front of alignment vs inference cost.
 
 | | |
@@ -179,7 +179,7 @@ front of alignment vs inference cost.
 | inference GMACs (conv + linear, {c.resolution} px, {c.text_len} tokens) | {c.gmacs:.4g} |
 | forward GFLOPs (all ops) | {c.gflops:.4g} |
 | parameters | {c.params:,} |
-| training FLOPs | {_fmt(rec.get('train_flops'), '.3g')} ({rec.get('steps', '-')} steps) |
+| training FLOPs | {_fmt(rec.get("train_flops"), ".3g")} ({rec.get("steps", "-")} steps) |
 
 Design: base channels {spec.base_channels}, channel multipliers {list(spec.channel_mult)}, res blocks
 {list(spec.layers_per_block)}, attention per level [{td}], mid block {spec.mid_attention}:{spec.mid_depth}, head dim
@@ -189,8 +189,9 @@ Design: base channels {spec.base_channels}, channel multipliers {list(spec.chann
 """
 
 
-def export(storage_url: str, study_name: str, out: str | Path, top: int | None = None,
-           config_only: bool = False) -> list[Path]:
+def export(
+    storage_url: str, study_name: str, out: str | Path, top: int | None = None, config_only: bool = False
+) -> list[Path]:
     """Write one folder per Pareto trial (best alignment first, at most ``top``); returns the folders.
 
     Every design is checked (checkpoint found, weights matching and finite) before anything is written; a failed

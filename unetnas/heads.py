@@ -51,8 +51,9 @@ def head_problem(spec: UNetSpec) -> str | None:
     return None
 
 
-def layout(family: str, attention: Sequence[str], mid_attention: str, widths: Sequence[int], head_dim: int
-           ) -> list[int] | int:
+def layout(
+    family: str, attention: Sequence[str], mid_attention: str, widths: Sequence[int], head_dim: int
+) -> list[int] | int:
     """``head_layout`` on plain values (what a search space checks for every combination); ValueError if none."""
     h, n, w = head_dim, len(widths), widths
     if family == "if":

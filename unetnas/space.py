@@ -71,7 +71,7 @@ class SearchSpace(BaseModel):
     _cache: dict = PrivateAttr(default_factory=dict)  # member combinations per (C, mult), keyed by the choices
 
     @model_validator(mode="after")
-    def _check(self) -> "SearchSpace":
+    def _check(self) -> SearchSpace:
         n = max(len(m) for m in self.channel_mult)
         if len(self.levels) < n:
             raise ValueError(f"levels: has {len(self.levels)} entries but channel_mult needs {n}")
@@ -121,8 +121,9 @@ class SearchSpace(BaseModel):
                                      f"{first_reason[key]}")  # fmt: skip
         for m in self._mid_options():
             if ("mid", m) in first_reason and ("mid", m) not in used:
-                raise ValueError(f"mid_depth: option {m[1]} is in no member diffusers can build: "
-                                 f"{first_reason['mid', m]}")
+                raise ValueError(
+                    f"mid_depth: option {m[1]} is in no member diffusers can build: {first_reason['mid', m]}"
+                )
         if self.size() == 0:
             raise ValueError("the space has no member: every combination is text-blind (no cross-attention); "
                              "add a cross-attention option, or set allow_text_blind: true")  # fmt: skip
@@ -245,8 +246,9 @@ class SearchSpace(BaseModel):
             spec = self.suggest(study.ask())
             if self.rule_broken(spec) is None:
                 out.append(spec)
-        raise ValueError(f"space {self.name!r}: drew {1000 * n + 1000} combinations and found {len(out)} of {n} "
-                         "members")
+        raise ValueError(
+            f"space {self.name!r}: drew {1000 * n + 1000} combinations and found {len(out)} of {n} members"
+        )
 
     # -- enumeration ------------------------------------------------------------------------------------------
     def _per_mult(self, c: int, mult: tuple[int, ...]) -> Iterator[dict[str, Any]]:

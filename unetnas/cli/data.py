@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,19 +22,28 @@ def _group() -> None:
 def prepare_cmd(
     out: Annotated[Path, typer.Option(help="Output directory; rerun into it to resume.")],
     vae: Annotated[Path, typer.Option(help="Local diffusers AutoencoderKL directory (or a pipeline root).")],
-    images: Annotated[Optional[Path], typer.Option(
-        help="Folder of images with same-stem .txt captions, or a Hugging Face imagefolder (metadata.jsonl/.csv "
-             "with file_name and a caption column).")] = None,
-    shards: Annotated[Optional[str], typer.Option(
-        help="WebDataset tar shards as img2dataset writes them (jpg/png/webp + txt/json): a folder of .tar files, "
-             "one file, or a brace pattern such as 'data/{00000..00099}.tar'.")] = None,
-    manifest: Annotated[
-        Optional[Path], typer.Option(help='JSONL file of {"image": path relative to it, "caption": str}.')
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of images with same-stem .txt captions, or a Hugging Face imagefolder (metadata.jsonl/.csv "
+            "with file_name and a caption column)."
+        ),
     ] = None,
-    caption_column: Annotated[Optional[str], typer.Option(
-        help="imagefolder caption column (default: 'text', else 'caption').")] = None,
+    shards: Annotated[
+        str | None,
+        typer.Option(
+            help="WebDataset tar shards as img2dataset writes them (jpg/png/webp + txt/json): a folder of .tar files, "
+            "one file, or a brace pattern such as 'data/{00000..00099}.tar'."
+        ),
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help='JSONL file of {"image": path relative to it, "caption": str}.')
+    ] = None,
+    caption_column: Annotated[
+        str | None, typer.Option(help="imagefolder caption column (default: 'text', else 'caption').")
+    ] = None,
     text_encoder: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="Local transformers text model directory (default: the packaged all-MiniLM-L6-v2)."),
     ] = None,
     resolution: Annotated[int, typer.Option(help="Square training resolution in pixels.")] = 256,
@@ -50,9 +59,20 @@ def prepare_cmd(
     from unetnas.data.prepare import prepare
 
     meta = prepare(
-        out_dir=out, vae_path=vae, text_encoder_path=text_encoder, images_dir=images, manifest=manifest,
-        shards=shards, caption_column=caption_column, resolution=resolution, shard_size=shard_size,
-        batch_size=batch_size, text_max_length=max_length, dtype=dtype, device=device, progress=progress,
+        out_dir=out,
+        vae_path=vae,
+        text_encoder_path=text_encoder,
+        images_dir=images,
+        manifest=manifest,
+        shards=shards,
+        caption_column=caption_column,
+        resolution=resolution,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        text_max_length=max_length,
+        dtype=dtype,
+        device=device,
+        progress=progress,
     )
     shape = "x".join(str(d) for d in meta["latent_shape"])
     skipped = meta.get("skipped") or {}

@@ -23,7 +23,9 @@ app.add_typer(space_app, name="space")
 
 def _fmt_td(spec) -> str:
     """TD in the paper's notation, with 's' marking self-attention-only levels."""
-    return "[" + ",".join(f"{d}s" if a == "self" else str(d) for a, d in zip(spec.attention, spec.transformer_depth)) + "]"
+    return (
+        "[" + ",".join(f"{d}s" if a == "self" else str(d) for a, d in zip(spec.attention, spec.transformer_depth)) + "]"
+    )
 
 
 @app.command()
@@ -67,7 +69,9 @@ def space_show(file: Path = typer.Argument(..., help="space YAML file")) -> None
     members = list(space.enumerate()) if space.size() <= 20_000 else space.sample(2000, seed=0)
     costs = [cost(m) for m in members]
     how = "all members" if space.size() <= 20_000 else "2,000 sampled members"
-    table.add_row(f"params ({how})", f"{min(c.params for c in costs) / 1e6:.2f}M .. {max(c.params for c in costs) / 1e6:.2f}M")
+    table.add_row(
+        f"params ({how})", f"{min(c.params for c in costs) / 1e6:.2f}M .. {max(c.params for c in costs) / 1e6:.2f}M"
+    )
     table.add_row(f"GMACs ({how})", f"{min(c.gmacs for c in costs):.3g} .. {max(c.gmacs for c in costs):.3g}")
     console.print(table)
 

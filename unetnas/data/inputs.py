@@ -193,9 +193,13 @@ def webdataset_shards(spec: str, errors: list[str]) -> Inputs:
     return Inputs("webdataset", spec, ident, None, lambda: _wds_items(files, errors))
 
 
-def open_inputs(images_dir: str | Path | None = None, manifest_path: str | Path | None = None,
-                shards: str | None = None, caption_column: str | None = None,
-                errors: list[str] | None = None) -> Inputs:
+def open_inputs(
+    images_dir: str | Path | None = None,
+    manifest_path: str | Path | None = None,
+    shards: str | None = None,
+    caption_column: str | None = None,
+    errors: list[str] | None = None,
+) -> Inputs:
     """The inputs named by exactly one of ``images_dir`` (an images folder, or an imagefolder when it holds
     metadata files), ``manifest_path`` or ``shards``."""
     given = [x for x in (images_dir, manifest_path, shards) if x is not None]

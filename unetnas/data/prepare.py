@@ -116,8 +116,9 @@ def _open_out_dir(out: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
     meta = read_meta(out)
     for key in PLAN_KEYS:
         if meta.get(key) != plan[key]:
-            rule = (f"differs from the preparation in this directory ({meta.get(key)!r}); use a new --out or the "
-                    "old value")
+            rule = (
+                f"differs from the preparation in this directory ({meta.get(key)!r}); use a new --out or the old value"
+            )
             raise UserError(rule, source=out / META_NAME, field=key, value=plan[key])
     return meta
 
@@ -151,9 +152,15 @@ def prepare(
     te_dir = None if text_encoder_path is None else model_dir(text_encoder_path, "text_encoder", "--text-encoder")
     out = Path(out_dir).expanduser()
     plan = {
-        "format": DATA_FORMAT, "inputs": inputs.kind, "inputs_sha256": inputs.sha256,
-        "resolution": resolution, "shard_size": shard_size, "dtype": dtype, "vae_path": str(vae_dir),
-        "text_encoder": PACKAGED_NAME if te_dir is None else str(te_dir), "text_max_length": text_max_length,
+        "format": DATA_FORMAT,
+        "inputs": inputs.kind,
+        "inputs_sha256": inputs.sha256,
+        "resolution": resolution,
+        "shard_size": shard_size,
+        "dtype": dtype,
+        "vae_path": str(vae_dir),
+        "text_encoder": PACKAGED_NAME if te_dir is None else str(te_dir),
+        "text_max_length": text_max_length,
     }
     meta = _open_out_dir(out, plan)  # checked before any model loads or any byte is written
     if meta is not None and meta["complete"] and _shards_present(out, meta):
@@ -161,8 +168,9 @@ def prepare(
     vae = _load_vae(vae_dir, device)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if resolution % factor:
-        raise UserError(f"must be divisible by the VAE's downsampling factor {factor}", field="resolution",
-                        value=resolution)
+        raise UserError(
+            f"must be divisible by the VAE's downsampling factor {factor}", field="resolution", value=resolution
+        )
     encoder = TextEncoder.load(te_dir, max_length=text_max_length, device=device)
     shape = [vae.config.latent_channels, resolution // factor, resolution // factor]
     if meta is not None and (meta["latent_shape"], meta["text_dim"]) != (shape, encoder.dim):
@@ -172,11 +180,21 @@ def prepare(
         out.mkdir(parents=True, exist_ok=True)
         n_shards = 0 if inputs.count is None else -(-inputs.count // shard_size)
         meta = {
-            **plan, "source": inputs.source, "n_inputs": inputs.count, "n_samples": None, "latent_shape": shape,
-            "scaling_factor": vae.config.scaling_factor, "shift_factor": vae.config.get("shift_factor"),
-            "text_dim": encoder.dim, "text_flops_per_caption": encoder.text_flops_per_caption,
-            "uncond": UNCOND_NAME, "uncond_sha256": None, "shards": [None] * n_shards, "skipped": {},
-            "read_errors": [], "complete": False,
+            **plan,
+            "source": inputs.source,
+            "n_inputs": inputs.count,
+            "n_samples": None,
+            "latent_shape": shape,
+            "scaling_factor": vae.config.scaling_factor,
+            "shift_factor": vae.config.get("shift_factor"),
+            "text_dim": encoder.dim,
+            "text_flops_per_caption": encoder.text_flops_per_caption,
+            "uncond": UNCOND_NAME,
+            "uncond_sha256": None,
+            "shards": [None] * n_shards,
+            "skipped": {},
+            "read_errors": [],
+            "complete": False,
         }
         write_meta(out, meta)
     _run(out, meta, inputs, vae, encoder, batch_size, device, progress, read_errors)
@@ -193,8 +211,16 @@ def _shards_present(out: Path, meta: dict) -> bool:
     return all(_shard_done(out, r) for r in meta["shards"]) and (out / meta["uncond"]).is_file()
 
 
-def _encode_shard(chunk: list[Item], meta: dict, vae, encoder: TextEncoder, batch_size: int, device: str,
-                  pool: ThreadPoolExecutor, advance) -> tuple[torch.Tensor, torch.Tensor, list[Item], list[list[str]]]:
+def _encode_shard(
+    chunk: list[Item],
+    meta: dict,
+    vae,
+    encoder: TextEncoder,
+    batch_size: int,
+    device: str,
+    pool: ThreadPoolExecutor,
+    advance,
+) -> tuple[torch.Tensor, torch.Tensor, list[Item], list[list[str]]]:
     """(latents, text states, items kept, [key, reason(, detail)] of items skipped) of one shard's input items."""
     dtype, res = DTYPES[meta["dtype"]], meta["resolution"]
     shift, scale = meta["shift_factor"] or 0.0, meta["scaling_factor"]
@@ -220,8 +246,17 @@ def _encode_shard(chunk: list[Item], meta: dict, vae, encoder: TextEncoder, batc
     return lat, states, kept, skipped
 
 
-def _run(out: Path, meta: dict, inputs: Inputs, vae, encoder: TextEncoder, batch_size: int, device: str,
-         progress: bool, read_errors: list[str]) -> None:
+def _run(
+    out: Path,
+    meta: dict,
+    inputs: Inputs,
+    vae,
+    encoder: TextEncoder,
+    batch_size: int,
+    device: str,
+    progress: bool,
+    read_errors: list[str],
+) -> None:
     """Encode every shard not yet recorded in meta.json, recording each as it lands; then the "" states."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

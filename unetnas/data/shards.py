@@ -26,7 +26,14 @@ META_NAME = "meta.json"
 UNCOND_NAME = "uncond.safetensors"
 # Settings that define a preparation: rerunning into the same directory with any of them changed is an error.
 PLAN_KEYS = (
-    "format", "inputs", "inputs_sha256", "resolution", "shard_size", "dtype", "vae_path", "text_encoder",
+    "format",
+    "inputs",
+    "inputs_sha256",
+    "resolution",
+    "shard_size",
+    "dtype",
+    "vae_path",
+    "text_encoder",
     "text_max_length",
 )
 # What a reader needs (directories prepared before inputs were streamed lack "inputs" and read the same).
@@ -135,8 +142,12 @@ class ShardDataset:
             self.captions += json.loads(smeta["index"])["captions"]
         self.latents, self.text = torch.cat(latents), torch.cat(text)
         if len(self.captions) != meta["n_samples"]:
-            raise UserError(f"shards hold {len(self.captions)} samples", source=root / META_NAME,
-                            field="n_samples", value=meta["n_samples"])
+            raise UserError(
+                f"shards hold {len(self.captions)} samples",
+                source=root / META_NAME,
+                field="n_samples",
+                value=meta["n_samples"],
+            )
         uncond, _ = _read_safetensors(root / meta["uncond"], meta.get("uncond_sha256"))
         self.uncond = uncond["states"][0].float()  # (T, D) states of "" for classifier-free guidance
         if not 0 <= holdout < len(self):
