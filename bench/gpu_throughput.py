@@ -12,7 +12,9 @@ For each preset at the spec's own shapes (the paper presets: 256 px = latent 4x3
    does not depend on content) with the same per-step noise, timesteps and caption dropout;
 2. the micro-batch: doubling from ``--micro-start`` (one step of each loop there allocates their optimizer states),
    the plain loop probes each size while the trainer stays resident, until ``torch.OutOfMemoryError``, ``--max-micro``
-   or ``--search-s`` seconds; the largest size that ran is used for both loops (global batch = one micro-batch);
+   or ``--search-s`` seconds; the largest size that ran is used for both loops (global batch = one micro-batch).
+   Both loops stay resident (interleaved rounds need them), so "fits" means fits beside the other loop; on an 80 GB
+   GPU the sdxl pair (about 90 GB of weights, gradients and AdamW states) does not fit at all;
 3. ``--warmup`` untimed steps of each loop at that size (cuDNN autotuning, ``--compile`` compilation), then
    ``--rounds`` rounds of ``--steps`` optimizer steps alternate trainer, plain, trainer, ... and the medians are
    reported (as bench/bench_trial.py does on CPU). A round is timed from ``torch.cuda.synchronize()`` to
