@@ -1,18 +1,29 @@
-"""Multi-objective promotion (unetnas.search.promotion): non-dominated sorting and crowding on hand-made points.
+"""Multi-objective promotion (unetnas.search.promotion): fronts within noise, hypervolume, the ranking's tie-breaks.
 
 All objectives are minimised here, as the search passes them (alignment negated).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from optuna._hypervolume import compute_hypervolume
 
-from unetnas.search.promotion import crowding, dominates, fronts, pareto, rank
-
-INF = float("inf")
+from unetnas.search.promotion import (
+    Z,
+    contributions,
+    dominates,
+    dominates_within_noise,
+    fronts,
+    hypervolume,
+    pareto,
+    rank,
+    reference_point,
+)
 
 
 def test_dominates_needs_no_worse_everywhere_and_better_somewhere() -> None:
@@ -24,95 +35,93 @@ def test_dominates_needs_no_worse_everywhere_and_better_somewhere() -> None:
     assert dominates((0, 0, 0), (0, 0, 1)) and not dominates((0, 0, 1), (0, 1, 0))
 
 
+def test_a_difference_within_noise_is_a_tie() -> None:
+    se = (0.02, 0.0)  # alignment measured with a standard error, GMACs exact
+    # -alignment 0.30 vs 0.33: 0.03 < Z * sqrt(2) * 0.02 = 0.057: a tie in alignment; equal GMACs: no dominance
+    assert not dominates_within_noise((-0.33, 1.0), (-0.30, 1.0), se, se)
+    assert dominates((-0.33, 1.0), (-0.30, 1.0))  # plain dominance would rank them
+    # beyond noise it ranks
+    assert dominates_within_noise((-0.40, 1.0), (-0.30, 1.0), se, se)
+    # tied in alignment, cheaper: dominates
+    assert dominates_within_noise((-0.30, 0.5), (-0.33, 1.0), se, se)
+    # the threshold is Z standard errors of the difference
+    gap = Z * math.hypot(0.02, 0.02)
+    assert not dominates_within_noise((-0.3 - gap * 0.99, 1), (-0.3, 1), se, se)
+    assert dominates_within_noise((-0.3 - gap * 1.01, 1), (-0.3, 1), se, se)
+    # exact objectives (se 0) reduce to plain dominance
+    zero = (0.0, 0.0)
+    for a, b in itertools.product([(1, 2), (2, 1), (1, 1), (2, 2)], repeat=2):
+        assert dominates_within_noise(a, b, zero, zero) == dominates(a, b)
+
+
 def test_fronts_two_objectives_with_ties() -> None:
     pts = [(1, 5), (2, 3), (4, 1), (3, 4), (5, 5), (2, 3), (1, 6)]
-    # (2,3) twice: identical points are both non-dominated; (1,6) is dominated by (1,5) (tie in the first objective)
     assert fronts(pts) == [[0, 1, 2, 5], [3, 6], [4]]
     assert pareto(pts) == [0, 1, 2, 5]
-
-
-def test_fronts_three_objectives() -> None:
-    pts = [
-        (0, 9, 9),  # best in objective 0
-        (9, 0, 9),  # best in objective 1
-        (9, 9, 0),  # best in objective 2
-        (5, 5, 5),  # balanced: dominated by none of the three above
-        (6, 6, 6),  # dominated by (5,5,5) only
-        (9, 9, 9),  # dominated by everything else
-    ]
-    assert fronts(pts) == [[0, 1, 2, 3], [4], [5]]
-    # the same points in the first two objectives only: (9,9) twice, now behind (6,6)
-    assert fronts([p[:2] for p in pts]) == [[0, 1, 3], [4], [2, 5]]
-
-
-def test_empty_and_single() -> None:
     assert fronts([]) == [] and pareto([]) == [] and rank([]) == []
-    assert fronts([(3, 1)]) == [[0]] and pareto([(3, 1)]) == [0] and rank([(3, 1)]) == [0]
-    assert crowding([(3, 1)], [0]) == {0: INF}
 
 
-def test_crowding_boundaries_infinite_interior_normalised() -> None:
-    line = [(0, 3), (1, 2), (2, 1), (3, 0)]
-    d = crowding(line, [0, 1, 2, 3])
-    assert d[0] == d[3] == INF
-    # interior: per objective (next - previous) / (max - min) = 2/3, summed over 2 objectives
-    assert math.isclose(d[1], 4 / 3) and math.isclose(d[2], 4 / 3)
-    # a point crowded by close neighbours gets less distance than one with far neighbours
-    uneven = [(0, 10), (1, 9), (2, 8), (10, 0)]
-    d = crowding(uneven, [0, 1, 2, 3])
-    assert d[1] < d[2] < INF
-    # two points or fewer: all boundaries
-    assert crowding(line, [1, 2]) == {1: INF, 2: INF}
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(*[st.floats(0, 10, allow_nan=False)] * 2), min_size=1, max_size=9),
+       st.lists(st.tuples(*[st.floats(0, 10, allow_nan=False)] * 3), min_size=1, max_size=7))  # fmt: skip
+def test_hypervolume_matches_optuna(pts2, pts3) -> None:
+    for pts in (pts2, pts3):
+        ref = [11.0] * len(pts[0])
+        want = compute_hypervolume(np.asarray(pts, dtype=float), np.asarray(ref))
+        assert math.isclose(hypervolume(pts, ref), want, rel_tol=1e-9, abs_tol=1e-9)
 
 
-def test_crowding_skips_constant_objectives() -> None:
-    pts = [(0, 5, 1), (1, 5, 1), (2, 5, 1)]  # objectives 1 and 2 constant: only objective 0 spreads them
-    d = crowding(pts, [0, 1, 2])
-    assert d[0] == d[2] == INF and math.isclose(d[1], 1.0)
+def test_contributions_are_exclusive_volumes() -> None:
+    pts = [(0.0, 2.0), (1.0, 1.0), (2.0, 0.0)]
+    c = contributions(pts, [3.0, 3.0])
+    assert c == [1.0, 1.0, 1.0]
+    c = contributions([(0.0, 2.0), (1.9, 1.9), (2.0, 0.0)], [3.0, 3.0])
+    assert math.isclose(c[1], 0.01) and c[0] > c[1] < c[2]  # the crowded middle point adds little
+    assert contributions([(1.0, 1.0), (2.0, 2.0)], [3.0, 3.0])[1] == 0.0  # a dominated point adds nothing
+    assert reference_point([(0, 5), (10, 5)]) == [11.0, 6.0]
 
 
-def test_rank_front_first_then_boundary_before_interior() -> None:
-    pts = [
-        (1.5, 1.5),  # 0: front 0, interior
-        (0.0, 3.0),  # 1: front 0, boundary
-        (3.0, 0.0),  # 2: front 0, boundary
-        (1.0, 2.0),  # 3: front 0, interior, crowded between 1 and 0
-        (4.0, 4.0),  # 4: front 1 (dominated by all of front 0)
-        (2.0, 2.5),  # 5: front 1 (dominated by 0)
-    ]
+def test_rank_fronts_first_then_hypervolume_contribution() -> None:
+    pts = [(-0.30, 1.0), (-0.50, 3.0), (-0.10, 0.2), (-0.20, 2.5)]  # (-alignment, GMACs)
     order = rank(pts)
+    assert order[-1] == 3  # dominated by (-0.30, 1.0)
+    assert set(order[:3]) == {0, 1, 2}
+    ref = reference_point(pts)
+    c = contributions([pts[i] for i in (0, 1, 2)], ref)
+    assert order[:3] == [i for _, i in sorted(zip([-x for x in c], (0, 1, 2)))]
+
+
+def test_two_point_fronts_are_ranked_by_contribution_not_by_index() -> None:
+    """The case that made the old rule promote the cheapest design whatever its alignment: a front of two points
+    (infinite crowding for both). The hypervolume contribution prefers the point that adds more to the front."""
+    cheap_bad, dear_good = (-0.10, 1.00), (-0.60, 1.05)  # 5% more GMACs for six times the alignment
+    assert rank([cheap_bad, dear_good]) == [1, 0]
+    assert rank([dear_good, cheap_bad]) == [0, 1]  # the same whatever the order given
+
+
+def test_noise_ties_then_contribution() -> None:
+    """Within noise, the cheaper design dominates: alignment 0.31 vs 0.30 +- 0.02 is no ranking."""
+    pts, se = [(-0.31, 2.0), (-0.30, 1.0)], [(0.02, 0.0), (0.02, 0.0)]
+    assert rank(pts, se) == [1, 0]
+    assert fronts(pts) == [[0, 1]]  # in plain dominance both are on the front
+
+
+def test_exact_ties_break_by_values_then_keys_never_by_position() -> None:
+    pts = [(1.0, 1.0), (1.0, 1.0), (1.0, 1.0)]
+    assert rank(pts, keys=["c", "a", "b"]) == [1, 2, 0]
+    assert rank(pts[::-1], keys=["b", "a", "c"]) == [1, 0, 2]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=10), st.randoms())
+def test_rank_is_a_permutation_independent_of_input_order(pts, rnd) -> None:
+    keys = [f"k{i}" for i in range(len(pts))]
+    order = rank(pts, keys=keys)
     assert sorted(order) == list(range(len(pts)))
-    assert set(order[:4]) == {0, 1, 2, 3} and set(order[4:]) == {4, 5}
-    assert order[:2] == [1, 2]  # boundaries (infinite distance) first, ties by index
-    d = crowding(pts, [0, 1, 2, 3])
-    assert order[2:4] == sorted([0, 3], key=lambda i: -d[i])
-    assert d[order[2]] >= d[order[3]]
-
-
-def test_rank_of_identical_points_is_one_front() -> None:
-    pts = [(1, 1)] * 4
-    assert fronts(pts) == [[0, 1, 2, 3]] and pareto(pts) == [0, 1, 2, 3]
-    assert sorted(rank(pts)) == [0, 1, 2, 3]
-
-
-points = st.lists(st.tuples(*[st.integers(0, 5)] * 3), min_size=0, max_size=12)
-
-
-@settings(max_examples=150, deadline=None)
-@given(points)
-def test_fronts_partition_and_order(pts) -> None:
+    perm = list(range(len(pts)))
+    rnd.shuffle(perm)
+    shuffled = rank([pts[i] for i in perm], keys=[keys[i] for i in perm])
+    assert [perm[i] for i in shuffled] == order
     fs = fronts(pts)
-    flat = [i for f in fs for i in f]
-    assert sorted(flat) == list(range(len(pts)))  # a partition
-    for k, f in enumerate(fs):
-        later = [i for g in fs[k:] for i in g]
-        for i in f:  # nothing in this or a later front dominates a member of this front
-            assert not any(dominates(pts[j], pts[i]) for j in later)
-            if k > 0:  # and something in the previous front does
-                assert any(dominates(pts[j], pts[i]) for j in fs[k - 1])
-    brute = [i for i in range(len(pts)) if not any(dominates(pts[j], pts[i]) for j in range(len(pts)))]
-    assert pareto(pts) == brute
-    order = rank(pts)
-    assert sorted(order) == list(range(len(pts)))
     front_of = {i: k for k, f in enumerate(fs) for i in f}
-    assert [front_of[i] for i in order] == sorted(front_of[i] for i in order)  # fronts in order
+    assert [front_of[i] for i in order] == sorted(front_of[i] for i in order)  # fronts in order (no noise)

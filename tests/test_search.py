@@ -1,9 +1,11 @@
-"""`unetnas search` end to end on a 16-pixel space: budget, rungs, pruning, Pareto set, export, failures, Ctrl-C.
+"""`unetnas search` end to end with real training on a 16-pixel space: budget, brackets, rungs, pruning, the
+Pareto set of last-rung designs, export, failures, Ctrl-C.
 
-The searches here use tests/data/search_tradeoff.yaml (members trade GMACs against parameters) and
-tests/data/search_recipe.yaml (2 rungs, eta 2, n_top 3: 6 candidates at rung 0, the best 3 continue to rung 1,
-TIFA-style scoring at rung 1 only, so candidates stopped at rung 0 are PRUNED). Budget 4e10 FLOPs: rung 0 gives
-members 8 to 21 optimizer steps of batch 8; a whole search takes about 20 s on one CPU thread.
+The searches here use tests/data/search_tradeoff.yaml (seven members that trade GMACs against parameters) and
+tests/data/search_recipe.yaml (2 rungs, eta 2, n_top 3, TIFA-style scoring at rung 1 only). At the budget below
+the plan's brackets take every member of the space once (a study never trains a design twice): Hyperband's
+brackets from rung 0 (two candidates, the better goes on) and from rung 1 (straight to the last rung). Expectations
+are derived from the stored plan and brackets, not from FLOPs figures of the current world.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from optuna.trial import TrialState
 from unetnas.cost import cost
 from unetnas.search import study as S
 from unetnas.search.ledger import Ledger, reservations
+from unetnas.search.plan import Bracket, Plan
 from unetnas.search.storage import engine_for
 
 DATA = Path(__file__).parent / "data"
 SPACE = DATA / "search_tradeoff.yaml"
 RECIPE = DATA / "search_recipe.yaml"
-BUDGET = 4e10
+BUDGET = 5e11  # most of it the world's caption encoding (charged once per study); the rest trains every member
 SEED = 0
 OBJECTIVES = ("alignment", "gmacs", "params")
 BATCH = 8  # search_recipe.yaml
@@ -69,8 +72,8 @@ def per_step(t) -> float:
 
 
 def started(study: optuna.Study) -> list:
-    """Trials that got a design (infeasible draws, told FAIL at once, have none)."""
-    return [t for t in study.get_trials() if "spec" in t.user_attrs]
+    """The search's candidates (trials with a design and a bracket)."""
+    return [t for t in study.get_trials() if "bracket" in t.user_attrs]
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
@@ -82,6 +85,16 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
 
 def design(t) -> dict:
     return {k: v for k, v in t.user_attrs["spec"].items() if k != "name"}
+
+
+def plan_of(study: optuna.Study) -> Plan:
+    return Plan.from_dict(study.user_attrs[S.SETTINGS_ATTR]["plan"])
+
+
+def brackets_of(study: optuna.Study) -> list[Bracket]:
+    return [Bracket(b["start"], tuple(b["counts"])) for b in study.user_attrs.get("brackets", [])] or plan_of(
+        study
+    ).brackets
 
 
 # -- a complete search --------------------------------------------------------------------------------------------
@@ -99,35 +112,43 @@ def full(tmp_path_factory, run_cli):
     return SimpleNamespace(home=home, db=db, study="full", summary=summary, out=out, wall=time.perf_counter() - t0)
 
 
-def test_complete_search_stays_in_budget_and_prunes(full) -> None:
+def test_complete_search_stays_in_budget_and_closes_every_candidate(full) -> None:
     s = full.summary
     assert s["reason"] == "plan finished", s
     assert s["study"] == "full" and s["storage"] == f"sqlite:///{full.db}"
     assert s["budget"] == BUDGET and 0 < s["spent"] <= BUDGET and s["reserved"] == 0
-    # 6 candidates at rung 0; the best 3 (by non-dominated sorting) continue and complete; the rest are pruned
-    assert (s["n_trials"], s["n_complete"], s["n_pruned"], s["n_failed"]) == (6, 3, 3, 0), s
     study = load(full.db, full.study)
-    assert state_counts(study) == {"COMPLETE": 3, "PRUNED": 3}
+    brackets = brackets_of(study)
+    top = len(plan_of(study).rungs) - 1
+    # the brackets' candidates ran; a study trains each design once, so this space gives seven
+    assert s["candidates"] == s["n_trials"] == sum(b.counts[0] for b in brackets) == 7
+    assert len({json.dumps(design(t), sort_keys=True) for t in started(study)}) == 7
+    assert s["n_complete"] == sum(b.count_at(top) for b in brackets) >= 3 and s["n_failed"] == s["n_closed"] == 0
+    assert state_counts(study) == {"COMPLETE": s["n_complete"], "PRUNED": s["n_pruned"]}  # nothing left RUNNING
     assert {t.user_attrs["status"] for t in started(study)} == {"complete", "pruned"}
+    for t in started(study):
+        assert (t.state == TrialState.PRUNED) == bool(t.user_attrs.get("reason"))  # every stop says why
     led = ledger_of(full.db, full.study).summary()
     assert led["spent"] == s["spent"] and led["reserved"] == 0 and led["spent"] <= led["budget"] == BUDGET
     assert set(led["by_status"]) == {"settled"}  # every reservation closed with what was actually spent
     assert math.isclose(led["remaining"], BUDGET - led["spent"])
-    assert led["spent"] > 0.9 * BUDGET  # the plan uses the budget (5% margin held back)
 
 
 def test_ledger_accounts_for_every_flop(full, run_cli) -> None:
     study = load(full.db, full.study)
+    plan = plan_of(study)
     led = ledger_of(full.db, full.study).summary()
     code, out, err = run_cli(["ledger", "--study", full.study, "--storage", f"sqlite:///{full.db}", "--json"])
     assert code == 0, err
     shown = json.loads(out)  # `unetnas ledger --json`: the same account (JSON keys are strings)
     assert {k: shown[k] for k in ("budget", "spent", "reserved", "remaining", "by_kind")} == {
         k: led[k] for k in ("budget", "spent", "reserved", "remaining", "by_kind")}  # fmt: skip
-    assert shown["by_trial"] == {str(k): v for k, v in led["by_trial"].items()}
+    assert shown["by_trial"] == {("null" if k is None else str(k)): v for k, v in led["by_trial"].items()}
     assert math.isclose(math.fsum(led["by_trial"].values()), led["spent"], rel_tol=1e-12)
     assert math.isclose(math.fsum(led["by_kind"].values()), led["spent"], rel_tol=1e-12)
-    assert set(led["by_kind"]) == {"train", "eval"} and None not in led["by_trial"]
+    # caption encoding is charged once, to the study (no trial), at the plan's figure
+    assert set(led["by_kind"]) == {"train", "eval", "text"}
+    assert led["by_kind"]["text"] == led["by_trial"][None] == plan.once_flops["captions"]
     rows = reservation_rows(full.db, full.study)
     for t in started(study):
         # the trial's own account (shown in the dashboard) equals the ledger's
@@ -137,72 +158,65 @@ def test_ledger_accounts_for_every_flop(full, run_cli) -> None:
         train = math.fsum(r.actual for r in rows if r.trial_number == t.number and r.kind == "train")
         assert math.isclose(train, last["steps"] * per_step(t), rel_tol=1e-9)
         assert math.isclose(train, last["train_flops"], rel_tol=1e-9)
-        # one train and one eval reservation per rung the trial ran
+        # one train and one eval reservation per rung the trial ran, from its bracket's first rung
+        start = brackets_of(study)[t.user_attrs["bracket"]].start
         notes = sorted(r.note for r in rows if r.trial_number == t.number)
-        rungs = t.user_attrs["rung"] + 1
-        assert notes == sorted([f"rung {k}" for k in range(rungs)] * 2)
+        assert notes == sorted([f"rung {k}" for k in range(start, t.user_attrs["rung"] + 1)] * 2)
+    # the whole run stayed within the plan's estimate of what it would cost
+    assert led["spent"] <= plan.total * 1.05
 
 
 def test_rung_records_and_intermediate_values(full) -> None:
     study = load(full.db, full.study)
-    plan = study.user_attrs[S.SETTINGS_ATTR]["plan"]
-    assert plan["trials"] == [6, 3] and plan["tifa_rungs"] == [1]
+    plan = plan_of(study)
+    top = len(plan.rungs) - 1
+    brackets = brackets_of(study)
     for t in started(study):
-        rung = t.user_attrs["rung"]
-        assert rung == (1 if t.state == TrialState.COMPLETE else 0)
+        rung, b = t.user_attrs["rung"], brackets[t.user_attrs["bracket"]]
+        assert rung == (top if t.state == TrialState.COMPLETE else b.start)
         c = cost(S.spec_of(t))
         assert (t.user_attrs["gmacs"], t.user_attrs["params"]) == (c.gmacs, c.params)
+        assert t.user_attrs["design"] == S.design_key(S.spec_of(t))
         prev_steps = 0
-        for k in range(rung + 1):
+        for k in range(b.start, rung + 1):
             rec = t.user_attrs[f"rung_{k}"]
             assert rec["rung"] == k and rec["gmacs"] == c.gmacs and rec["params"] == c.params
             # the rung's training horizon: the member's steps within rung k's FLOPs (promoted ones continue)
-            want = max(int(plan["rungs"][k] // (c.train_flops_per_sample * BATCH)), prev_steps + 1, 1)
+            want = max(int(plan.rungs[k] // (c.train_flops_per_sample * BATCH)), prev_steps + 1, 1)
             assert rec["steps"] == want and rec["samples"] == want * BATCH
             assert math.isclose(rec["train_flops"], want * BATCH * c.train_flops_per_sample, rel_tol=1e-12)
-            assert rec["train_flops"] <= plan["rungs"][k] * (1 + 1e-12)
+            assert rec["train_flops"] <= plan.rungs[k] * (1 + 1e-12)
             assert math.isfinite(rec["val_loss"]) and rec["val_loss"] > 0
-            assert (rec["tifa"] is not None) == (k == 1)  # TIFA at the last rung only (tifa_rungs: [-1])
+            assert (rec["alignment"] is not None) == (k in plan.tifa_rungs) == (rec["tifa"] is not None)
             assert t.intermediate_values[rec["samples"]] == rec["val_loss"]  # learning curves in the dashboard
             prev_steps = rec["steps"]
-        assert len(t.intermediate_values) == rung + 1
+        assert len(t.intermediate_values) == rung - b.start + 1
         if t.state == TrialState.COMPLETE:
-            last = t.user_attrs["rung_1"]
-            assert 0 <= last["tifa"] <= 1 and last["by_category"]
-            assert t.values == S.objective_values(last, OBJECTIVES) == [last["tifa"], c.gmacs, c.params]
-            assert t.user_attrs["target_rung"] == 1
-        else:
-            assert t.values is None and "rung_1" not in t.user_attrs
-    # promotion by non-dominated sorting at rung 0: the 3 promoted are distinct designs (this space's members
-    # are mutually non-dominated in GMACs and params, so the best trial of each design is in the first front)
-    promoted = [t for t in started(study) if t.user_attrs.get("target_rung") == 1]
-    assert len(promoted) == 3 and len({json.dumps(design(t), sort_keys=True) for t in promoted}) == 3
+            last = t.user_attrs[f"rung_{top}"]
+            assert t.values == S.objective_values(last, OBJECTIVES) == [last["alignment"], c.gmacs, c.params]
+            assert t.user_attrs["top_rung"] is True
+        else:  # stopped below the last rung: no objective values, its records flagged with their rung
+            assert t.values is None and f"rung_{top}" not in t.user_attrs and t.user_attrs["top_rung"] is False
 
 
-def test_pareto_set_has_at_least_three_completed_designs(full) -> None:
-    """The must-show "a Pareto set of at least 3 designs", made structural where it can be.
-
-    Structural: with --objectives alignment,gmacs,params on search_tradeoff.yaml no member has both fewer GMACs
-    and fewer parameters than another, so completed trials of distinct designs never dominate each other,
-    whatever their alignment: the Pareto set is one trial per completed design.
-    Seed-specific: the 3 promoted (= completed) trials must be distinct designs. Promotion ranks rung 0 by
-    non-dominated sorting, where the better of two trials of one design dominates the other, but it promotes
-    asynchronously (ASHA: after 2, 4 and 6 results), so a later trial of an already promoted design can be
-    promoted too (seeds 2 and 3 do that: Pareto set of 2). Seed 0 promotes 3 distinct designs; the sampler
-    (per-trial seeds) and training (per-step generators) are deterministic, so this holds on every run.
-    """
+def test_the_pareto_set_holds_last_rung_designs_with_their_standard_error(full) -> None:
+    """With --objectives alignment,gmacs,params on search_tradeoff.yaml no member has both fewer GMACs and fewer
+    parameters than another: the Pareto set is every design trained to the last rung, and no other."""
     study = load(full.db, full.study)
+    top = len(plan_of(study).rungs) - 1
     complete = {t.number for t in study.get_trials(states=(TrialState.COMPLETE,))}
     pareto = full.summary["pareto"]
-    assert {row["trial"] for row in pareto} <= complete  # COMPLETE trials only, never pruned ones
-    assert len(pareto) >= 3
-    assert {row["trial"] for row in pareto} == complete
+    assert {row["trial"] for row in pareto} == complete and len(pareto) >= 3
     rows = S.pareto_rows(study, OBJECTIVES)
-    assert [{k: r[k] for k in ("trial", "alignment", "gmacs", "params")} for r in rows] == pareto
+    assert [r["trial"] for r in rows] == [r["trial"] for r in pareto]
     assert [r["alignment"] for r in rows] == sorted((r["alignment"] for r in rows), reverse=True)
     for row in pareto:
         t = study.trials[row["trial"]]
+        assert row["rung"] == top and "alignment_se" in row and "tifa_se" in row
         assert [row["alignment"], row["gmacs"], row["params"]] == t.values
+    lower = full.summary["lower_rungs"]
+    assert {r["trial"] for r in lower} == {t.number for t in started(study)} - complete
+    assert all(r["rung"] < top and r["reason"] for r in lower)
 
 
 def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_path) -> None:
@@ -240,7 +254,9 @@ def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_pat
         metrics = json.loads((d / "metrics.json").read_text())
         assert metrics["alignment"] == row["alignment"] and metrics["gmacs"] == c.gmacs
         assert metrics["params"] == c.params and metrics["flops_spent"] == t.user_attrs["flops_spent"]
-        assert metrics["weights"] is True and set(metrics["rungs"]) == {"rung_0", "rung_1"}
+        start = brackets_of(study)[t.user_attrs["bracket"]].start
+        assert metrics["weights"] is True and set(metrics["rungs"]) == {f"rung_{k}" for k in range(start, 2)}
+        assert metrics["rung"] == row["rung"] == 1
         card = (d / "README.md").read_text()
         assert spec.name in card and "from_pretrained" in card and f"{c.params:,}" in card
     # an --out that cannot be a folder: one line, exit 2
@@ -265,11 +281,11 @@ def test_resuming_a_finished_search_is_a_no_op(full, run_cli, db_bytes) -> None:
     assert db_bytes(full.db) == before  # nothing trained, reserved or told
     # another --budget: the stored one stays (a warning on stderr; stdout is still one JSON object)
     args = search_args(full.db, full.study)
-    args[args.index("--budget") + 1] = "5e10"
+    args[args.index("--budget") + 1] = "6e11"
     code, out, err = run_cli(args)
     assert code == 0, err[-3000:]
     assert json.loads(out)["budget"] == BUDGET
-    assert "warning: study 'full' keeps its budget of 4.00e+10 FLOPs (asked for 5.00e+10)" in err
+    assert "warning: study 'full' keeps its budget of 5.00e+11 FLOPs (asked for 6.00e+11)" in err
     assert db_bytes(full.db) == before
 
 
@@ -349,13 +365,13 @@ def test_trial_raising_mid_rung_is_failed_and_settled(tmp_path) -> None:
     study = load(db, "boom")
     t = study.trials[number]
     assert t.state == TrialState.FAIL and t.user_attrs["status"] == "failed"
-    assert "RuntimeError: simulated failure in training" in t.user_attrs["error"]
+    assert "RuntimeError: simulated failure in training" in t.user_attrs["reason"]
     assert files_digest(ckpt) == digest  # the rung-0 checkpoint is untouched
     # the ledger: rung 1's training reservation charged exactly the steps done, the rest went back
     rows = [r for r in reservation_rows(db, "boom") if r.trial_number == number and r.note == "rung 1"]
     train = next(r for r in rows if r.kind == "train")
     evaluation = next(r for r in rows if r.kind == "eval")
-    assert train.status == evaluation.status == "settled"
+    assert train.status == "settled" and evaluation.status == "released"  # scoring never began
     assert math.isclose(train.actual, fail_after * per_step(t), rel_tol=1e-12)
     assert train.reserved > train.actual
     assert evaluation.actual == 0.0 and evaluation.reserved > 0
@@ -363,10 +379,12 @@ def test_trial_raising_mid_rung_is_failed_and_settled(tmp_path) -> None:
     charged = t.user_attrs["rung_0"]["train_flops"] + _eval_of(db, number, "rung 0") + fail_after * per_step(t)
     assert math.isclose(led["by_trial"][number], charged, rel_tol=1e-9)
     assert math.isclose(t.user_attrs["flops_spent"], led["by_trial"][number], rel_tol=1e-9)
-    # the search went on: the other two promoted candidates completed, nothing is left running or reserved
+    # the search went on: the other candidates finished, nothing is left running or reserved
     assert led["reserved"] == 0 and led["spent"] <= BUDGET
     assert math.isclose(math.fsum(led["by_trial"].values()), led["spent"], rel_tol=1e-12)
-    assert state_counts(study) == {"COMPLETE": 2, "PRUNED": 3, "FAIL": 1}
+    brackets = brackets_of(study)
+    n, top = sum(b.counts[0] for b in brackets), sum(b.count_at(1) for b in brackets)
+    assert state_counts(study) == {"COMPLETE": top - 1, "PRUNED": n - top, "FAIL": 1}
     order = list(outcomes)  # jobs in the order they ran
     assert any(outcomes[j] == "done" for j in order[order.index((number, 1)) + 1 :]), outcomes
     assert S.pareto_rows(study, OBJECTIVES) and number not in {r["trial"] for r in S.pareto_rows(study, OBJECTIVES)}
@@ -474,7 +492,7 @@ def test_sigint_then_resume_equals_an_uninterrupted_search(full, run_cli, tmp_pa
     for x, y in zip(started(resumed), started(plain)):  # the same designs, states and training, trial by trial
         assert x.number == y.number and design(x) == design(y) and x.state == y.state
         assert math.isclose(x.user_attrs["flops_spent"], y.user_attrs["flops_spent"], rel_tol=1e-6)
-        for r in range(x.user_attrs["rung"] + 1):
+        for r in range(brackets_of(plain)[y.user_attrs["bracket"]].start, x.user_attrs["rung"] + 1):
             rx, ry = x.user_attrs[f"rung_{r}"], y.user_attrs[f"rung_{r}"]
             assert rx["steps"] == ry["steps"] and rx["train_flops"] == ry["train_flops"]
             assert math.isclose(rx["val_loss"], ry["val_loss"], rel_tol=1e-4)

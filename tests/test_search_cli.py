@@ -22,7 +22,7 @@ from unetnas.train.recipe import load_recipe
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]
 MICRO, SMOKE = DATA / "micro.yaml", DATA / "smoke.yaml"
-BUDGET = 1e11
+BUDGET = 1e12  # the smoke recipe's captions (charged once per study) and a few micro candidates
 PASSWORD = "s3cr3t-pw"
 
 
@@ -75,8 +75,9 @@ BAD_SEARCH = {
 
 
 @pytest.mark.parametrize("change", list(BAD_SEARCH.values()), ids=list(BAD_SEARCH))
-def test_bad_search_input_is_one_line_and_leaves_the_study_alone(kept, run_cli, assert_one_line_error, db_bytes,
-                                                                  change) -> None:
+def test_bad_search_input_is_one_line_and_leaves_the_study_alone(
+    kept, run_cli, assert_one_line_error, db_bytes, change
+) -> None:
     before = db_bytes(kept)
     err = assert_one_line_error(*run_cli(search_args(kept, **change)), quiet=True)
     assert PASSWORD not in err
@@ -108,8 +109,9 @@ def test_bad_storage_never_prints_the_password(run_cli, assert_one_line_error, t
     ["dashboard", "--study", "missing"],
 ], ids=["ledger-missing-study", "ledger-no-default-db", "ledger-missing-file", "export-missing-study",
         "export-no-default-db", "export-nothing-complete", "export-top-0", "dashboard-missing-study"])  # fmt: skip
-def test_reading_commands_refuse_missing_studies(kept, run_cli, assert_one_line_error, db_bytes, tmp_path, monkeypatch,
-                                                argv) -> None:
+def test_reading_commands_refuse_missing_studies(
+    kept, run_cli, assert_one_line_error, db_bytes, tmp_path, monkeypatch, argv
+) -> None:
     monkeypatch.chdir(tmp_path)  # the default storage is runs/<study>/study.db under the working directory
     before = db_bytes(kept)
     argv = [a.format(url=f"sqlite:///{kept}", dir=tmp_path) for a in argv]
@@ -141,16 +143,18 @@ def test_a_checkpoint_left_by_an_earlier_search_is_refused(run_cli, tmp_path) ->
 def test_dry_run_prints_the_plan_and_touches_nothing(run_cli, tmp_path) -> None:
     db = tmp_path / "never.db"
     base = search_args(db, study="dry") + ["--dry-run"]
+    plan = make_plan(BUDGET, load_space(MICRO), load_recipe(SMOKE), load_recipe(SMOKE).search)
     code, out, err = run_cli([*base, "--gpus", "2", "--tflops-per-gpu", "1.5"])
     assert code == 0, err
-    assert "plan for 1.00e+11 FLOPs: 2 rungs, eta 2" in out
-    assert "TIFA" in out and "2 GPUs x 1.5 TFLOP/s" in out and "GPU-hours" in out
+    assert f"plan for 1.00e+12 FLOPs: {len(plan.brackets)} brackets, {plan.candidates} candidates" in out
+    assert "TIFA" in out and "2 GPUs x 1.5 TFLOP/s" in out and "GPU-hours" in out and "steps" in out
     code, out, err = run_cli([*base, "--json", "--gpus", "2", "--tflops-per-gpu", "1.5"])
     assert code == 0, err
     d = json.loads(out)
-    assert set(d) == {"plan", "flops_per_s", "wall_s", "presets"} and d["presets"] == []
-    plan = make_plan(BUDGET, load_space(MICRO), load_recipe(SMOKE), load_recipe(SMOKE).search)
-    assert d["plan"] == json.loads(json.dumps(plan.as_dict()))
+    assert {"plan", "candidates", "brackets", "max_horizon_flops", "flops_per_s", "wall_s", "presets"} <= set(d)
+    assert d["presets"] == [] and d["plan"] == json.loads(json.dumps(plan.as_dict()))
+    assert (d["candidates"], d["brackets"], d["max_horizon_flops"]) == (plan.candidates, len(plan.brackets),
+                                                                        plan.rungs[-1])  # fmt: skip
     assert d["flops_per_s"] == 3e12 and d["wall_s"] == pytest.approx(plan.total / 3e12)
     # without --gpus the wall time comes from this CPU's measured throughput
     code, out, err = run_cli([*base, "--json"])
@@ -169,13 +173,13 @@ def test_ledger_json_keys(kept, run_cli, db_bytes) -> None:
     assert led["by_kind"] == {}
     code, out, err = run_cli(["ledger", "--study", "keep", "--storage", f"sqlite:///{kept}"])
     assert code == 0, err
-    assert "ledger of study 'keep'" in out and "remaining" in out and "1.00e+11" in out
+    assert "ledger of study 'keep'" in out and "remaining" in out and "1.00e+12" in out
     assert db_bytes(kept) == before  # reading the ledger writes nothing
 
 
 def test_enqueue_presets_adds_the_presets_that_fit(run_cli, tmp_path) -> None:
-    """space/tiny.yaml holds the `tiny` preset: --enqueue-presets adds it to rung 0 as a reference trial."""
-    space = ROOT / "space" / "tiny.yaml"
+    """tests/data/preset_space.yaml holds the `tiny` preset: --enqueue-presets adds it to the first bracket."""
+    space = DATA / "preset_space.yaml"
     args = ["search", "--budget", "2e13", "--space", str(space), "--enqueue-presets", "--dry-run", "--json",
             "--gpus", "1", "--tflops-per-gpu", "1"]  # fmt: skip
     code, out, err = run_cli(args)
@@ -183,7 +187,8 @@ def test_enqueue_presets_adds_the_presets_that_fit(run_cli, tmp_path) -> None:
     d = json.loads(out)
     assert d["presets"] == ["tiny"]
     plain = json.loads(run_cli([a for a in args if a != "--enqueue-presets"])[1])
-    assert plain["presets"] == [] and d["plan"]["trials"][0] == plain["plan"]["trials"][0] + 1
+    first, first_plain = d["plan"]["brackets"][0], plain["plan"]["brackets"][0]
+    assert plain["presets"] == [] and first["counts"][0] == first_plain["counts"][0] + 1
 
     # opened as `unetnas search` opens it (no training): the preset waits in the study with its user attribute
     db = tmp_path / "presets" / "s.db"
@@ -193,7 +198,7 @@ def test_enqueue_presets_adds_the_presets_that_fit(run_cli, tmp_path) -> None:
     waiting = search.study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs.get("preset") for t in waiting] == ["tiny"]
     job = search.next_job()  # the first candidate asked for is the enqueued preset
-    assert job.kind == "new" and job.rung == 0
+    assert job.kind == "new" and job.bracket == 0 and job.rung == search.brackets()[0].start
     t = search.study.trials[job.number]
     assert t.user_attrs["preset"] == "tiny"
     assert {k: v for k, v in t.user_attrs["spec"].items() if k != "name"} == PRESETS["tiny"].model_dump(

@@ -14,25 +14,53 @@ from rich.table import Table
 
 from unetnas.cli.app import app
 from unetnas.search.budget import format_flops
+from unetnas.search.plan import Bracket
 
 console = Console(stderr=True)
 
 
-def _plan_table(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | None, gpus: int | None) -> Table:
-    t = Table(title=f"plan for {format_flops(plan.budget)} FLOPs: {len(plan.rungs)} rungs, eta {plan.eta}")
-    for col in ("rung", "candidates", "train FLOPs each", "train FLOPs", "eval FLOPs", "scoring", "wall time"):
+def _plan_tables(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | None, gpus: int | None) -> list[Table]:
+    """The rungs (what a candidate gets at each) and the brackets (how many candidates the budget buys)."""
+    k = len(plan.rungs)
+    rungs = Table(title=f"rungs: the longest horizon is {format_flops(plan.max_horizon_flops)} training FLOPs per "
+                        f"candidate, whatever the budget")  # fmt: skip
+    for col in ("rung", "train FLOPs each", "steps", "samples", "scoring", "eval FLOPs each", "runs"):
+        rungs.add_column(col, justify="right")
+    for i, r in enumerate(plan.rungs):
+        steps = plan.steps_at(i, plan.typical_train_per_sample)
+        rungs.add_row(str(i), format_flops(r), f"{steps:,}", f"{steps * plan.batch_size:,}",
+                      "val loss + TIFA" if i in plan.tifa_rungs else "val loss", format_flops(plan.eval_flops[i]),
+                      str(plan.runs_at(i)))  # fmt: skip
+    rungs.caption = (
+        f"steps and samples of the space's mean member at batch {plan.batch_size}; cheaper members take more"
+    )
+    shapes: dict[tuple, int] = {}
+    for b in plan.brackets:
+        shapes[(b.start, b.counts)] = shapes.get((b.start, b.counts), 0) + 1
+    t = Table(title=f"plan for {format_flops(plan.budget)} FLOPs: {len(plan.brackets)} brackets, {plan.candidates} "
+                    f"candidates, {plan.top_candidates} trained to rung {k - 1}, eta {plan.eta}")  # fmt: skip
+    for col in ("brackets", "start rung", "candidates per rung", "FLOPs each", "wall time each"):
         t.add_column(col, justify="right")
-    for k, (r, n, tr, ev) in enumerate(zip(plan.rungs, plan.trials, plan.train_flops, plan.eval_flops)):
-        steps = int(r // (plan.typical_train_per_sample * plan.batch_size))
-        t.add_row(str(k), str(n), f"{format_flops(r)} (~{steps} steps)", format_flops(tr), format_flops(ev),
-                  "val loss + TIFA" if k in plan.tifa_rungs else "val loss", _dur((tr + ev) / flops_per_s))  # fmt: skip
+    costs = plan.costs
+    for (start, counts), n in shapes.items():
+        each = costs.bracket(Bracket(start, counts))
+        t.add_row(str(n), str(start), " -> ".join(map(str, counts)), format_flops(each), _dur(each / flops_per_s))
+    once = sum(plan.once_flops.values())
     total_s = plan.total / flops_per_s
-    t.caption = (f"total {format_flops(plan.total)} FLOPs (train {1 - plan.eval_share:.1%}, eval {plan.eval_share:.1%}); "
-                 f"expected wall time {_dur(total_s)} at {flops_per_s / 1e12:.3g} TFLOP/s ({how})")  # fmt: skip
+    t.caption = (f"total {format_flops(plan.total)} FLOPs (train {plan.train_total / plan.total:.1%}, eval "
+                 f"{plan.eval_total / plan.total:.1%}, text encoding {once / plan.total:.1%}); expected wall time "
+                 f"{_dur(total_s)} at {flops_per_s / 1e12:.3g} TFLOP/s ({how})")  # fmt: skip
     if gpus:
         gpu_h = total_s * gpus / 3600
         t.caption += f"; {gpu_h:,.0f} GPU-hours" + (f", ${gpu_h * usd_per_gpu_hour:,.0f}" if usd_per_gpu_hour else "")
-    return t
+    return [rungs, t]
+
+
+def plan_json(plan, flops_per_s: float, presets: list[str]) -> dict:
+    return {"plan": plan.as_dict(), "candidates": plan.candidates, "brackets": len(plan.brackets),
+            "top_candidates": plan.top_candidates, "max_horizon_flops": plan.max_horizon_flops,
+            "min_rung_flops": plan.rungs[0], "planned_flops": plan.total, "flops_per_s": flops_per_s,
+            "wall_s": plan.total / flops_per_s, "presets": presets}  # fmt: skip
 
 
 def _dur(s: float) -> str:
@@ -43,22 +71,41 @@ def _dur(s: float) -> str:
     return f"{s / 3600:.1f} h" if s < 172800 else f"{s / 86400:.1f} d"
 
 
-def _pareto_table(rows: list[dict]) -> Table:
-    t = Table(title="Pareto set (completed candidates)")
-    for col in ("trial", "alignment", "GMACs", "params", "FLOPs spent"):
+def _pm(value, se) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" + (f" ± {se:.3f}" if se else "")
+
+
+def _pareto_table(rows: list[dict], top: int) -> Table:
+    t = Table(title=f"Pareto set (designs trained to the last rung, {top})")
+    for col in ("trial", "rung", "alignment ± SE", "TIFA ± SE", "GMACs", "params", "FLOPs spent"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(str(r["trial"]), f"{r['alignment']:.3f}", f"{r['gmacs']:.3g}", f"{r['params'] / 1e6:.2f}M",
-                  format_flops(r["flops_spent"] or 0))  # fmt: skip
+        t.add_row(str(r["trial"]), str(r["rung"]), _pm(r["alignment"], r["alignment_se"]), _pm(r["tifa"], r["tifa_se"]),
+                  f"{r['gmacs']:.3g}", f"{r['params'] / 1e6:.2f}M", format_flops(r["flops_spent"] or 0))  # fmt: skip
+    return t
+
+
+def _lower_table(rows: list[dict], limit: int = 8) -> Table:
+    t = Table(
+        title=f"stopped below the last rung: not in the Pareto set ({len(rows)}; best {min(limit, len(rows))} shown)"
+    )
+    for col in ("trial", "rung", "score at that rung", "GMACs", "why"):
+        t.add_column(col, justify="right")
+    for r in rows[:limit]:
+        score = (f"val loss {-r['alignment']:.3f}" if r["measure"] == "-val_loss"
+                 else f"alignment {_pm(r['alignment'], r['alignment_se'])}")  # fmt: skip
+        t.add_row(str(r["trial"]), str(r["rung"]), score, f"{r['gmacs']:.3g}", r.get("reason") or r.get("status") or "")
     return t
 
 
 @app.command()
 def search(
     budget: str = typer.Option(..., "--budget", help="total FLOPs of training and evaluation, e.g. 2e20"),
-    space: Path = typer.Option(None, "--space", help="space YAML (default space/tiny.yaml)"),
+    space: Path = typer.Option(None, "--space", help="space YAML (default space/tiny.yaml, or the replayed table's)"),
     data: str = typer.Option("shapes", "--data", help="'shapes' (the built-in world) or a prepared data folder"),
-    recipe: Path = typer.Option(None, "--recipe", help="recipe YAML (default trials/short.yaml)"),
+    recipe: Path = typer.Option(None, "--recipe", help="recipe YAML (default trials/short.yaml, or the table's)"),
     storage: str = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///runs/<study>/study.db)"),
     study: str = typer.Option("demo", "--study", help="study name; running again resumes it"),
     objectives: str = typer.Option("alignment,gmacs", "--objectives", help="alignment plus gmacs and/or params"),
@@ -67,21 +114,29 @@ def search(
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | nsga2 | gp | random"),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="sampler and training seed"),
     enqueue_presets: bool = typer.Option(False, "--enqueue-presets", help="add presets that fit the space"),
+    replay: Path = typer.Option(
+        None,
+        "--replay",
+        help="ground-truth table (python -m bench ground-truth): answer "
+        "rungs from it instead of training, in milliseconds",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; train nothing"),
     gpus: int = typer.Option(None, "--gpus", min=1, help="dry run: GPUs for the wall-time estimate"),
     tflops_per_gpu: float = typer.Option(None, "--tflops-per-gpu", help="dry run: sustained TFLOP/s per GPU"),
     usd_per_gpu_hour: float = typer.Option(3.75, "--usd-per-gpu-hour", help="dry run: price for the cost line"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
 ) -> None:
-    """FLOPs-budgeted multi-fidelity search: train, score, promote, prune; ends with the Pareto set."""
+    """FLOPs-budgeted multi-fidelity search (asynchronous Hyperband): the budget buys candidates; each is trained,
+    scored and promoted or stopped; ends with the Pareto set of the designs trained to the last rung."""
     from unetnas.search.budget import parse_budget
     from unetnas.search.plan import measure_cpu_flops_per_s
-    from unetnas.search.session import DEFAULT_SPACE, SearchConfig, prepare
+    from unetnas.search.session import SearchConfig, prepare
     from unetnas.search.study import make_sampler, parse_objectives
 
-    cfg = SearchConfig(budget=parse_budget(budget), space=space or DEFAULT_SPACE, data=data, recipe=recipe,
-                       storage=storage, study=study, objectives=parse_objectives(objectives), max_gmacs=max_gmacs,
-                       max_params=max_params, sampler=sampler, seed=seed, enqueue_presets=enqueue_presets)  # fmt: skip
+    cfg = SearchConfig(budget=parse_budget(budget), space=space, data=data, recipe=recipe, storage=storage,
+                       study=study, objectives=parse_objectives(objectives), max_gmacs=max_gmacs,
+                       max_params=max_params, sampler=sampler, seed=seed, enqueue_presets=enqueue_presets,
+                       replay=replay)  # fmt: skip
     make_sampler(sampler, seed)  # validate before anything is opened
     p = prepare(cfg)
     if dry_run:
@@ -89,19 +144,19 @@ def search(
             fps, how = gpus * tflops_per_gpu * 1e12, f"{gpus} GPUs x {tflops_per_gpu:g} TFLOP/s"
         else:
             fps, how = measure_cpu_flops_per_s(p.space, p.recipe), "measured on this CPU"
-        table = _plan_table(p.plan, fps, how, usd_per_gpu_hour, gpus)
         if json_out:
-            print(json.dumps({"plan": p.plan.as_dict(), "flops_per_s": fps, "wall_s": p.plan.total / fps,
-                              "presets": p.presets}))  # fmt: skip
+            print(json.dumps(plan_json(p.plan, fps, p.presets)))
         else:
-            Console().print(table)
+            for table in _plan_tables(p.plan, fps, how, usd_per_gpu_hour, gpus):
+                Console().print(table)
         return
     _run(p, json_out)
 
 
 def _run(p, json_out: bool) -> None:
+    from unetnas.search.runner import STOPPED, drive, summary
     from unetnas.search.session import open_search
-    from unetnas.search.study import pareto_rows, trials_by_state
+    from unetnas.search.study import lower_rung_rows, pareto_rows, trials_by_state
     from unetnas.stop import graceful_stop
 
     search, url = open_search(p)
@@ -115,55 +170,35 @@ def _run(p, json_out: bool) -> None:
 
     def refresh(extra: str = "") -> Group:
         led = search.ledger.summary()
+        cands = search.candidates()
+        count = {k: sum(1 for c in cands if c.status == k) for k in ("waiting", "pruned", "closed", "failed")}
         states = trials_by_state(search.study)
-        waiting = sum(1 for t in states["running"] if t.user_attrs.get("status") == "waiting")
-        promoted = sum(1 for v in states.values() for t in v if t.user_attrs.get("target_rung", 0) > 0)
         bar.update(task, completed=led["spent"] + led["reserved"],
                    text=f"{format_flops(led['spent'])} spent, {format_flops(led['remaining'])} left")  # fmt: skip
-        status.update(st, text=f"running {len(states['running']) - waiting}, waiting {waiting}, promoted {promoted}, complete "
-                      f"{len(states['complete'])}, pruned {len(states['pruned'])}, failed {len(states['fail'])} {extra}")  # fmt: skip
-        return Group(bar, status, _pareto_table(pareto_rows(search.study, search.objectives)))
+        status.update(st, text=f"candidates {len(cands)} of {sum(b.counts[0] for b in search.brackets())} planned, "
+                      f"waiting {count['waiting']}, at rung {search.top} {len(states['complete'])}, pruned "
+                      f"{count['pruned']}, closed {count['closed']}, failed {count['failed']} {extra}")  # fmt: skip
+        return Group(bar, status, _pareto_table(pareto_rows(search.study, search.objectives), search.top))
 
-    reason = "plan finished"
     with graceful_stop() as stop, Live(refresh(), console=console, transient=json_out, refresh_per_second=2) as live:
-        while True:
-            search.prune_decided()
-            if stop():
-                reason = "stopped (Ctrl-C): rerun the same command to resume"
-                break
-            job = search.next_job()
-            if job is None:
-                break
-            live.update(refresh(f"| trial {job.number} -> rung {job.rung} ({job.kind})"))
-            out = search.run(job, should_stop=stop)
-            if out.status == "budget":
-                reason = "budget exhausted"
-                break
-            live.update(refresh())
-        if reason != "stopped (Ctrl-C): rerun the same command to resume":
-            search.finish()
+        reason = drive(search, stop,
+                       on_job=lambda job: live.update(refresh(f"| trial {job.number} -> rung {job.rung} ({job.kind})")),
+                       on_done=lambda job, out: live.update(refresh()))  # fmt: skip
         live.update(refresh())
-    wall = time.perf_counter() - t_start
-    led = search.ledger.summary()
-    states = trials_by_state(search.study)
-    rows = pareto_rows(search.study, search.objectives)
-    summary = {"study": search.study.study_name, "storage": url, "budget": led["budget"], "spent": led["spent"],
-               "reserved": led["reserved"], "n_trials": sum(len(v) for v in states.values()) - _n_infeasible(states),
-               "n_pruned": len(states["pruned"]), "n_complete": len(states["complete"]), "n_failed": len(states["fail"]),
-               "pareto": [{k: r[k] for k in ("trial", "alignment", "gmacs", "params")} for r in rows],
-               "reason": reason, "wall_s": wall, "train_s": search.wall["train"], "eval_s": search.wall["eval"],
-               "overhead_share": max(0.0, 1 - (search.wall["train"] + search.wall["eval"]) / wall)}  # fmt: skip
+    out = summary(search, reason, time.perf_counter() - t_start, url)
     if json_out:
-        print(json.dumps(summary))
+        print(json.dumps(out))
         return
-    console.print(f"{reason}: {format_flops(led['spent'])} of {format_flops(led['budget'])} FLOPs spent in "
-                  f"{_dur(wall)}; {summary['n_complete']} complete, {summary['n_pruned']} pruned.")  # fmt: skip
-    console.print(f"export:    unetnas export --study {search.study.study_name} --storage '{url}' --out exported")
-    console.print(f"dashboard: unetnas dashboard --storage '{url}'   (then open http://127.0.0.1:8080)")
-
-
-def _n_infeasible(states) -> int:
-    return sum(1 for t in states["fail"] if "infeasible" in t.user_attrs)
+    lower = lower_rung_rows(search.study)
+    if lower:
+        console.print(_lower_table(lower))
+    console.print(f"{reason}: {format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs spent "
+                  f"({out['unused_share']:.1%} unused) in {_dur(out['wall_s'])}; {out['candidates']} candidates, "
+                  f"{out['n_complete']} trained to rung {search.top}, {out['n_pruned']} pruned, {out['n_closed']} "
+                  f"closed, {out['n_failed']} failed.")  # fmt: skip
+    if reason != STOPPED:
+        console.print(f"export:    unetnas export --study {search.study.study_name} --storage '{url}' --out exported")
+        console.print(f"dashboard: unetnas dashboard --storage '{url}'   (then open http://127.0.0.1:8080)")
 
 
 @app.command()

@@ -131,8 +131,12 @@ class Ledger:
                 self._insert_budget(conn, budget)
                 return budget
         if stored != budget:
-            warnings.warn(f"study {self.study_name!r} keeps its budget of {format_flops(stored)} FLOPs (asked "
-                          f"for {format_flops(budget)}); change it with set_budget", LedgerWarning, stacklevel=2)
+            warnings.warn(
+                f"study {self.study_name!r} keeps its budget of {format_flops(stored)} FLOPs (asked "
+                f"for {format_flops(budget)}); change it with set_budget",
+                LedgerWarning,
+                stacklevel=2,
+            )
         return stored
 
     def set_budget(self, budget: float) -> None:
@@ -144,10 +148,16 @@ class Ledger:
                 return
             committed = math.fsum(self._counted(conn))
             if budget < committed:
-                raise UserError(f"must be at least the {format_flops(committed)} FLOPs already spent or reserved",
-                                field="--budget", value=budget)
-            conn.execute(budgets.update().where(budgets.c.study_name == self.study_name)
-                         .values(budget=budget, updated_at=time.time()))
+                raise UserError(
+                    f"must be at least the {format_flops(committed)} FLOPs already spent or reserved",
+                    field="--budget",
+                    value=budget,
+                )
+            conn.execute(
+                budgets.update()
+                .where(budgets.c.study_name == self.study_name)
+                .values(budget=budget, updated_at=time.time())
+            )
 
     def reserve(self, trial_number: int | None, kind: str, flops: float, note: str = "") -> Reservation | None:
         """Claim ``flops`` for ``kind`` work (``train``, ``eval``) of a trial; None if it does not fit."""
@@ -160,9 +170,21 @@ class Ledger:
             if math.fsum([*self._counted(conn), flops]) > budget:
                 return None
             now = time.time()
-            result = conn.execute(reservations.insert().values(
-                study_name=self.study_name, trial_number=trial_number, kind=kind, status=Status.RESERVED.value,
-                reserved=flops, note=note, host=host, pid=pid, pid_start=start, created_at=now, touched_at=now))
+            result = conn.execute(
+                reservations.insert().values(
+                    study_name=self.study_name,
+                    trial_number=trial_number,
+                    kind=kind,
+                    status=Status.RESERVED.value,
+                    reserved=flops,
+                    note=note,
+                    host=host,
+                    pid=pid,
+                    pid_start=start,
+                    created_at=now,
+                    touched_at=now,
+                )
+            )
             rid = int(result.inserted_primary_key[0])
         return Reservation(rid, self.study_name, trial_number, kind, flops, note, host, pid, now)
 
@@ -183,8 +205,13 @@ class Ledger:
         host, pid, start = self._me
         r = reservations.c
         with self._txn() as (conn, _):
-            mine = reservations.update().where(r.study_name == self.study_name, r.status == Status.RESERVED.value,
-                                               r.host == host, r.pid == pid, r.pid_start == start)
+            mine = reservations.update().where(
+                r.study_name == self.study_name,
+                r.status == Status.RESERVED.value,
+                r.host == host,
+                r.pid == pid,
+                r.pid_start == start,
+            )
             return conn.execute(mine.values(touched_at=time.time())).rowcount
 
     def recover_stale(self, older_than_s: float, *, charge: bool = True) -> list[Reservation]:
@@ -199,17 +226,25 @@ class Ledger:
         r = reservations.c
         found = []
         with self._txn() as (conn, _):
-            rows = conn.execute(sa.select(reservations).where(
-                r.study_name == self.study_name, r.status == Status.RESERVED.value)).all()
+            rows = conn.execute(
+                sa.select(reservations).where(r.study_name == self.study_name, r.status == Status.RESERVED.value)
+            ).all()
             for row in rows:
                 reason = self._stale_reason(row, now, older_than_s)
                 if reason is None:
                     continue
                 status, actual = (Status.LOST, row.reserved) if charge else (Status.RELEASED, 0.0)
                 verb = "charged" if charge else "released"
-                conn.execute(reservations.update().where(r.id == row.id).values(
-                    status=status.value, actual=actual, finished_at=now,
-                    note=f"{row.note} [recovered: {reason}; {verb}]".strip()))
+                conn.execute(
+                    reservations.update()
+                    .where(r.id == row.id)
+                    .values(
+                        status=status.value,
+                        actual=actual,
+                        finished_at=now,
+                        note=f"{row.note} [recovered: {reason}; {verb}]".strip(),
+                    )
+                )
                 found.append(Reservation(*(row._mapping[f] for f in _RES_FIELDS)))
         return found
 
@@ -218,8 +253,9 @@ class Ledger:
         r = reservations.c
         with self.engine.connect() as conn, conn.begin():  # one snapshot
             budget = self._budget(conn, lock=False)
-            rows = conn.execute(sa.select(r.trial_number, r.kind, r.status, r.reserved, r.actual)
-                                .where(r.study_name == self.study_name)).all()
+            rows = conn.execute(
+                sa.select(r.trial_number, r.kind, r.status, r.reserved, r.actual).where(r.study_name == self.study_name)
+            ).all()
         if budget is None:
             raise self._no_budget()
         spent = [row.actual if row.status in (Status.SETTLED, Status.LOST) else 0.0 for row in rows]
@@ -251,8 +287,7 @@ class Ledger:
 
     def _insert_budget(self, conn: sa.Connection, budget: float) -> None:
         now = time.time()
-        conn.execute(budgets.insert().values(study_name=self.study_name, budget=budget, created_at=now,
-                                             updated_at=now))
+        conn.execute(budgets.insert().values(study_name=self.study_name, budget=budget, created_at=now, updated_at=now))
 
     @contextmanager
     def _txn(self, *, setup: bool = False) -> Iterator[tuple[sa.Connection, Any]]:
@@ -269,16 +304,20 @@ class Ledger:
     def _counted(self, conn: sa.Connection) -> list[float]:
         """Every amount that counts against the budget: open reservations and spent FLOPs."""
         r = reservations.c
-        rows = conn.execute(sa.select(r.status, r.reserved, r.actual).where(
-            r.study_name == self.study_name, r.status != Status.RELEASED.value)).all()
+        rows = conn.execute(
+            sa.select(r.status, r.reserved, r.actual).where(
+                r.study_name == self.study_name, r.status != Status.RELEASED.value
+            )
+        ).all()
         return [row.reserved if row.status == Status.RESERVED else row.actual for row in rows]
 
     def _finish(self, res: Reservation, actual: float, status: Status) -> None:
         actual = _amount(actual, "actual_flops")
         r = reservations.c
         with self._txn() as (conn, _):
-            row = conn.execute(sa.select(r.status, r.reserved).where(
-                r.id == res.id, r.study_name == self.study_name)).first()
+            row = conn.execute(
+                sa.select(r.status, r.reserved).where(r.id == res.id, r.study_name == self.study_name)
+            ).first()
             if row is None:
                 raise LedgerError(f"reservation {res.id} does not exist in study {self.study_name!r}")
             if row.status not in (Status.RESERVED, Status.LOST):
@@ -287,8 +326,11 @@ class Ledger:
                 if actual > row.reserved * (1 + REL_TOL):
                     raise LedgerError(f"reservation {res.id}: spent {actual!r} > reserved {row.reserved!r} FLOPs")
                 actual = row.reserved
-            conn.execute(reservations.update().where(r.id == res.id).values(
-                status=status.value, actual=actual, finished_at=time.time()))
+            conn.execute(
+                reservations.update()
+                .where(r.id == res.id)
+                .values(status=status.value, actual=actual, finished_at=time.time())
+            )
 
     def _stale_reason(self, row: Any, now: float, older_than_s: float) -> str | None:
         host, pid, start = self._me

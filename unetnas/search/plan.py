@@ -1,96 +1,295 @@
-"""The search plan: geometric rungs of training FLOPs derived from the budget.
+"""The search plan: Hyperband brackets of successive halving over rungs of training FLOPs.
 
-Successive halving with reduction factor eta: ``n0 = n_top x eta^(K-1)`` candidates start at rung 0 with ``r0``
-training FLOPs each; the best 1/eta of each rung continue (from their checkpoints, paying only the increment) to
-``r_k = r0 x eta^k``. The plan takes the most rungs (up to ``max_rungs``) whose rung 0 still gets at least
-``min_steps`` optimizer steps of a typical member, after the evaluation FLOPs are set aside.
+Rungs come from the recipe and the space, never from the budget. Rung k gives every candidate the same training
+FLOPs ``r_k = r_0 x eta^k`` (k < ``max_rungs``), where ``r_0`` is ``min_steps`` optimizer steps of the recipe's batch
+for the space's typical member (mean training FLOPs per sample) and at least twice the recipe's warm-up FLOPs; the
+last rung is the longest horizon any candidate gets. The budget buys candidates: brackets are laid out in
+Hyperband's order (Li et al., JMLR 2018, Alg. 1) until the budget is spent. Bracket ``b`` starts
+``n_b = ceil(K / (K - b) x eta^(K-1-b))`` candidates at rung ``b`` and keeps ``floor(n_b / eta^i)`` of them at rung
+``b + i`` (successive halving), so every full bracket costs about the same. The first bracket takes the enqueued
+presets on top; when a full bracket no longer fits, the largest part of it that does is taken (its last rungs may
+be empty: those candidates inform the sampler only). Twice the budget buys about twice the brackets and
+candidates at the same horizons.
+
+FLOPs counted (all charged by the search's ledger, kinds in brackets): training (``train``), evaluation at every
+rung: validation loss, and TIFA-style scoring where named: DDIM sampling with classifier-free guidance, the
+pixel-reading answerer (``eval``); once per study, encoding the built-in world's training and validation captions,
+and once per worker, the TIFA prompts (``text``; prepared data sets were encoded by ``unetnas data prepare``,
+outside any search). The estimates use the space's mean member; the scheduler re-checks what is left before it
+starts each candidate.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from unetnas.cost import cost
 from unetnas.errors import UserError
 from unetnas.search.budget import format_flops
 from unetnas.space import SearchSpace
+from unetnas.spec import UNetSpec
 from unetnas.train.recipe import Recipe, SearchSettings
 
-# Share of the budget the plan leaves unallocated: members' evaluation costs differ from the median member's,
-# and the ledger refuses (rather than overspends) work that does not fit.
+# Share of the budget the plan leaves unallocated: members' evaluation costs differ from the mean member's, and
+# the ledger refuses (rather than overspends) work that does not fit. Whatever is left when the plan is done is
+# offered to one more bracket (see Scheduler.extend), so it is not lost.
 MARGIN = 0.05
+WORLD_VAL_CAPTIONS = 512  # the built-in world's validation scenes (unetnas.train.source.WorldSource)
+SAMPLE_MEMBERS = 400  # members averaged for the typical cost (all of them in smaller spaces)
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """Successive halving from rung ``start``: ``counts[i]`` candidates run rung ``start + i``."""
+
+    start: int
+    counts: tuple[int, ...]
+
+    @property
+    def last(self) -> int:
+        return self.start + len(self.counts) - 1
+
+    def count_at(self, rung: int) -> int:
+        i = rung - self.start
+        return self.counts[i] if 0 <= i < len(self.counts) else 0
+
+
+def halving(n: int, start: int, top: int, eta: int) -> tuple[int, ...]:
+    """Candidates per rung of a bracket of ``n`` starting at ``start``: floor(n / eta^i), empty rungs dropped."""
+    counts = [n // eta**i for i in range(top - start + 1)]
+    return tuple(c for c in counts if c > 0)
+
+
+def hyperband_size(start: int, n_rungs: int, eta: int) -> int:
+    """Hyperband's bracket size: ceil(K / (s + 1) x eta^s) with s = K - 1 - start (Li et al. 2018, Alg. 1)."""
+    s = n_rungs - 1 - start
+    return math.ceil(n_rungs / (s + 1) * eta**s)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What one run of each rung costs a typical candidate, and the one-off costs (FLOPs)."""
+
+    rungs: tuple[float, ...]  # cumulative training FLOPs per candidate at each rung
+    eval: tuple[float, ...]  # evaluation FLOPs of one run at each rung
+    once: dict[str, float] = field(default_factory=dict)  # one-off costs by name
+
+    def run(self, rung: int, start: int) -> float:
+        """Training increment plus evaluation of one candidate's run of ``rung`` in a bracket starting at ``start``."""
+        before = self.rungs[rung - 1] if rung > start else 0.0
+        return self.rungs[rung] - before + self.eval[rung]
+
+    def bracket(self, b: Bracket) -> float:
+        return math.fsum(n * self.run(b.start + i, b.start) for i, n in enumerate(b.counts))
+
+
+def _fits(start: int, n: int, costs: Costs, eta: int, available: float) -> Bracket | None:
+    """The bracket of ``n`` candidates from ``start`` that fits ``available``, cut after the last rung that fits
+    (its last candidates then stop below the top rung); None if not even its first rung fits."""
+    counts = halving(n, start, len(costs.rungs) - 1, eta)
+    for j in range(len(counts), 0, -1):
+        b = Bracket(start, counts[:j])
+        if costs.bracket(b) <= available:
+            return b
+    return None
+
+
+def layout(available: float, costs: Costs, eta: int, *, after: int = -1, extra: int = 0,
+           limit: int | None = None) -> list[Bracket]:  # fmt: skip
+    """Brackets in Hyperband's cycle of types (bracket starts) after type ``after`` until ``available`` FLOPs are
+    spent: full brackets while the next one fits, then the one partial bracket (fewer candidates, or cut after a
+    lower rung) that trains most candidates to the last rung and, among those, spends most of what is left. ``extra`` candidates join the first bracket (presets); at most
+    ``limit`` candidates in all (a study trains each design once: a space of N members takes N candidates)."""
+    k = len(costs.rungs)
+    out: list[Bracket] = []
+    left = math.inf if limit is None else limit
+    while left > 0:
+        start = (after + 1) % k
+        n = hyperband_size(start, k, eta) + (0 if out else extra)
+        b = Bracket(start, halving(n, start, k - 1, eta))
+        if n > left or costs.bracket(b) > available:
+            break
+        out.append(b)
+        available -= costs.bracket(b)
+        left -= n
+        after = start
+    tail = [b for t in range(k) for n in range(1, int(min(hyperband_size(t, k, eta) + (0 if out else extra), left)) + 1)
+            if (b := _fits(t, n, costs, eta, available)) is not None]  # fmt: skip
+    if tail:
+        out.append(max(tail, key=lambda b: (b.count_at(k - 1), costs.bracket(b), b.last, -b.start)))
+    return out
 
 
 @dataclass(frozen=True)
 class Plan:
     budget: float
     eta: int
-    rungs: list[float]  # cumulative training FLOPs per candidate at each rung
-    trials: list[int]  # candidates per rung
-    train_flops: list[float]  # training FLOPs spent in each rung (increments)
-    eval_flops: list[float]  # evaluation FLOPs in each rung (val loss always, TIFA where named)
-    tifa_rungs: list[int]  # non-negative rung indices that run TIFA
-    typical_train_per_sample: float  # median member's training FLOPs per sample
+    rungs: list[float]  # cumulative training FLOPs per candidate at each rung (equal for every design)
+    eval_flops: list[float]  # evaluation FLOPs of one run at each rung (typical member)
+    once_flops: dict[str, float]  # one-off costs: caption and prompt encoding
+    tifa_rungs: list[int]  # rung indices scored by the TIFA proxy (validation loss at every rung)
+    brackets: list[Bracket]
+    typical_train_per_sample: float  # mean member's training FLOPs per sample
     batch_size: int
+    n_top: int
+
+    @property
+    def costs(self) -> Costs:
+        return Costs(tuple(self.rungs), tuple(self.eval_flops), dict(self.once_flops))
+
+    @property
+    def max_horizon_flops(self) -> float:
+        return self.rungs[-1]
+
+    @property
+    def candidates(self) -> int:
+        return sum(b.counts[0] for b in self.brackets)
+
+    @property
+    def top_candidates(self) -> int:
+        """Candidates trained to the last rung: the Pareto set is computed over them."""
+        return sum(b.count_at(len(self.rungs) - 1) for b in self.brackets)
+
+    def runs_at(self, rung: int) -> int:
+        return sum(b.count_at(rung) for b in self.brackets)
+
+    @property
+    def train_total(self) -> float:
+        c = self.costs
+        return math.fsum(n * (c.run(b.start + i, b.start) - c.eval[b.start + i])
+                         for b in self.brackets for i, n in enumerate(b.counts))  # fmt: skip
+
+    @property
+    def eval_total(self) -> float:
+        return math.fsum(n * self.eval_flops[b.start + i] for b in self.brackets for i, n in enumerate(b.counts))
 
     @property
     def total(self) -> float:
-        return sum(self.train_flops) + sum(self.eval_flops)
-
-    @property
-    def eval_share(self) -> float:
-        return sum(self.eval_flops) / self.total
+        return self.train_total + self.eval_total + math.fsum(self.once_flops.values())
 
     def steps_at(self, rung: int, train_flops_per_sample: float) -> int:
-        """Optimizer steps a member with this per-sample cost takes to reach ``rung``."""
-        return int(self.rungs[rung] // (train_flops_per_sample * self.batch_size))
+        """Optimizer steps a member with this per-sample cost takes within ``rung``'s FLOPs (never more)."""
+        return int(math.floor(self.rungs[rung] / (train_flops_per_sample * self.batch_size) + 1e-9))
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["brackets"] = [{"start": b.start, "counts": list(b.counts)} for b in self.brackets]
+        return d
 
-
-def _members(space: SearchSpace, n: int = 400) -> list:
-    return list(space.enumerate()) if space.size() <= n else space.sample(n, seed=0)
-
-
-def eval_flops_per_trial(space: SearchSpace, recipe: Recipe, s: SearchSettings) -> tuple[float, float]:
-    """(validation-loss FLOPs, TIFA FLOPs) for a typical member (median forward FLOPs)."""
-    fwd = statistics.median(cost(m).flops for m in _members(space))
-    val = fwd * recipe.val_samples * len(recipe.val_timesteps)
-    tifa = recipe.sample_steps * 2 * fwd * s.tifa_prompts * s.tifa_images
-    return float(val), float(tifa)
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        d = dict(d)
+        d["brackets"] = [Bracket(int(b["start"]), tuple(int(n) for n in b["counts"])) for b in d["brackets"]]
+        return cls(**d)
 
 
-def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettings, extra: int = 0) -> Plan:
-    """The plan with the most rungs that fits ``budget`` with at least ``min_steps`` at rung 0.
+# -- costs of the typical member --------------------------------------------------------------------------------
 
-    ``extra`` reference candidates (enqueued presets) join rung 0 on top of the searched ones.
+
+def members(space: SearchSpace, n: int = SAMPLE_MEMBERS) -> list[UNetSpec]:
+    """The space's members (feasible ones) or a seeded sample of ``n`` of them."""
+    found = list(space.enumerate()) if space.size() <= n else space.sample(n, seed=0)
+    ok = [m for m in found if space.feasible(m) is None]
+    return ok or found
+
+
+def val_flops(spec: UNetSpec, recipe: Recipe) -> float:
+    """Validation loss: one forward per held-out sample and timestep (``unetnas.proxies.ValLoss.flops``)."""
+    return float(cost(spec).flops * recipe.val_samples * len(recipe.val_timesteps))
+
+
+def tifa_flops(spec: UNetSpec, recipe: Recipe, s: SearchSettings) -> float:
+    """One TIFA-style score without prompt encoding (``unetnas.proxies.WorldTifa.flops`` less its one-off text
+    part): DDIM steps x (2 with guidance) x forward FLOPs per image, plus the answerer's pixel parsing."""
+    from unetnas.world.answerer import FLOPS_PER_PIXEL
+
+    n = s.tifa_prompts * s.tifa_images
+    sampling = recipe.sample_steps * (2 if recipe.cfg_scale != 1.0 else 1) * cost(spec).flops * n
+    return float(sampling + FLOPS_PER_PIXEL * spec.resolution**2 * n)
+
+
+def uses_tifa(data: str) -> bool:
+    """The TIFA proxy reads the built-in world; prepared data sets are scored by validation loss only."""
+    return data == "shapes"
+
+
+@functools.lru_cache(maxsize=8)
+def caption_flops(text_len: int) -> float:
+    """Forward FLOPs to encode one caption with the packaged text encoder (``TextEncoder.text_flops_per_caption``)."""
+    from unetnas.text import TextEncoder
+
+    return float(TextEncoder.load(None, max_length=text_len).text_flops_per_caption)
+
+
+def once_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings, data: str, tifa: bool) -> dict[str, float]:
+    """One-off costs: the world's training and validation captions (and "") once per study; the TIFA prompts
+    (and "") once per worker. Nothing for prepared data (encoded by ``unetnas data prepare``)."""
+    if not uses_tifa(data):
+        return {}
+    per = caption_flops(members(space, 1)[0].text_len)
+    out = {"captions": per * (recipe.world_pool + WORLD_VAL_CAPTIONS + 1)}
+    if tifa:
+        out["tifa_prompts"] = per * (s.tifa_prompts + 1)
+    return out
+
+
+def rung_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings) -> tuple[list[float], float]:
+    """(cumulative training FLOPs of each rung, mean training FLOPs per sample)."""
+    typical = statistics.fmean(cost(m).train_flops_per_sample for m in members(space))
+    r0 = max(s.min_steps * recipe.batch_size * typical, 2 * recipe.warmup_flops)
+    return [r0 * s.eta**k for k in range(s.max_rungs)], typical
+
+
+def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettings, *, data: str = "shapes",
+              extra: int = 0) -> Plan:  # fmt: skip
+    """The brackets ``budget`` buys (see the module docstring); ``extra`` presets join the first bracket.
+
+    Raises a one-line ``UserError`` when the budget cannot train ``n_top`` candidates to the last rung.
     """
     if s.eta < 2 or s.n_top < 1 or s.max_rungs < 1:
         raise UserError("eta >= 2, n_top >= 1 and max_rungs >= 1 are required", field="search settings")
-    per_sample = statistics.median(cost(m).train_flops_per_sample for m in _members(space))
-    min_r0 = s.min_steps * recipe.batch_size * per_sample
-    val, tifa = eval_flops_per_trial(space, recipe, s)
-    best = None
-    for k in range(1, s.max_rungs + 1):
-        trials = [s.n_top * s.eta ** (k - 1 - i) for i in range(k)]
-        trials[0] += extra
-        tifa_idx = sorted({r % k for r in s.tifa_rungs if -k <= r < k})
-        evals = [n * (val + (tifa if i in tifa_idx else 0.0)) for i, n in enumerate(trials)]
-        # training: rung 0 costs n0 x r0; rung i>0 costs n_i x (r_i - r_{i-1}) = n_i x r0 x (eta^i - eta^(i-1))
-        units = trials[0] + sum(trials[i] * (s.eta**i - s.eta ** (i - 1)) for i in range(1, k))
-        r0 = (budget * (1 - MARGIN) - sum(evals)) / units
-        if r0 < min_r0:
-            break
-        rungs = [r0 * s.eta**i for i in range(k)]
-        train = [trials[0] * r0] + [trials[i] * (rungs[i] - rungs[i - 1]) for i in range(1, k)]
-        best = Plan(budget, s.eta, rungs, trials, train, evals, tifa_idx, per_sample, recipe.batch_size)
-    if best is None:
-        need = s.n_top * (min_r0 + val + tifa)
-        raise UserError(f"is too small for this space: one rung of {s.n_top} candidates with {s.min_steps} steps "
-                        f"and scoring needs about {format_flops(need)} FLOPs", field="--budget", value=format_flops(budget))  # fmt: skip
-    return best
+    rungs, typical = rung_flops(space, recipe, s)
+    k = len(rungs)
+    tifa_idx = sorted({r % k for r in s.tifa_rungs if -k <= r < k}) if uses_tifa(data) else []
+    ms = members(space)
+    val = statistics.fmean(val_flops(m, recipe) for m in ms)
+    tifa = statistics.fmean(tifa_flops(m, recipe, s) for m in ms) if tifa_idx else 0.0
+    costs = Costs(tuple(rungs), tuple(val + (tifa if i in tifa_idx else 0.0) for i in range(k)),
+                  once_flops(space, recipe, s, data, bool(tifa_idx)))  # fmt: skip
+
+    limit = space.size() + extra  # presets may lie outside the space's rules
+
+    def plan_for(b: float) -> Plan:
+        """Hyperband's cycle from its most exploratory bracket; when that gives fewer than n_top candidates at the
+        last rung (budgets under one round), the cycle from the first type that does."""
+        available = b * (1 - MARGIN) - math.fsum(costs.once.values())
+        plans = [Plan(budget=b, eta=s.eta, rungs=rungs, eval_flops=list(costs.eval), once_flops=dict(costs.once),
+                      tifa_rungs=tifa_idx, brackets=layout(available, costs, s.eta, after=after, extra=extra, limit=limit),
+                      typical_train_per_sample=typical, batch_size=recipe.batch_size, n_top=s.n_top)
+                 for after in range(-1, k - 1)]  # fmt: skip
+        return next((p for p in plans if p.top_candidates >= s.n_top), plans[0])
+
+    plan = plan_for(budget)
+    if plan.top_candidates < s.n_top:
+        if plan_for(1e300).top_candidates < s.n_top:
+            raise UserError(f"cannot train {s.n_top} candidates (n_top) to the last rung: brackets of the "
+                            f"{space.size()} members of space {space.name!r} give at most "
+                            f"{plan_for(1e300).top_candidates}", field="search settings")  # fmt: skip
+        lo, hi = budget, max(budget, 1.0)
+        while plan_for(hi).top_candidates < s.n_top:
+            lo, hi = hi, hi * 2
+        for _ in range(60):  # the smallest budget that gives n_top candidates at the last rung, to 2^-60
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if plan_for(mid).top_candidates >= s.n_top else (mid, hi)
+        need = float(f"{hi * 1.005:.2e}")  # rounded up: the budget printed is one that works
+        raise UserError(f"is too small for this space and recipe: training {s.n_top} candidates (n_top) to the "
+                        f"last rung of {format_flops(rungs[-1])} FLOPs, with scoring and caption encoding, needs "
+                        f"about {format_flops(need)} FLOPs", field="--budget", value=format_flops(budget))  # fmt: skip
+    return plan
 
 
 def wall_time_s(plan: Plan, flops_per_s: float) -> float:
@@ -105,8 +304,8 @@ def measure_cpu_flops_per_s(space: SearchSpace, recipe: Recipe, steps: int = 3) 
 
     from unetnas.build import build_unet, example_inputs
 
-    members = sorted(_members(space, 50), key=lambda m: cost(m).flops)
-    spec = members[len(members) // 2]
+    ms = sorted(members(space, 50), key=lambda m: cost(m).flops)
+    spec = ms[len(ms) // 2]
     batch = min(recipe.micro_batch, 8)
     unet = build_unet(spec, seed=0)
     inputs = example_inputs(spec, batch=batch)

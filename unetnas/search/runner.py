@@ -1,258 +1,293 @@
-"""`unetnas search`: a FLOPs-budgeted, multi-fidelity, multi-objective search driven through Optuna's ask/tell.
+"""One worker of `unetnas search`: asks the scheduler what to do, pays for it in the ledger, has an executor do it,
+records the result in the study and feeds it to the sampler's model of that rung.
 
-Loop: pick the next job (resume an interrupted rung; else promote the best waiting candidate of a rung, ASHA-style,
-by non-dominated sorting; else start a new candidate at rung 0), reserve its FLOPs in the ledger, run it, settle
-what it actually spent. The ledger refuses work that does not fit, so the total never exceeds the budget.
+Every run is reserved before it starts (training: the steps still to do x FLOPs per step; evaluation: the
+executor's upper bound) and settled with what the executor's meter says was spent, whatever happens (done,
+Ctrl-C, an error), so the ledger never overspends and no FLOP is lost. A run the ledger refuses closes its
+candidate with the reason (Optuna state PRUNED, status ``closed``): no trial is left RUNNING by a finished search.
+Only Ctrl-C leaves a rung ``paused``, and the same command resumes it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import optuna
 
 from unetnas.cost import cost
 from unetnas.errors import UserError
 from unetnas.search import study as S
+from unetnas.search.budget import format_flops
+from unetnas.search.executor import Executor, Meter, RungJob
 from unetnas.search.ledger import Ledger
-from unetnas.search.plan import Plan
-from unetnas.search.promotion import rank
+from unetnas.search.plan import Bracket, Plan
+from unetnas.search.proposer import Proposer
+from unetnas.search.scheduler import Candidate, Job, Scheduler
 from unetnas.space import SearchSpace
-from unetnas.train.recipe import Recipe
 
 log = logging.getLogger("unetnas.search")
-
-
-@dataclass
-class Job:
-    trial_id: int
-    number: int
-    rung: int
-    kind: str  # "new" | "promote" | "resume"
+BRACKETS_ATTR = "brackets"  # study user attr: the bracket sizes in force (the plan's, adjusted to the budget)
+STOPPED = "stopped (Ctrl-C): rerun the same command to resume"
 
 
 @dataclass
 class Outcome:
-    status: str  # "done" | "budget" | "stopped" | "failed"
+    status: str  # "done" | "budget" (closed: did not fit) | "stopped" (Ctrl-C) | "failed"
     record: dict[str, Any] = field(default_factory=dict)
 
 
 class Search:
     """One worker of a search over ``space`` under ``plan`` in ``study``; FLOPs accounted in ``ledger``."""
 
-    def __init__(self, *, study, ledger: Ledger, space: SearchSpace, recipe: Recipe, plan: Plan, data: str,
-                 objectives: tuple[str, ...], runs_dir: Path, seed: int = 0) -> None:  # fmt: skip
-        self.study, self.ledger, self.space, self.recipe, self.plan = study, ledger, space, recipe, plan
-        self.data, self.objectives, self.runs_dir, self.seed = data, objectives, runs_dir, seed
-        self._source = None
-        self._tifa = None
-        self.wall = {"train": 0.0, "eval": 0.0}  # seconds inside training and scoring (the rest is orchestration)
-
-    # -- data and proxies, built once per worker ------------------------------------------------------------
-    @property
-    def source(self):
-        if self._source is None:
-            from unetnas.train.source import open_source
-
-            base = self.space.base
-            spec0 = self.space.sample(1, seed=0)[0]
-            self._source = open_source(self.data, seed=self.seed, pool=self.recipe.world_pool,
-                                       resolution=spec0.resolution, text_len=base.get("text_len", spec0.text_len))  # fmt: skip
-        return self._source
+    def __init__(self, *, study: optuna.Study, ledger: Ledger, space: SearchSpace, plan: Plan, objectives: tuple[str, ...],
+                 executor: Executor, proposer: Proposer, runs_dir: Path | None, seed: int = 0) -> None:  # fmt: skip
+        self.study, self.ledger, self.space, self.plan = study, ledger, space, plan
+        self.objectives, self.executor, self.proposer = objectives, executor, proposer
+        self.runs_dir, self.seed = runs_dir, seed
+        self.scheduler = Scheduler(plan.costs, plan.eta)
+        self.top = len(plan.rungs) - 1
 
     @property
-    def tifa(self):
-        if self._tifa is None:
-            from unetnas.proxies import WorldTifa
+    def wall(self) -> dict[str, float]:
+        return self.executor.wall
 
-            s = self.recipe.search
-            self._tifa = WorldTifa(prompts=s.tifa_prompts, images_per_prompt=s.tifa_images)
-        return self._tifa
+    # -- state ----------------------------------------------------------------------------------------------------
+    def brackets(self) -> list[Bracket]:
+        stored = self.study.user_attrs.get(BRACKETS_ATTR)
+        if stored is None:
+            return list(self.plan.brackets)
+        return [Bracket(int(b["start"]), tuple(int(n) for n in b["counts"])) for b in stored]
 
-    # -- choosing work --------------------------------------------------------------------------------------
-    def next_job(self) -> Job | None:
-        running = S.trials_by_state(self.study)["running"]
-        for t in running:  # an interrupted rung first (this worker or a dead one left it)
-            if t.user_attrs.get("status") in ("new", "training", "paused"):
-                return Job(t._trial_id, t.number, t.user_attrs.get("target_rung", 0), "resume")
-        promo = self._promotion(running)
-        if promo is not None:
-            return promo
-        started = sum(1 for t in self.study.get_trials(deepcopy=False) if "spec" in t.user_attrs)
-        if started < self.plan.trials[0]:
-            return self._new_trial()
-        return None
+    def _save_brackets(self, brackets: list[Bracket]) -> None:
+        self.study.set_user_attr(BRACKETS_ATTR, [{"start": b.start, "counts": list(b.counts)} for b in brackets])
 
-    def _records(self, k: int) -> list[tuple[Any, dict]]:
-        """(trial, rung-k record) of every trial that finished rung k."""
+    def candidates(self) -> list[Candidate]:
         out = []
         for t in self.study.get_trials(deepcopy=False):
-            rec = t.user_attrs.get(f"rung_{k}")
-            if rec is not None:
-                out.append((t, rec))
+            a = t.user_attrs
+            if "bracket" not in a:
+                continue
+            points = {}
+            for k in range(a["rung"] + 1):
+                rec = a.get(f"rung_{k}")
+                if rec is not None:
+                    points[k] = (tuple(S.to_minimise(S.objective_values(rec, self.objectives), self.objectives)),
+                                 tuple(S.objective_se(rec, self.objectives)))  # fmt: skip
+            out.append(Candidate(t.number, t._trial_id, a["bracket"], a["rung"], a["target_rung"], a["status"],
+                                 points, a.get("design", "")))  # fmt: skip
         return out
 
-    def _promotion(self, running) -> Job | None:
-        waiting = {t.number for t in running if t.user_attrs.get("status") == "waiting"}
-        for k in reversed(range(len(self.plan.rungs) - 1)):
-            done = self._records(k)
-            quota = min(len(done) // self.plan.eta, self.plan.trials[k + 1])
-            promoted = sum(1 for t, _ in done if t.user_attrs.get("target_rung", -1) > k)
-            if promoted >= quota:
-                continue
-            points = [S.to_minimise(S.objective_values(r, self.objectives), self.objectives) for _, r in done]
-            for i in rank(points)[:quota]:
-                t = done[i][0]
-                if t.number in waiting and t.user_attrs.get("rung") == k:
-                    return Job(t._trial_id, t.number, k + 1, "promote")
-        return None
+    def _taken(self) -> set[str]:
+        return {t.user_attrs["design"] for t in self.study.get_trials(deepcopy=False) if "design" in t.user_attrs}
 
-    def _new_trial(self, max_draws: int = 1000) -> Job:
-        """Ask for a candidate; designs that break the constraints are told FAIL at once, with no compute."""
-        for _ in range(max_draws):
-            trial = self.study.ask()
-            name = trial.user_attrs.get("preset") or f"{self.study.study_name}-t{trial.number}"
-            spec = self.space.suggest(trial).with_(name=name)
-            why = self.space.feasible(spec)
-            if why is None:
-                break
-            trial.set_user_attr("infeasible", why)
-            self.study.tell(trial, state=S.TrialState.FAIL)
-        else:
-            raise UserError(f"the sampler drew {max_draws} designs in a row that break the constraints",
-                            field="--max-gmacs/--max-params")  # fmt: skip
+    # -- one-off costs --------------------------------------------------------------------------------------------
+    def charge_once(self) -> None:
+        """Charge the study's one-off costs once, before its first run (the world's caption encoding: its states
+        are this search's training data, encoded by the first run's worker)."""
+        charged = self.study.user_attrs.get("charged_once", [])
+        flops = self.plan.once_flops.get("captions", 0.0)
+        if "captions" in charged or flops <= 0:
+            return
+        res = self.ledger.reserve(None, "text", flops, note="training and validation captions, encoded once")
+        if res is None:
+            raise UserError(f"cannot pay the {format_flops(flops)} FLOPs of caption encoding",
+                            field="--budget", value=format_flops(self.ledger.summary()["budget"]))  # fmt: skip
+        self.ledger.settle(res, flops)
+        self.study.set_user_attr("charged_once", [*charged, "captions"])
+
+    # -- choosing work ----------------------------------------------------------------------------------------------
+    def next_job(self) -> Job | None:
+        brackets, cands = self.brackets(), self.candidates()
+        job = self.scheduler.next_job(brackets, cands)
+        if job is not None and job.kind == "new":
+            fitted = self.scheduler.shrink(brackets, cands, self.ledger.summary()["remaining"])
+            if fitted != brackets:
+                self._save_brackets(fitted)
+                brackets = fitted
+                job = self.scheduler.next_job(brackets, cands)
+        if job is None:
+            left = self.space.size() - len(self._taken())
+            more = self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], left)
+            if more != brackets:
+                self._save_brackets(more)
+                brackets = more
+                job = self.scheduler.next_job(brackets, cands)
+        if job is not None and job.kind == "new":
+            trial = self._new_trial(job.bracket)
+            if trial is None:  # the space has no untried member left
+                self._save_brackets(self.scheduler.close_open_slots(brackets, cands))
+                return self.next_job()
+            job = replace(job, number=trial.number, trial_id=trial._trial_id)
+        return job
+
+    def _new_trial(self, bracket: int) -> optuna.trial.FrozenTrial | None:
+        """Ask the study for the next candidate: an enqueued preset, else the proposer's draw (never a design the
+        study already holds)."""
+        info: dict[str, Any] = {}
+        if not self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            proposal = self.proposer.propose(self._taken())
+            if proposal is None:
+                return None
+            self.study.enqueue_trial(proposal.params, skip_if_exists=False)
+            info = proposal.info
+        trial = self.study.ask()
+        name = trial.user_attrs.get("preset") or f"{self.study.study_name}-t{trial.number}"
+        spec = self.space.suggest(trial).with_(name=name)
         c = cost(spec)
-        S.set_attrs(self.study, trial._trial_id, spec=spec.model_dump(mode="json"), gmacs=c.gmacs, params=c.params,
-                    gflops=c.gflops, train_flops_per_sample=c.train_flops_per_sample, flops_spent=0.0,
-                    dir=str(self.runs_dir / "trials" / f"{trial.number:04d}"), rung=-1, status="new")  # fmt: skip
-        return Job(trial._trial_id, trial.number, 0, "new")
+        attrs = dict(spec=spec.model_dump(mode="json"), design=S.design_key(spec), gmacs=c.gmacs, params=c.params,
+                     gflops=c.gflops, train_flops_per_sample=c.train_flops_per_sample, flops_spent=0.0,
+                     bracket=bracket, rung=-1, target_rung=self.brackets()[bracket].start, top_rung=False,
+                     status="new", proposal=info)  # fmt: skip
+        if self.runs_dir is not None:
+            attrs["dir"] = str(self.runs_dir / "trials" / f"{trial.number:04d}")
+        S.set_attrs(self.study, trial._trial_id, **attrs)
+        return self.study._storage.get_trial(trial._trial_id)
 
-    # -- deciding -------------------------------------------------------------------------------------------
+    # -- deciding -----------------------------------------------------------------------------------------------------
     def prune_decided(self) -> list[int]:
-        """Stop waiting trials whose rung is complete and whose promotions are all made."""
-        stopped = []
-        for t in S.trials_by_state(self.study)["running"]:
-            k = t.user_attrs.get("rung", -1)
-            if t.user_attrs.get("status") != "waiting" or k >= len(self.plan.rungs) - 1:
-                continue
-            finished = len(self._records(k)) >= self.plan.trials[k]
-            promoted = sum(1 for u, _ in self._records(k) if u.user_attrs.get("target_rung", -1) > k)
-            if finished and promoted >= self.plan.trials[k + 1]:
-                self._stop(t)
-                stopped.append(t.number)
-        return stopped
+        """Stop waiting candidates whose rung is decided without them."""
+        done = []
+        for c, reason in self.scheduler.decided(self.brackets(), self.candidates()):
+            self._close(c.number, c.trial_id, "pruned", reason)
+            done.append(c.number)
+        return done
 
-    def finish(self) -> list[int]:
-        """Search over: every candidate still waiting stops where it is (not promoted in time or budget)."""
-        waiting = [t for t in S.trials_by_state(self.study)["running"] if t.user_attrs.get("status") == "waiting"]
-        for t in waiting:
-            self._stop(t)
-        return [t.number for t in waiting]
+    def finish(self, reason: str = "the search ended before its rung was decided") -> list[int]:
+        """Search over: every candidate still waiting (or never begun) stops where it is, with ``reason``."""
+        left = [c for c in self.candidates() if c.status in ("waiting", "new")]
+        for c in left:
+            self._close(c.number, c.trial_id, "closed", reason)
+        return [c.number for c in left]
 
-    def _stop(self, t) -> None:
-        """A stopped candidate keeps its objective values if its last rung measured alignment (TIFA): it stays in
-        the Pareto set, with its alignment under-estimated for its shorter training. Otherwise it is PRUNED."""
-        rec = t.user_attrs[f"rung_{t.user_attrs['rung']}"]
-        if rec.get("tifa") is not None:
-            S.set_attrs(self.study, t._trial_id, status="stopped")
-            self.study.tell(t.number, S.objective_values(rec, self.objectives))
-        else:
-            S.set_attrs(self.study, t._trial_id, status="pruned")
-            self.study.tell(t.number, state=S.TrialState.PRUNED)
+    def _close(self, number: int, trial_id: int, status: str, reason: str) -> None:
+        S.set_attrs(self.study, trial_id, status=status, reason=reason)
+        self.study.tell(number, state=optuna.trial.TrialState.PRUNED)
 
-    # -- running one rung -----------------------------------------------------------------------------------
-    def run(self, job: Job, should_stop: Callable[[], bool], on_step: Callable | None = None) -> Outcome:
-        from unetnas.proxies import Subject, ValLoss
-        from unetnas.train.trainer import Trainer
-
+    # -- running one rung ---------------------------------------------------------------------------------------------
+    def rung_job(self, job: Job) -> RungJob:
         t = self.study._storage.get_trial(job.trial_id)
         spec = S.spec_of(t)
-        c = cost(spec)
-        per_step = c.train_flops_per_sample * self.recipe.batch_size
-        target = max(self.plan.steps_at(job.rung, c.train_flops_per_sample), 1)
-        if job.rung > 0:
-            target = max(target, t.user_attrs[f"rung_{job.rung - 1}"]["steps"] + 1)
-        out = Path(t.user_attrs["dir"])
-        done_steps = _checkpoint_steps(out)
-        if done_steps and t.user_attrs.get("status") == "new":  # never trained (status "training" comes first)
-            raise UserError("holds a checkpoint this trial never wrote (an earlier search's, under the same study "
-                            "name?); remove the folder or use another --study", source=out / "checkpoint")  # fmt: skip
-        use_tifa = job.rung in self.plan.tifa_rungs and self.data == "shapes"
-        subject_stub = Subject(spec, None, self.recipe)
-        eval_need = ValLoss().flops(subject_stub) + (self.tifa.flops(subject_stub) if use_tifa else 0.0)
-        train_res = self.ledger.reserve(job.number, "train", (target - done_steps) * per_step, note=f"rung {job.rung}")
-        if train_res is None:
-            return Outcome("budget")
-        eval_res = self.ledger.reserve(job.number, "eval", eval_need, note=f"rung {job.rung}")
-        if eval_res is None:
-            self.ledger.release(train_res)
+        per_sample = cost(spec).train_flops_per_sample
+        prev = t.user_attrs[f"rung_{job.rung - 1}"]["steps"] if f"rung_{job.rung - 1}" in t.user_attrs else 0
+        target = max(self.plan.steps_at(job.rung, per_sample), prev + 1, 1)
+        folder = Path(t.user_attrs["dir"]) if t.user_attrs.get("dir") else None
+        return RungJob(t.number, spec, job.rung, target, prev, job.rung in self.plan.tifa_rungs,
+                       seed=self.seed * 100_003 + t.number, folder=folder, fresh=t.user_attrs["status"] == "new")  # fmt: skip
+
+    def run(self, job: Job, should_stop: Callable[[], bool], on_step: Callable | None = None) -> Outcome:
+        rj = self.rung_job(job)
+        per_step = cost(rj.spec).train_flops_per_sample * self.plan.batch_size
+        start = self.executor.start_steps(rj)
+        self.charge_once()
+        note = f"rung {job.rung}"
+        train_res = self.ledger.reserve(job.number, "train", max(rj.target_steps - start, 0) * per_step, note=note)
+        eval_res = None if train_res is None else self.ledger.reserve(job.number, "eval", self.executor.eval_flops(rj),
+                                                                      note=note)  # fmt: skip
+        if train_res is None or eval_res is None:
+            if train_res is not None:
+                self.ledger.release(train_res)
+            left = self.ledger.summary()["remaining"]
+            self._close(job.number, job.trial_id, "closed", f"budget: rung {job.rung} no longer fits "
+                        f"({format_flops(left)} FLOPs left)")  # fmt: skip
             return Outcome("budget")
         S.set_attrs(self.study, job.trial_id, status="training", target_rung=job.rung)
-        trainer, before, eval_spent = None, 0.0, 0.0
+        meter = Meter()
         try:
-            t0 = time.perf_counter()
-            trainer = Trainer(spec, self.recipe, self.source, out, seed=self.seed * 100_003 + job.number)
-            if done_steps:
-                trainer.resume()
-            before = trainer.train_flops
-            trainer.train_to(target, on_step=on_step, should_stop=should_stop)
-            self.wall["train"] += time.perf_counter() - t0
-            if trainer.step < target:  # Ctrl-C: keep the partial rung, charge what ran, free the rest
-                trainer.save()
-                self.ledger.settle(train_res, trainer.train_flops - before)
-                self.ledger.release(eval_res)
-                self._add_spent(job.trial_id, trainer.train_flops - before)
-                S.set_attrs(self.study, job.trial_id, status="paused")
-                return Outcome("stopped")
-            t1 = time.perf_counter()
-            subject = Subject.from_trainer(trainer)
-            val = ValLoss().score(subject)
-            eval_spent += val.flops
-            record = {"rung": job.rung, "steps": trainer.step, "samples": trainer.samples,
-                      "train_flops": trainer.train_flops, "val_loss": val.value, "gmacs": c.gmacs, "params": c.params,
-                      "tifa": None, "wall_s": trainer.wall_s}  # fmt: skip
-            if use_tifa:
-                res = self.tifa.score(subject)
-                eval_spent += res.flops
-                record.update(tifa=res.value, by_category=res.details["by_category"], tifa_per_prompt=res.details["per_prompt"])
-            self.wall["eval"] += time.perf_counter() - t1
-            trainer.save()
+            result = self.executor.run(rj, meter, should_stop, on_step)
         except BaseException as err:
-            spent = (trainer.train_flops - before) if trainer is not None else 0.0
-            self.ledger.settle(train_res, min(spent, train_res.flops))
-            self.ledger.settle(eval_res, min(eval_spent, eval_res.flops))
-            self._add_spent(job.trial_id, spent + eval_spent)
+            self._settle(job, train_res, eval_res, meter)
             if isinstance(err, (KeyboardInterrupt, SystemExit)):
                 S.set_attrs(self.study, job.trial_id, status="paused")
                 raise
-            S.set_attrs(self.study, job.trial_id, status="failed", error=f"{type(err).__name__}: {err}"[:500])
-            self.study.tell(job.number, state=S.TrialState.FAIL)
+            S.set_attrs(self.study, job.trial_id, status="failed", reason=f"{type(err).__name__}: {err}"[:500])
+            self.study.tell(job.number, state=optuna.trial.TrialState.FAIL)
             log.warning("trial %d failed at rung %d: %s", job.number, job.rung, err)
             if isinstance(err, UserError):
                 raise
             return Outcome("failed")
-        self.ledger.settle(train_res, trainer.train_flops - before)
-        self.ledger.settle(eval_res, eval_spent)
-        self._add_spent(job.trial_id, trainer.train_flops - before + eval_spent)
-        self.study._storage.set_trial_intermediate_value(job.trial_id, trainer.samples, val.value)
-        last = job.rung == len(self.plan.rungs) - 1
-        S.set_attrs(self.study, job.trial_id, **{f"rung_{job.rung}": record}, rung=job.rung,
-                    status="complete" if last else "waiting")  # fmt: skip
-        if last:
-            self.study.tell(job.number, S.objective_values(record, self.objectives))
-        return Outcome("done", record)
+        self._settle(job, train_res, eval_res, meter)
+        if result.status == "stopped":
+            S.set_attrs(self.study, job.trial_id, status="paused")
+            return Outcome("stopped")
+        return Outcome("done", self._record(job, result.record))
 
-    def _add_spent(self, trial_id: int, flops: float) -> None:
-        t = self.study._storage.get_trial(trial_id)
-        S.set_attrs(self.study, trial_id, flops_spent=t.user_attrs.get("flops_spent", 0.0) + flops)
+    def _settle(self, job: Job, train_res: Any, eval_res: Any, meter: Meter) -> None:
+        train = min(meter.train_flops, train_res.flops)
+        evals = min(meter.eval_flops, eval_res.flops)
+        for res, spent in ((train_res, train), (eval_res, evals)):
+            if spent > 0:
+                self.ledger.settle(res, spent)
+            else:  # nothing ran (stopped before the first step, or before scoring)
+                self.ledger.release(res)
+        t = self.study._storage.get_trial(job.trial_id)
+        S.set_attrs(self.study, job.trial_id, flops_spent=t.user_attrs.get("flops_spent", 0.0) + train + evals)
+
+    def _record(self, job: Job, record: dict[str, Any]) -> dict[str, Any]:
+        top = job.rung == self.top
+        if record.get("val_loss") is not None and math.isfinite(record["val_loss"]):
+            self.study._storage.set_trial_intermediate_value(job.trial_id, record["samples"], record["val_loss"])
+        S.set_attrs(self.study, job.trial_id, **{f"rung_{job.rung}": record}, rung=job.rung, top_rung=top,
+                    status="complete" if top else "waiting")  # fmt: skip
+        values = S.objective_values(record, self.objectives)
+        self.proposer.feed(self.study._storage.get_trial(job.trial_id), job.rung, values)
+        if top:
+            self.study.tell(job.number, values)
+        return record
 
 
-def _checkpoint_steps(out: Path) -> int:
-    from unetnas.train import checkpoint
+def drive(search: Search, stop: Callable[[], bool], on_job: Callable[[Job], None] | None = None,
+          on_done: Callable[[Job, Outcome], None] | None = None) -> str:  # fmt: skip
+    """Run the search loop until the plan is done or ``stop()``; returns the reason it ended."""
+    while True:
+        search.prune_decided()
+        if stop():
+            return STOPPED
+        job = search.next_job()
+        if job is None:
+            break
+        if on_job is not None:
+            on_job(job)
+        out = search.run(job, should_stop=stop)
+        if on_done is not None:
+            on_done(job, out)
+        if out.status == "stopped":
+            return STOPPED
+    search.finish()
+    closed = sum(1 for t in search.study.get_trials(deepcopy=False)
+                 if t.user_attrs.get("status") == "closed" and "budget" in (t.user_attrs.get("reason") or ""))  # fmt: skip
+    return "plan finished" + (f" ({closed} candidate(s) closed: budget)" if closed else "")
 
-    if not (out / "checkpoint" / checkpoint.STATE).is_file():
-        return 0
-    return int(checkpoint.read_state(out / "checkpoint")["step"])
+
+def summary(search: Search, reason: str, wall_s: float, url: str) -> dict[str, Any]:
+    """What `unetnas search --json` prints: the account, the counts, the Pareto set (last rung only) and the
+    candidates that stopped lower (flagged with their rung), the brackets run and how proposals were made."""
+    led = search.ledger.summary()
+    states = S.trials_by_state(search.study)
+    cands = search.candidates()
+    brackets = search.brackets()
+    proposals = [t.user_attrs.get("proposal") or {} for t in search.study.get_trials(deepcopy=False)
+                 if "bracket" in t.user_attrs]  # fmt: skip
+    keep = ("trial", "rung", "alignment", "alignment_se", "tifa", "tifa_se", "gmacs", "params", "flops_spent", "spec")
+    train_eval = search.wall["train"] + search.wall["eval"]
+    return {
+        "study": search.study.study_name, "storage": url, "budget": led["budget"], "spent": led["spent"],
+        "reserved": led["reserved"], "unused_share": led["remaining"] / led["budget"], "by_kind": led["by_kind"],
+        "n_trials": len(cands), "n_complete": len(states["complete"]),
+        "n_pruned": sum(1 for c in cands if c.status == "pruned"),
+        "n_closed": sum(1 for c in cands if c.status == "closed"), "n_failed": sum(1 for c in cands if c.status == "failed"),
+        "candidates": len(cands), "brackets": len(brackets),
+        "bracket_sizes": [{"start": b.start, "counts": list(b.counts)} for b in brackets],
+        "top_rung": search.top, "max_horizon_flops": search.plan.max_horizon_flops,
+        "proposals": {"modelled": sum(1 for p in proposals if p.get("modelled")),
+                      "random": sum(1 for p in proposals if p and not p.get("modelled")),
+                      "presets": sum(1 for p in proposals if not p)},
+        "pareto": [{k: r[k] for k in keep} for r in S.pareto_rows(search.study, search.objectives)],
+        "lower_rungs": [{k: r[k] for k in (*keep, "measure", "status", "reason")} for r in S.lower_rung_rows(search.study)],
+        "reason": reason, "wall_s": wall_s, "train_s": search.wall["train"], "eval_s": search.wall["eval"],
+        "overhead_share": max(0.0, 1 - train_eval / wall_s) if wall_s > 0 else 0.0,
+    }  # fmt: skip

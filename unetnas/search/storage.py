@@ -48,7 +48,9 @@ def resolve_storage(url: str | None, study: str, runs_dir: str | Path = "runs") 
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"cannot create the study folder ({err.strerror})", field="runs_dir", value=str(folder))
+        raise UserError(
+            f"cannot create the study folder ({err.strerror})", field="runs_dir", value=str(folder)
+        ) from None
     return f"sqlite:///{folder / 'study.db'}"
 
 
@@ -87,6 +89,14 @@ def engine_for(url: str) -> sa.Engine:
         return sa.create_engine(parsed, **_server_kwargs(parsed))
     except (sa.exc.SQLAlchemyError, ImportError) as err:
         raise _open_error(url, err) from err
+
+
+def memory_engine() -> sa.Engine:
+    """An engine on a private in-memory SQLite database (one connection, this process only): for the ledger of a
+    replayed search that no other worker shares and nothing needs to survive (``replay.replay_search``)."""
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False})
+    _install_sqlite_hooks(engine)
+    return engine
 
 
 def writer(engine: sa.Engine) -> sa.Engine:
@@ -142,8 +152,9 @@ def _heartbeat_kwargs(interval: int | None, grace_period: int, max_retry: int | 
     if interval is None:
         return {}
     # Renamed in Optuna 5 (class and argument); pyproject still allows Optuna 4.
-    callback_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or getattr(
-        optuna.storages, "RetryFailedTrialCallback")
+    callback_cls = (
+        getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    )
     arg = "heartbeat_stale_trial_callback"
     arg = arg if arg in inspect.signature(optuna.storages.RDBStorage).parameters else "failed_trial_callback"
     return {"heartbeat_interval": interval, "grace_period": grace_period, arg: callback_cls(max_retry=max_retry)}

@@ -1,0 +1,162 @@
+"""Decisions of the search (what runs next, who stops), as pure functions of the candidates' state.
+
+Asynchronous successive halving in Hyperband's brackets (ASHA, Li et al. 2020; multi-objective as MO-ASHA,
+Schmucker et al. 2021): whenever a worker is free it (1) resumes an interrupted rung, else (2) promotes a candidate,
+looking from the highest rung down: in bracket j, a candidate waiting at rung k moves to k+1 when it is among the
+first ``min(done_k // eta, quota_{k+1})`` of the rung's results by ``promotion.rank`` (noise-aware fronts, then
+hypervolume contribution), else (3) starts a new candidate in the first bracket with a free slot. No worker waits
+for a rung to fill up. A candidate stops ("pruned") once its rung is decided: every slot of the rung has a result
+and every promotion from it is made (or the bracket ends there).
+
+The bracket sizes are the plan's, adjusted to what is really left: before a new candidate starts, unstarted slots
+are cancelled (latest bracket first) while the budget left cannot pay for the work still promised at the plan's
+typical costs (``shrink``); when everything promised is done and budget is left, more brackets follow Hyperband's
+cycle (``extend``). Nothing here touches Optuna, the ledger or an executor (see ``runner.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from unetnas.search.plan import MARGIN, Bracket, Costs, halving, layout
+from unetnas.search.promotion import rank
+
+RESUMABLE = ("new", "training", "paused")  # sent to a rung that has not finished (interrupted, or never begun)
+CLOSED = ("failed", "closed")  # stopped without finishing the rung they were sent to
+
+
+@dataclass(frozen=True)
+class Candidate:
+    number: int  # trial number
+    trial_id: int
+    bracket: int
+    rung: int  # last finished rung (-1: none)
+    target: int  # the rung it was last sent to (its first rung while new)
+    status: str  # new | training | paused | waiting | complete | pruned | closed | failed
+    points: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = field(
+        default_factory=dict
+    )  # rung -> (to minimise, se)
+    key: str = ""  # design key: the last tie-break of the ranking
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "new" | "promote" | "resume"
+    bracket: int
+    rung: int
+    number: int | None = None  # None for "new" until the runner asks the study for a trial
+    trial_id: int | None = None
+
+
+class Scheduler:
+    """ASHA over ``brackets`` with the plan's typical ``costs``."""
+
+    def __init__(self, costs: Costs, eta: int) -> None:
+        self.costs, self.eta = costs, eta
+        self.top = len(costs.rungs) - 1
+
+    # -- counting -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def members(cands: list[Candidate], j: int) -> list[Candidate]:
+        return [c for c in cands if c.bracket == j]
+
+    @staticmethod
+    def sent(cs: list[Candidate], rung: int) -> int:
+        """Candidates sent to ``rung`` or beyond (started there, whatever became of them)."""
+        return sum(1 for c in cs if c.target >= rung)
+
+    # -- what runs next ---------------------------------------------------------------------------------------------
+    def next_job(self, brackets: list[Bracket], cands: list[Candidate]) -> Job | None:
+        for c in sorted(cands, key=lambda c: c.number):
+            if c.status in RESUMABLE:
+                return Job("resume", c.bracket, c.target, c.number, c.trial_id)
+        for k in reversed(range(self.top)):
+            for j, b in enumerate(brackets):
+                job = self._promotion(j, b, k, self.members(cands, j))
+                if job is not None:
+                    return job
+        for j, b in enumerate(brackets):
+            if len(self.members(cands, j)) < b.counts[0]:
+                return Job("new", j, b.start)
+        return None
+
+    def quota(self, b: Bracket, k: int, cs: list[Candidate]) -> tuple[list[Candidate], int]:
+        """(candidates of the bracket with a rung-k result, how many of them may be promoted now)."""
+        done = [c for c in cs if k in c.points]
+        return done, min(len(done) // self.eta, b.count_at(k + 1))
+
+    def _promotion(self, j: int, b: Bracket, k: int, cs: list[Candidate]) -> Job | None:
+        if not b.start <= k < b.last:
+            return None
+        done, quota = self.quota(b, k, cs)
+        if self.sent(cs, k + 1) >= quota:
+            return None
+        order = rank([done[i].points[k][0] for i in range(len(done))], [c.points[k][1] for c in done],
+                     keys=[c.key for c in done])  # fmt: skip
+        for i in order[:quota]:
+            c = done[i]
+            if c.status == "waiting" and c.rung == k and c.target == k:
+                return Job("promote", j, k + 1, c.number, c.trial_id)
+        return None
+
+    # -- who stops ----------------------------------------------------------------------------------------------------
+    def decided(self, brackets: list[Bracket], cands: list[Candidate]) -> list[tuple[Candidate, str]]:
+        """Waiting candidates whose rung is decided without them, with the reason."""
+        out = []
+        for j, b in enumerate(brackets):
+            cs = self.members(cands, j)
+            for c in cs:
+                if c.status != "waiting" or c.rung >= self.top:
+                    continue
+                k = c.rung
+                if k >= b.last:
+                    out.append((c, f"its bracket ends at rung {k}"))
+                    continue
+                resolved = sum(1 for x in cs if k in x.points or (x.target >= k and x.status in CLOSED))
+                if resolved >= b.count_at(k) and self.sent(cs, k + 1) >= b.count_at(k + 1):
+                    out.append((c, f"not among the best {b.count_at(k + 1)} of {b.count_at(k)} at rung {k}"))
+        return out
+
+    # -- what is promised, and adjusting it to the budget ------------------------------------------------------------
+    def committed(self, brackets: list[Bracket], cands: list[Candidate]) -> float:
+        """FLOPs still promised at typical costs: unstarted runs of every bracket and unfinished started ones."""
+        total = []
+        for j, b in enumerate(brackets):
+            cs = self.members(cands, j)
+            for k in range(b.start, b.last + 1):
+                total.append(max(0, b.count_at(k) - self.sent(cs, k)) * self.costs.run(k, b.start))
+            total += [self.costs.run(c.target, b.start) for c in cs if c.status in RESUMABLE]
+        return math.fsum(total)
+
+    def shrink(self, brackets: list[Bracket], cands: list[Candidate], available: float) -> list[Bracket]:
+        """Cancel unstarted slots, latest bracket first, until the promised work fits ``available`` FLOPs."""
+        out = list(brackets)
+        while self.committed(out, cands) > available:
+            open_ = [j for j, b in enumerate(out) if len(self.members(cands, j)) < b.counts[0]]
+            if not open_:
+                break
+            j = open_[-1]
+            out[j] = self.resized(out[j], out[j].counts[0] - 1, self.members(cands, j))
+        return out
+
+    def resized(self, b: Bracket, n: int, cs: list[Candidate]) -> Bracket:
+        """Bracket ``b`` with ``n`` candidates at its first rung; never fewer runs at a rung than were sent."""
+        want = halving(n, b.start, b.last, self.eta)
+        counts = [max(want[i] if i < len(want) else 0, self.sent(cs, b.start + i)) for i in range(len(b.counts))]
+        while len(counts) > 1 and counts[-1] == 0:
+            counts.pop()
+        return Bracket(b.start, tuple(counts))
+
+    def close_open_slots(self, brackets: list[Bracket], cands: list[Candidate]) -> list[Bracket]:
+        """Every bracket cut to the candidates it has (no new ones: the space has no untried member left)."""
+        return [self.resized(b, len(self.members(cands, j)), self.members(cands, j)) if
+                len(self.members(cands, j)) < b.counts[0] else b for j, b in enumerate(brackets)]  # fmt: skip
+
+    def extend(self, brackets: list[Bracket], cands: list[Candidate], available: float,
+               limit: int) -> list[Bracket]:  # fmt: skip
+        """More brackets in Hyperband's cycle for what the budget has left beyond the promised work (keeping
+        ``MARGIN`` of it back), with at most ``limit`` new candidates."""
+        free = (available - self.committed(brackets, cands)) * (1 - MARGIN)
+        after = brackets[-1].start if brackets else -1
+        return [*brackets, *layout(free, self.costs, self.eta, after=after, limit=limit)] if limit > 0 else brackets
