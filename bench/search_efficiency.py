@@ -1,0 +1,309 @@
+"""Search efficiency on the replayed ground truth: how much compute each search needs to find the table's front.
+
+Five searches (``bench.baselines``: unetnas, random search and TPE at the full horizon, top-k after rung 0, Optuna's
+HyperbandPruner) run on the same table, the same plan and the same FLOPs accounting, over ``--seeds`` seeds each.
+
+Metric. A design's TRUE value is its corrected alignment at the table's last checkpoint (mean over its runs) and its
+inference GMACs. Hypervolume (HV) of a set of designs = area dominated by their true (alignment, GMACs) points
+within the fixed reference point (alignment 0, GMACs = the space's largest), computed exactly
+(``unetnas.search.promotion.hypervolume``). The true front is that of all members of the space; a method's answer
+at any moment (the designs non-dominated by its own last-rung measurements) has regret = HV(true front) -
+HV(answer at true values), reported relative to HV(true front) (1 = nothing found, 0 = the front found). Compute =
+training + evaluation FLOPs spent (one-off caption encoding, the same for all, left out). A method reaches
+``--epsilon`` when its relative regret first drops to epsilon or below; one that never does within the budget is
+counted at what it spent (a lower bound; flagged). ``ratio_vs_X`` = mean compute of X / mean compute of unetnas
+over seeds, with a 95% paired percentile bootstrap over seeds (``scipy.stats.bootstrap``). The anytime curves show
+the mean relative regret over seeds +- one standard error.
+
+    python -m bench search-efficiency [--table bench/data/gt-tiny-v1.json] [--seeds 20] [--epsilon 0.05]
+        [--plot docs/search-efficiency.png] [--json] [--partial]
+
+Goal (issue 9, item 7): unetnas reaches epsilon with at least 5x less compute than random search at the full
+horizon, and with less than every other baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.baselines import METHODS, Bench, Trace, make_bench
+from bench.table_stats import DEFAULT_TABLE, ROOT
+from unetnas.cost import cost
+from unetnas.errors import UserError
+from unetnas.search.promotion import hypervolume, pareto
+from unetnas.search.replay import GroundTruth
+
+GRID = 80  # compute points of the anytime curves (log-spaced)
+LABELS = {"unetnas": "unetnas (Hyperband + MO-ASHA + TPE)", "random": "random search, full horizon",
+          "tpe": "TPE, full horizon", "topk": "top-k after rung 0 (oracle k)",
+          "hyperband": "Optuna HyperbandPruner + TPE, scalarised"}  # fmt: skip
+BASELINES = ("random", "tpe", "topk", "hyperband")
+
+
+# -- truth and regret ---------------------------------------------------------------------------------------------
+
+
+class Scorer:
+    """True values of the space's members and the regret of any set of them (cached by set)."""
+
+    def __init__(self, bench: Bench) -> None:
+        t = bench.table
+        self.truth: dict[str, tuple[float, float]] = {}
+        for m in bench.members:
+            d = t.design(m)
+            finals = [r.checkpoints[-1].alignment for r in t.runs[d.id]]
+            if any(a is None for a in finals):
+                raise UserError(f"design {d.id} has no alignment at its last checkpoint", field="--table",
+                                value=str(t.path))  # fmt: skip
+            self.truth[d.id] = (statistics.fmean(finals), cost(m).gmacs)
+        self.ref = (0.0, max(g for _, g in self.truth.values()))
+        self.best = self.hv(self.truth)
+        if self.best <= 0:
+            raise UserError("no member has positive alignment: the hypervolume of the true front is 0",
+                            field="--table", value=str(t.path))  # fmt: skip
+        ids = [d for d in self.truth if self.hv([d]) > 0]  # inside the reference point
+        self.front = sorted((ids[i] for i in pareto([(-self.truth[d][0], self.truth[d][1]) for d in ids])),
+                            key=lambda d: self.truth[d][1])  # fmt: skip
+        self._cache: dict[tuple[str, ...], float] = {}
+
+    def hv(self, ids) -> float:  # noqa: ANN001
+        return hypervolume([(-self.truth[d][0], self.truth[d][1]) for d in ids], [-self.ref[0], self.ref[1]])
+
+    def regret(self, ids: tuple[str, ...]) -> float:
+        """Relative regret of answering ``ids``: (HV(true front) - HV(ids)) / HV(true front)."""
+        if ids not in self._cache:
+            self._cache[ids] = (self.best - self.hv(ids)) / self.best
+        return self._cache[ids]
+
+
+def curve(trace: Trace, scorer: Scorer, grid: np.ndarray) -> np.ndarray:
+    """Relative regret of the trace's answer at each compute level of ``grid`` (its last answer beyond its end)."""
+    xs = np.array([f for f, _ in trace.events])
+    rs = np.array([scorer.regret(a) for _, a in trace.events])
+    idx = np.searchsorted(xs, grid, side="right") - 1
+    return rs[np.maximum(idx, 0)]
+
+
+def compute_to(trace: Trace, scorer: Scorer, eps: float) -> tuple[float, bool]:
+    """(compute at which the relative regret first is <= eps, reached?); (all it spent, False) if never."""
+    for f, ids in trace.events:
+        if scorer.regret(ids) <= eps:
+            return f, True
+    return trace.spent, False
+
+
+def ratio_ci(base: list[float], ours: list[float]) -> tuple[float, float, float]:
+    """mean(base) / mean(ours) with a 95% paired percentile bootstrap interval over seeds."""
+    from scipy.stats import bootstrap
+
+    point = statistics.fmean(base) / statistics.fmean(ours)
+    if len(base) < 2 or (len(set(base)) == 1 and len(set(ours)) == 1):
+        return point, point, point
+    res = bootstrap((np.asarray(base), np.asarray(ours)), lambda b, o, axis=-1: b.mean(axis) / o.mean(axis),
+                    paired=True, n_resamples=2000, method="percentile", rng=np.random.default_rng(0))  # fmt: skip
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def floor(bench: Bench, scorer: Scorer, seeds: list[int]) -> float:
+    """Mean relative regret of the front of ALL members measured at the last rung: what exhausting the space at
+    the full horizon answers (selection noise only)."""
+    from bench.baselines import Trace as T
+
+    out = []
+    for s in seeds:
+        t = T("all", s)
+        for m in bench.members:
+            steps = bench.plan.steps_at(bench.top, cost(m).train_flops_per_sample)
+            v = bench.table.at(m, steps * bench.plan.batch_size * cost(m).train_flops_per_sample, s)
+            t.done(0.0, bench.table.design(m).id, (v["alignment"], cost(m).gmacs))
+        out.append(scorer.regret(t.events[-1][1]))
+    return statistics.fmean(out)
+
+
+# -- the benchmark ------------------------------------------------------------------------------------------------
+
+
+def evaluate(bench: Bench, seeds: list[int], eps: float, methods: tuple[str, ...] = tuple(METHODS),
+             progress: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Run every method at every seed and summarise (the ``--json`` output; see the module docstring)."""
+    scorer = Scorer(bench)
+    traces: dict[str, list[Trace]] = {m: [] for m in methods}
+    wall: dict[str, float] = {}
+    for m in methods:
+        t0 = time.perf_counter()
+        for s in seeds:
+            traces[m].append(METHODS[m](bench, s))
+        wall[m] = time.perf_counter() - t0
+        if progress:
+            print(f"{m}: {len(seeds)} seeds in {wall[m]:.1f} s", file=sys.stderr, flush=True)
+    hi = max(t.spent for ts in traces.values() for t in ts)
+    lo = min(f for ts in traces.values() for t in ts for f, _ in t.events if f > 0)
+    grid = np.geomspace(lo, hi, GRID)
+    rows: dict[str, Any] = {}
+    for m, ts in traces.items():
+        curves = np.array([curve(t, scorer, grid) for t in ts])
+        reach = [compute_to(t, scorer, eps) for t in ts]
+        comp = [f for f, _ in reach]
+        rows[m] = {
+            "label": LABELS[m], "reached": sum(ok for _, ok in reach), "compute_to_epsilon": comp,
+            "compute_mean": statistics.fmean(comp),
+            "compute_se": statistics.stdev(comp) / math.sqrt(len(comp)) if len(comp) > 1 else 0.0,
+            "final_regret_mean": float(curves[:, -1].mean()),
+            "final_regret_se": float(curves[:, -1].std(ddof=1) / math.sqrt(len(ts))) if len(ts) > 1 else 0.0,
+            "spent_mean": statistics.fmean(t.spent for t in ts), "runs_mean": statistics.fmean(t.runs for t in ts),
+            "answer_size_mean": statistics.fmean(len(t.events[-1][1]) for t in ts),
+            "regret_mean": curves.mean(0).tolist(),
+            "regret_se": (curves.std(0, ddof=1) / math.sqrt(len(ts))).tolist() if len(ts) > 1 else [0.0] * GRID,
+            "wall_s": wall[m],
+        }  # fmt: skip
+    out: dict[str, Any] = {
+        "table": str(bench.table.path), "table_digest": bench.table.digest,
+        "complete": bool(bench.table.table.meta.get("complete", True)), "designs": len(bench.members),
+        "seeds": len(seeds), "epsilon": eps, "epsilon_hv": eps * scorer.best, "true_hv": scorer.best,
+        "reference_point": {"alignment": scorer.ref[0], "gmacs": scorer.ref[1]}, "true_front": scorer.front,
+        "budget": bench.budget, "rungs": bench.plan.rungs, "eta": bench.plan.eta,
+        "floor_regret": floor(bench, scorer, seeds), "grid": grid.tolist(), "methods": rows,
+    }  # fmt: skip
+    if "unetnas" in rows:
+        ours = rows["unetnas"]["compute_to_epsilon"]
+        for b in BASELINES:
+            if b in rows:
+                r, lo_, hi_ = ratio_ci(rows[b]["compute_to_epsilon"], ours)
+                out[f"ratio_vs_{b}"] = r
+                out[f"ratio_vs_{b}_ci"] = [lo_, hi_]
+                # a baseline that missed epsilon at some seed was counted at what it spent: the ratio is then a
+                # lower bound; where unetnas missed it, an upper bound (both flagged)
+                out[f"ratio_vs_{b}_bound"] = ("lower" if rows[b]["reached"] < len(seeds) else "") + (
+                    "upper" if rows["unetnas"]["reached"] < len(seeds) else ""
+                )
+        if all(f"ratio_vs_{b}" in out for b in BASELINES):
+            out["goal_met"] = bool(out["ratio_vs_random"] >= 5 and all(out[f"ratio_vs_{b}"] > 1 for b in BASELINES))
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The efficiency table (one row per method) as BENCHMARKS.md shows it."""
+    n = res["seeds"]
+    lines = [f"| method | reached eps ({res['epsilon']:g}) | compute to eps, FLOPs (mean +- SE) | ratio to unetnas "
+             f"[95% CI] | final regret (mean +- SE) | FLOPs spent | runs |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for m, r in res["methods"].items():
+        ratio = "1 (reference)" if m == "unetnas" else "-"
+        if f"ratio_vs_{m}" in res:
+            lo, hi = res[f"ratio_vs_{m}_ci"]
+            sign = ">= " if "lower" in res[f"ratio_vs_{m}_bound"] else ""
+            ratio = f"{sign}{res[f'ratio_vs_{m}']:.2f}x [{lo:.2f}, {hi:.2f}]"
+        bound = "" if r["reached"] == n else " (>=)"
+        lines.append(f"| {r['label']} | {r['reached']}/{n} | {r['compute_mean']:.3g} +- {r['compute_se']:.2g}{bound} "
+                     f"| {ratio} | {r['final_regret_mean']:.3f} +- {r['final_regret_se']:.3f} | "
+                     f"{r['spent_mean']:.3g} | {r['runs_mean']:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench search-efficiency", description=__doc__.splitlines()[0])
+    ap.add_argument("--table", default=str(DEFAULT_TABLE))
+    ap.add_argument("--space", default=None, help="space file (default: the table's)")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--epsilon", type=float, default=0.05, help="relative regret threshold (share of the true HV)")
+    ap.add_argument("--budget", type=float, default=None, help="FLOPs per search (default: exhaust the space)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--plot", default=None, help="write the anytime plot here (.png via Chromium, or .html)")
+    ap.add_argument(
+        "--partial",
+        action="store_true",
+        help="a table still being written: use its designs with runs (and the widths they cover)",
+    )
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        res = run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.plot:
+        from bench.efficiency_plot import write
+
+        write(res, Path(args.plot))
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items() if k != "grid"} | {
+            "methods": {m: {k: v for k, v in r.items() if k not in ("regret_mean", "regret_se")}
+                        for m, r in res["methods"].items()}}))  # fmt: skip
+        return 0
+    print(f"{res['designs']} designs, {res['seeds']} seeds, table {res['table']} ({'complete' if res['complete'] else 'PARTIAL'}); "
+          f"true front {res['true_front']}, HV {res['true_hv']:.4g}; epsilon {res['epsilon']:g} of it; "
+          f"regret floor (all members measured at the last rung) {res['floor_regret']:.3f}")  # fmt: skip
+    print(markdown(res))
+    if "goal_met" in res:
+        print(f"goal (>= 5x vs random, > 1x vs every baseline): {'met' if res['goal_met'] else 'NOT met'}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.seeds < 1:
+        raise UserError("must be at least 1", field="--seeds", value=str(args.seeds))
+    if not 0 < args.epsilon < 1:
+        raise UserError(
+            "must lie in (0, 1): a share of the true hypervolume", field="--epsilon", value=str(args.epsilon)
+        )
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if not methods or any(m not in METHODS for m in methods):
+        raise UserError(f"must list some of {', '.join(METHODS)}", field="--methods", value=args.methods)
+    if args.budget is not None and not args.budget > 0:
+        raise UserError("must be a positive number of FLOPs", field="--budget", value=str(args.budget))
+    if args.plot:
+        from bench.efficiency_plot import check
+
+        check(Path(args.plot))
+    with tempfile.TemporaryDirectory() as tmp:
+        table, space = Path(args.table), Path(args.space) if args.space else None
+        try:
+            raw = json.loads(table.read_text())
+        except (OSError, ValueError):
+            raw = None  # GroundTruth.load says what is wrong, in one line
+        if raw is not None and not raw.get("meta", {}).get("complete", True):
+            if not args.partial:
+                have = len({r["design"] for r in raw.get("runs", [])})
+                raise UserError(f"is still being written ({have} of {len(raw.get('designs', []))} designs have runs); "
+                                "pass --partial to benchmark its finished part", field="--table", value=str(table))  # fmt: skip
+            table, space = partial(raw, Path(tmp), space)
+        gt = GroundTruth.load(table)
+        bench = make_bench(gt, space, args.budget)
+        return evaluate(bench, list(range(args.seeds)), args.epsilon, methods, progress=not args.json)
+
+
+def partial(raw: dict[str, Any], tmp: Path, space: Path | None) -> tuple[Path, Path]:
+    """A complete table of the designs with runs and a space of the base widths whose members all have runs."""
+    import yaml
+
+    from unetnas.io import load_space
+    from unetnas.search.plan import members
+    from unetnas.search.study import design_key
+
+    ran = {r["design"] for r in raw["runs"]}
+    raw = {**raw, "designs": [d for d in raw["designs"] if d["id"] in ran]}
+    covered = {design_key(d["spec"]) for d in raw["designs"]}
+    sp = load_space(space or ROOT / raw["meta"]["space"])
+    widths = [c for c in sp.base_channels
+              if all(design_key(m) in covered for m in members(sp, 10**9) if m.base_channels == c)]  # fmt: skip
+    if not widths:
+        raise UserError("has no base width whose members all have runs yet", field="--table", value="--partial")
+    (tmp / "table.json").write_text(json.dumps(raw))
+    (tmp / "space.yaml").write_text(
+        yaml.safe_dump(sp.model_copy(update={"base_channels": widths}).model_dump(mode="json"))
+    )
+    print(f"warning: partial table: {len(ran)} designs with runs; benchmarking base widths {widths}", file=sys.stderr)
+    return tmp / "table.json", tmp / "space.yaml"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""The search-efficiency benchmark (bench.search_efficiency, bench.baselines) on a synthetic ground truth of
+space/tiny.yaml under trials/short.yaml (tests/gt_tables.py): the real space, recipe and plan of the benchmark,
+values from a known law. Every method is a real search (unetnas's runner, Optuna's samplers and HyperbandPruner)
+on the replay executor; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gt_tables import make_table
+from optuna._hypervolume import compute_hypervolume
+
+from bench import search_efficiency as SE
+from bench.baselines import METHODS, Runner, Trace, make_bench
+from unetnas.cost import cost
+from unetnas.search.promotion import dominates
+from unetnas.search.replay import GroundTruth
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE, RECIPE = ROOT / "space" / "tiny.yaml", ROOT / "trials" / "short.yaml"
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory) -> Path:
+    return make_table(tmp_path_factory.mktemp("gt") / "tiny.json", SPACE, RECIPE)
+
+
+@pytest.fixture(scope="module")
+def bench(table_path):
+    return make_bench(GroundTruth.load(table_path))
+
+
+@pytest.fixture(scope="module")
+def traces(bench) -> dict[str, Trace]:
+    return {m: run(bench, 1) for m, run in METHODS.items()}
+
+
+def test_every_method_spends_within_the_budget_and_answers_its_measured_front(bench, traces) -> None:
+    budget = bench.budget - bench.plan.once_flops["captions"]  # the ledger's one-off text charge is left out
+    for name, t in traces.items():
+        flops = [f for f, _ in t.events]
+        assert flops == sorted(flops) and 0 < t.spent <= budget, name
+        assert len(t.events) == t.runs + 1 and t.measured, name
+        answer = t.events[-1][1]
+        assert set(answer) <= set(t.measured), name
+        pts = {d: (-a, g) for d, (a, g) in t.measured.items()}
+        assert not any(dominates(pts[o], pts[d]) for d in answer for o in pts), name  # non-dominated as measured
+        assert all(any(dominates(pts[a], pts[d]) for a in answer) for d in pts if d not in answer), name
+
+
+def test_same_seed_same_trace(bench, traces) -> None:
+    for name in ("unetnas", "hyperband"):
+        again = METHODS[name](bench, 1)
+        assert again.events == traces[name].events and again.measured == traces[name].measured
+
+
+def test_baselines_pay_what_the_search_pays_for_the_same_work(bench, traces) -> None:
+    """Random search runs on unetnas's runner and ledger; the Runner (top-k, Hyperband) charges the same FLOPs for
+    the same designs trained to the last rung, and reads the same measured values at the same seed."""
+    rnd = traces["random"]
+    order = [next(iter(set(b) - set(a)), None) for (_, a), (_, b) in zip(rnd.events, rnd.events[1:])]
+    assert len(rnd.measured) == len(bench.members) == 34  # random search exhausts the space within the budget
+    t = Trace("check", 1)
+    runner = Runner(bench, 1, t)
+    by_id = {bench.table.design(m).id: m for m in bench.members}
+    for d in rnd.measured:
+        runner.rung(by_id[d], bench.top)
+    assert math.isclose(t.spent, rnd.spent, rel_tol=1e-9)
+    assert t.measured == rnd.measured
+    assert any(order)  # answers changed as designs came in
+
+
+def test_topk_trains_everyone_at_rung_0_then_the_ranked_few_to_the_end(bench, traces) -> None:
+    t = traces["topk"]
+    n = len(bench.members)
+    assert all(ids == () for _, ids in t.events[: n + 1])  # no answer before every member has its rung 0
+    assert t.events[n + 1][1] != () and t.runs == 2 * n  # the whole ranking fits this budget: k grows to n
+
+
+def test_hyperband_prunes_with_optunas_pruner(bench, traces) -> None:
+    t = traces["hyperband"]
+    reached = len(t.measured)
+    assert 0 < reached < len(bench.members) and t.runs > reached  # some stopped below the last rung
+    # the trace's scalarisation weight is drawn per seed
+    assert METHODS["hyperband"](bench, 2).events != t.events
+
+
+def test_hypervolume_and_regret(bench) -> None:
+    sc = SE.Scorer(bench)
+    pts = np.array([(-a, g) for a, g in sc.truth.values()])
+    ref = np.array([0.0, max(cost(m).gmacs for m in bench.members)])
+    inside = pts[(pts < ref).all(axis=1)]
+    assert math.isclose(sc.best, compute_hypervolume(inside, ref), rel_tol=1e-9)  # Optuna's WFG agrees
+    assert sc.regret(()) == 1.0 and sc.regret(tuple(sc.front)) == pytest.approx(0.0, abs=1e-12)
+    assert sc.regret(tuple(sc.truth)) == pytest.approx(0.0, abs=1e-12)
+    assert 0 < sc.regret(tuple(sc.front[:1])) < 1
+    t = Trace("x", 0)
+    t.done(5.0, sc.front[0], sc.truth[sc.front[0]])
+    for d in sc.front[1:]:
+        t.done(t.spent + 1.0, d, sc.truth[d])
+    f, ok = SE.compute_to(t, sc, 0.0)
+    assert ok and f == t.spent
+    assert SE.compute_to(Trace("none", 0), sc, 0.05) == (0.0, False)
+    grid = np.array([1.0, 5.0, 6.0, 1e9])
+    c = SE.curve(t, sc, grid)
+    assert c[0] == 1.0 and c[1] == sc.regret(t.events[1][1]) and c[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ratio_is_a_ratio_of_means_with_a_paired_bootstrap() -> None:
+    r, lo, hi = SE.ratio_ci([10.0, 20.0, 30.0, 40.0], [1.0, 2.0, 3.0, 4.0])
+    assert r == 10.0 and lo == pytest.approx(10.0) and hi == pytest.approx(10.0)  # paired: every resample is 10
+    r, lo, hi = SE.ratio_ci([10.0, 20.0, 30.0, 40.0], [4.0, 3.0, 2.0, 1.0])
+    assert r == 10.0 and lo < 10.0 < hi
+
+
+def test_cli_json_and_plot(table_path, tmp_path, capsys) -> None:
+    plot = tmp_path / "eff.html"
+    code = SE.main(["--table", str(table_path), "--seeds", "2", "--methods", "unetnas,random,tpe,topk",
+                    "--plot", str(plot), "--json"])  # fmt: skip
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["seeds"] == 2 and res["epsilon"] == 0.05 and res["complete"]
+    for b in ("random", "tpe", "topk"):
+        assert res[f"ratio_vs_{b}"] > 0 and len(res[f"ratio_vs_{b}_ci"]) == 2
+    assert "ratio_vs_hyperband" not in res and "goal_met" not in res  # not run
+    assert plot.stat().st_size > 100_000 and "Plotly" in plot.read_text()[:400_000]
+
+
+def test_markdown_table_has_one_row_per_method(bench) -> None:
+    res = SE.evaluate(bench, [0], 0.05, methods=("unetnas", "random"))
+    md = SE.markdown(res).splitlines()
+    assert len(md) == 4 and md[2].startswith("| unetnas") and "x [" in md[3]
+
+
+def test_a_partial_table_needs_partial_and_keeps_covered_widths(table_path, tmp_path, capsys,
+                                                                assert_one_line_error) -> None:  # fmt: skip
+    raw = json.loads(table_path.read_text())
+    gone = {d["id"] for d in raw["designs"] if d["spec"]["base_channels"] == 32}
+    gone.add(next(d["id"] for d in raw["designs"] if d["spec"]["base_channels"] == 24))
+    raw["runs"] = [r for r in raw["runs"] if r["design"] not in gone]
+    raw["meta"]["complete"] = False
+    part = tmp_path / "partial.json"
+    part.write_text(json.dumps(raw))
+    code = SE.main(["--table", str(part), "--seeds", "1", "--methods", "random"])
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, out, err, "--table=", "still being written", "--partial", quiet=True)
+    assert SE.main(["--table", str(part), "--seeds", "1", "--methods", "random", "--partial", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["designs"] == 11 and "base widths [16]" in err  # C16 only: one C24 member lacks runs
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--seeds", "0"], "--seeds='0'"), (["--epsilon", "1.5"], "--epsilon="), (["--methods", "bohb"], "--methods="),
+    (["--plot", "x.svg"], "--plot="), (["--budget", "-1"], "--budget="), (["--table", "/nonexistent.json"], "--replay"),
+])  # fmt: skip
+def test_bad_input_is_one_line(args, needle, table_path, capsys, assert_one_line_error) -> None:
+    code = SE.main(["--table", str(table_path), *args])
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, out, err, needle, quiet=True)
