@@ -214,6 +214,18 @@ def test_a_small_space_is_searched_exhaustively_without_repeats(micro_table) -> 
     assert {t.state for t in cs} <= {TrialState.COMPLETE, TrialState.PRUNED}
 
 
+def test_baseline_cycles_and_run_callbacks(table) -> None:
+    """Benchmarks run baselines through the bracket cycle: (top,) trains every candidate straight to the last rung,
+    (0,) is successive halving from rung 0 only; ``on_done`` sees every run with the budget spent so far."""
+    seen = []
+    out, study = replay(table, seed=1, sampler="random", cycle=(2,),
+                        on_done=lambda search, job, o: seen.append((search.ledger.summary()["spent"], job.rung)))  # fmt: skip
+    assert {b["start"] for b in out["bracket_sizes"]} == {2} and out["n_complete"] == out["candidates"] == len(seen)
+    assert [s for s, _ in seen] == sorted(s for s, _ in seen) and {r for _, r in seen} == {2}
+    out, _ = replay(table, seed=1, cycle=(0,))
+    assert {b["start"] for b in out["bracket_sizes"]} == {0} and out["n_complete"] < out["candidates"]
+
+
 # -- at the command line ------------------------------------------------------------------------------------------
 
 
@@ -237,4 +249,4 @@ def test_cli_replay_json_then_resume_is_a_no_op(table, run_cli, tmp_path) -> Non
     assert code == 2 and "was started with replay" in err
     # the human view: Pareto table with rung and standard error
     code, _, err = run_cli(args[:-1])
-    assert code == 0 and "Pareto set (designs trained to the last rung" in err and "±" in err
+    assert code == 0 and "Pareto set: designs trained to the last rung" in err and "±" in err

@@ -78,7 +78,7 @@ def _pm(value, se) -> str:
 
 
 def _pareto_table(rows: list[dict], top: int) -> Table:
-    t = Table(title=f"Pareto set (designs trained to the last rung, {top})")
+    t = Table(title=f"Pareto set: designs trained to the last rung (rung {top})")
     for col in ("trial", "rung", "alignment ± SE", "TIFA ± SE", "GMACs", "params", "FLOPs spent"):
         t.add_column(col, justify="right")
     for r in rows:
@@ -191,6 +191,7 @@ def _run(p, json_out: bool) -> None:
         return
     lower = lower_rung_rows(search.study)
     if lower:
+        console.print()
         console.print(_lower_table(lower))
     console.print(f"{reason}: {format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs spent "
                   f"({out['unused_share']:.1%} unused) in {_dur(out['wall_s'])}; {out['candidates']} candidates, "

@@ -98,17 +98,21 @@ def _fits(start: int, n: int, costs: Costs, eta: int, available: float) -> Brack
     return None
 
 
-def layout(available: float, costs: Costs, eta: int, *, after: int = -1, extra: int = 0,
-           limit: int | None = None) -> list[Bracket]:  # fmt: skip
-    """Brackets in Hyperband's cycle of types (bracket starts) after type ``after`` until ``available`` FLOPs are
-    spent: full brackets while the next one fits, then the one partial bracket (fewer candidates, or cut after a
-    lower rung) that trains most candidates to the last rung and, among those, spends most of what is left. ``extra`` candidates join the first bracket (presets); at most
-    ``limit`` candidates in all (a study trains each design once: a space of N members takes N candidates)."""
+def layout(available: float, costs: Costs, eta: int, *, cycle: tuple[int, ...] | None = None, after: int = -1,
+           extra: int = 0, limit: int | None = None) -> list[Bracket]:  # fmt: skip
+    """Brackets in the ``cycle`` of types (bracket starts; default Hyperband's, every rung from 0) after type
+    ``after`` until ``available`` FLOPs are spent: full brackets while the next one fits, then the one partial
+    bracket (fewer candidates, or cut after a lower rung) that trains most candidates to the last rung and, among
+    those, spends most of what is left. ``extra`` candidates join the first bracket (presets); at most ``limit``
+    candidates in all (a study trains each design once: a space of N members takes N candidates)."""
     k = len(costs.rungs)
+    cycle = tuple(range(k)) if cycle is None else cycle
     out: list[Bracket] = []
     left = math.inf if limit is None else limit
+    pos = cycle.index(after) if after in cycle else -1
     while left > 0:
-        start = (after + 1) % k
+        pos = (pos + 1) % len(cycle)
+        start = cycle[pos]
         n = hyperband_size(start, k, eta) + (0 if out else extra)
         b = Bracket(start, halving(n, start, k - 1, eta))
         if n > left or costs.bracket(b) > available:
@@ -116,8 +120,8 @@ def layout(available: float, costs: Costs, eta: int, *, after: int = -1, extra: 
         out.append(b)
         available -= costs.bracket(b)
         left -= n
-        after = start
-    tail = [b for t in range(k) for n in range(1, int(min(hyperband_size(t, k, eta) + (0 if out else extra), left)) + 1)
+    top = (hyperband_size(t, k, eta) + (0 if out else extra) for t in cycle)
+    tail = [b for t, most in zip(cycle, top) for n in range(1, int(min(most, left)) + 1)
             if (b := _fits(t, n, costs, eta, available)) is not None]  # fmt: skip
     if tail:
         out.append(max(tail, key=lambda b: (b.count_at(k - 1), costs.bracket(b), b.last, -b.start)))
@@ -136,6 +140,7 @@ class Plan:
     typical_train_per_sample: float  # mean member's training FLOPs per sample
     batch_size: int
     n_top: int
+    cycle: list[int]  # bracket types (first rungs) the plan cycles through: Hyperband's is every rung from 0
 
     @property
     def costs(self) -> Costs:
@@ -245,15 +250,21 @@ def rung_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings) -> tuple[l
 
 
 def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettings, *, data: str = "shapes",
-              extra: int = 0) -> Plan:  # fmt: skip
+              extra: int = 0, cycle: tuple[int, ...] | None = None) -> Plan:  # fmt: skip
     """The brackets ``budget`` buys (see the module docstring); ``extra`` presets join the first bracket.
 
+    ``cycle``: the bracket types (first rungs) to lay out, Hyperband's (every rung) by default; benchmarks pass
+    baselines through it: ``(K-1,)`` trains every candidate straight to the last rung (random search or plain
+    Bayesian optimisation, with the matching sampler), ``(0,)`` is successive halving from rung 0 only.
     Raises a one-line ``UserError`` when the budget cannot train ``n_top`` candidates to the last rung.
     """
     if s.eta < 2 or s.n_top < 1 or s.max_rungs < 1:
         raise UserError("eta >= 2, n_top >= 1 and max_rungs >= 1 are required", field="search settings")
     rungs, typical = rung_flops(space, recipe, s)
     k = len(rungs)
+    cycle = tuple(range(k)) if cycle is None else tuple(cycle)
+    if not cycle or any(not 0 <= t < k for t in cycle) or len(set(cycle)) != len(cycle):
+        raise ValueError(f"cycle must list distinct rungs in 0..{k - 1}, got {cycle}")
     tifa_idx = sorted({r % k for r in s.tifa_rungs if -k <= r < k}) if uses_tifa(data) else []
     ms = members(space)
     val = statistics.fmean(val_flops(m, recipe) for m in ms)
@@ -268,9 +279,11 @@ def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettin
         last rung (budgets under one round), the cycle from the first type that does."""
         available = b * (1 - MARGIN) - math.fsum(costs.once.values())
         plans = [Plan(budget=b, eta=s.eta, rungs=rungs, eval_flops=list(costs.eval), once_flops=dict(costs.once),
-                      tifa_rungs=tifa_idx, brackets=layout(available, costs, s.eta, after=after, extra=extra, limit=limit),
-                      typical_train_per_sample=typical, batch_size=recipe.batch_size, n_top=s.n_top)
-                 for after in range(-1, k - 1)]  # fmt: skip
+                      tifa_rungs=tifa_idx, brackets=layout(available, costs, s.eta, cycle=cycle, after=after,
+                                                           extra=extra, limit=limit),
+                      typical_train_per_sample=typical, batch_size=recipe.batch_size, n_top=s.n_top,
+                      cycle=list(cycle))
+                 for after in (-1, *cycle[:-1])]  # fmt: skip
         return next((p for p in plans if p.top_candidates >= s.n_top), plans[0])
 
     plan = plan_for(budget)

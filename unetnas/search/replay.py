@@ -245,12 +245,16 @@ class ReplayExecutor:
 
 def replay_search(table: GroundTruth | str | Path, budget: float, *, sampler: str = "tpe", seed: int = 0,
                   objectives: tuple[str, ...] = ("alignment", "gmacs"), space: str | Path | None = None,
-                  recipe: str | Path | None = None, storage: Any = None, study: str = "replay") -> dict[str, Any]:  # fmt: skip
+                  recipe: str | Path | None = None, storage: Any = None, study: str = "replay",
+                  cycle: tuple[int, ...] | None = None,
+                  on_done: Callable[[Any, Any, Any], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run one seeded search on the replayed table in this process and return its summary (``runner.summary``).
 
     ``storage``: None (in memory: an Optuna ``InMemoryStorage``, the ledger in a private in-memory SQLite database),
     an Optuna storage object (the ledger still in memory) or a URL (study and ledger there, e.g. a temporary SQLite
-    file to inspect later). No subprocess, no DeepSpeed; the table is read once if given as a ``GroundTruth``.
+    file to inspect later). ``cycle``: the bracket types (see ``plan.make_plan``; baselines). ``on_done(search,
+    job, outcome)`` is called after every run (anytime curves: ``search.ledger.summary()["spent"]``,
+    ``outcome.record``). No subprocess, no DeepSpeed; the table is read once if given as a ``GroundTruth``.
     """
     import optuna
 
@@ -262,12 +266,14 @@ def replay_search(table: GroundTruth | str | Path, budget: float, *, sampler: st
     url = storage if isinstance(storage, str) else None
     cfg = SearchConfig(budget=budget, space=Path(space) if space else None, recipe=Path(recipe) if recipe else None,
                        study=study, objectives=tuple(objectives), sampler=sampler, seed=seed, replay=gt.path,
-                       storage=url)  # fmt: skip
+                       storage=url, cycle=cycle)  # fmt: skip
     p = prepare(cfg, table=gt)
     if url is not None:
         search, url = open_search(p)
     else:
         search, url = open_search(p, storage=storage or optuna.storages.InMemoryStorage(), engine=memory_engine())
     t0 = time.perf_counter()
-    reason = drive(search, lambda: False)
+    reason = drive(
+        search, lambda: False, on_done=None if on_done is None else lambda job, out: on_done(search, job, out)
+    )
     return summary(search, reason, time.perf_counter() - t0, url)

@@ -49,7 +49,7 @@ class Search:
         self.study, self.ledger, self.space, self.plan = study, ledger, space, plan
         self.objectives, self.executor, self.proposer = objectives, executor, proposer
         self.runs_dir, self.seed = runs_dir, seed
-        self.scheduler = Scheduler(plan.costs, plan.eta)
+        self.scheduler = Scheduler(plan.costs, plan.eta, tuple(plan.cycle))
         self.top = len(plan.rungs) - 1
 
     @property

@@ -50,11 +50,12 @@ class Job:
 
 
 class Scheduler:
-    """ASHA over ``brackets`` with the plan's typical ``costs``."""
+    """ASHA over ``brackets`` with the plan's typical ``costs``; more brackets follow ``cycle`` (bracket types)."""
 
-    def __init__(self, costs: Costs, eta: int) -> None:
+    def __init__(self, costs: Costs, eta: int, cycle: tuple[int, ...] | None = None) -> None:
         self.costs, self.eta = costs, eta
         self.top = len(costs.rungs) - 1
+        self.cycle = tuple(range(self.top + 1)) if cycle is None else tuple(cycle)
 
     # -- counting -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -155,8 +156,10 @@ class Scheduler:
 
     def extend(self, brackets: list[Bracket], cands: list[Candidate], available: float,
                limit: int) -> list[Bracket]:  # fmt: skip
-        """More brackets in Hyperband's cycle for what the budget has left beyond the promised work (keeping
+        """More brackets in the plan's cycle for what the budget has left beyond the promised work (keeping
         ``MARGIN`` of it back), with at most ``limit`` new candidates."""
         free = (available - self.committed(brackets, cands)) * (1 - MARGIN)
         after = brackets[-1].start if brackets else -1
-        return [*brackets, *layout(free, self.costs, self.eta, after=after, limit=limit)] if limit > 0 else brackets
+        if limit <= 0:
+            return brackets
+        return [*brackets, *layout(free, self.costs, self.eta, cycle=self.cycle, after=after, limit=limit)]

@@ -39,6 +39,7 @@ class SearchConfig:
     enqueue_presets: bool = False
     runs_dir: Path = Path("runs")
     replay: Path | None = None  # a ground-truth table: answer rungs from it instead of training
+    cycle: tuple[int, ...] | None = None  # bracket types to lay out (None: Hyperband's); see plan.make_plan
 
 
 @dataclass
@@ -75,7 +76,7 @@ def prepare(cfg: SearchConfig, table: Any = None) -> Prepared:
         presets = [n for n, p in PRESETS.items() if space.contains(p) and space.feasible(p) is None]
     if table is not None and cfg.data != "shapes":
         raise UserError("a replay answers from the table; it reads no data", field="--data", value=cfg.data)
-    plan = make_plan(cfg.budget, space, recipe, recipe.search, data=cfg.data, extra=len(presets))
+    plan = make_plan(cfg.budget, space, recipe, recipe.search, data=cfg.data, extra=len(presets), cycle=cfg.cycle)
     if table is not None:
         table.check_covers(members(space, 10**9), plan)
     return Prepared(cfg, space, recipe, plan, presets, table)
