@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 COLOURS = {"unetnas": "#d62728", "random": "#7f7f7f", "tpe": "#1f77b4", "topk": "#2ca02c", "hyperband": "#9467bd"}
-WIDTH, HEIGHT = 1400, 560
+WIDTH, HEIGHT = 1400, 620
 
 
 def figure(res: dict[str, Any]):  # noqa: ANN201
@@ -31,8 +31,8 @@ def figure(res: dict[str, Any]):  # noqa: ANN201
         hi = [a + b for a, b in zip(r["regret_mean"], r["regret_se"])]
         fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=c, opacity=0.18,
                                  line={"width": 0}, hoverinfo="skip", showlegend=False), row=1, col=1)  # fmt: skip
-        fig.add_trace(go.Scatter(x=x, y=r["regret_mean"], name=r["label"], line={"color": c, "width": 2.5,
-                                 "shape": "hv"}, legendgroup=m), row=1, col=1)  # fmt: skip
+        line = {"color": c, "width": 2.5, "shape": "hv", "dash": "dot" if m == "random" else "solid"}
+        fig.add_trace(go.Scatter(x=x, y=r["regret_mean"], name=r["label"], line=line), row=1, col=1)
         short = r["reached"] < res["seeds"]
         fig.add_trace(go.Bar(x=[m], y=[r["compute_mean"]], error_y={"type": "data", "array": [r["compute_se"]]},
                              marker={"color": c, "pattern": {"shape": "/" if short else ""}}, showlegend=False,
@@ -40,8 +40,9 @@ def figure(res: dict[str, Any]):  # noqa: ANN201
     fig.add_hline(y=res["epsilon"], line={"dash": "dash", "color": "black"}, row=1, col=1)
     fig.update_xaxes(type="log", title_text="FLOPs spent (training + evaluation)", row=1, col=1)
     fig.update_yaxes(title_text="(HV(true front) - HV(answer)) / HV(true front)", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(type="log", title_text="FLOPs (bar label: seeds that reached it)", row=1, col=2)
-    fig.update_layout(width=WIDTH, height=HEIGHT, template="plotly_white", legend={"x": 0.36, "y": 0.98},
+    fig.update_yaxes(title_text="FLOPs (label: seeds that reached it)", rangemode="tozero", row=1, col=2)
+    fig.update_layout(width=WIDTH, height=HEIGHT, template="plotly_white",
+                      legend={"orientation": "h", "x": 0, "y": -0.2},
                       title=f"Search efficiency on {Path(res['table']).name}: {res['designs']} designs, "
                             f"{res['seeds']} seeds per method, reference point (alignment 0, "
                             f"{res['reference_point']['gmacs']:.3g} GMACs)")  # fmt: skip

@@ -10,12 +10,14 @@ within the fixed reference point (alignment 0, GMACs = the space's largest), com
 at any moment (the designs non-dominated by its own last-rung measurements) has regret = HV(true front) -
 HV(answer at true values), reported relative to HV(true front) (1 = nothing found, 0 = the front found). Compute =
 training + evaluation FLOPs spent (one-off caption encoding, the same for all, left out). A method reaches
-``--epsilon`` when its relative regret first drops to epsilon or below; one that never does within the budget is
+``--epsilon`` when its relative regret first drops to epsilon or below (default 0.05, or twice the floor regret
+where that is larger: the floor is what exhausting the space at the last rung answers, whose measurements differ
+from the true values by noise and by the horizon, so a smaller epsilon is out of every method's reach); one that never does within the budget is
 counted at what it spent (a lower bound; flagged). ``ratio_vs_X`` = mean compute of X / mean compute of unetnas
 over seeds, with a 95% paired percentile bootstrap over seeds (``scipy.stats.bootstrap``). The anytime curves show
 the mean relative regret over seeds +- one standard error.
 
-    python -m bench search-efficiency [--table bench/data/gt-tiny-v1.json] [--seeds 20] [--epsilon 0.05]
+    python -m bench search-efficiency [--table bench/data/gt-tiny-v1.json] [--seeds 20] [--epsilon E]
         [--plot docs/search-efficiency.png] [--json] [--partial]
 
 Goal (issue 9, item 7): unetnas reaches epsilon with at least 5x less compute than random search at the full
@@ -43,6 +45,7 @@ from unetnas.errors import UserError
 from unetnas.search.promotion import hypervolume, pareto
 from unetnas.search.replay import GroundTruth
 
+EPSILON = 0.05  # default relative regret threshold (raised to twice the floor regret where that is larger)
 GRID = 80  # compute points of the anytime curves (log-spaced)
 LABELS = {"unetnas": "unetnas (Hyperband + MO-ASHA + TPE)", "random": "random search, full horizon",
           "tpe": "TPE, full horizon", "topk": "top-k after rung 0 (oracle k)",
@@ -133,10 +136,19 @@ def floor(bench: Bench, scorer: Scorer, seeds: list[int]) -> float:
 # -- the benchmark ------------------------------------------------------------------------------------------------
 
 
-def evaluate(bench: Bench, seeds: list[int], eps: float, methods: tuple[str, ...] = tuple(METHODS),
+def auto_epsilon(floor_regret: float) -> float:
+    """``EPSILON``, or twice the floor regret where that is larger (rounded up to 0.01): a threshold that
+    exhausting the space at the full horizon reaches despite measurement noise, so reaching it is a fair ask."""
+    return max(EPSILON, math.ceil(200 * floor_regret) / 100)
+
+
+def evaluate(bench: Bench, seeds: list[int], eps: float | None, methods: tuple[str, ...] = tuple(METHODS),
              progress: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Run every method at every seed and summarise (the ``--json`` output; see the module docstring)."""
+    """Run every method at every seed and summarise (the ``--json`` output; see the module docstring).
+    ``eps`` None: ``auto_epsilon``."""
     scorer = Scorer(bench)
+    floor_regret = floor(bench, scorer, seeds)
+    eps = auto_epsilon(floor_regret) if eps is None else eps
     traces: dict[str, list[Trace]] = {m: [] for m in methods}
     wall: dict[str, float] = {}
     for m in methods:
@@ -172,7 +184,9 @@ def evaluate(bench: Bench, seeds: list[int], eps: float, methods: tuple[str, ...
         "seeds": len(seeds), "epsilon": eps, "epsilon_hv": eps * scorer.best, "true_hv": scorer.best,
         "reference_point": {"alignment": scorer.ref[0], "gmacs": scorer.ref[1]}, "true_front": scorer.front,
         "budget": bench.budget, "rungs": bench.plan.rungs, "eta": bench.plan.eta,
-        "floor_regret": floor(bench, scorer, seeds), "grid": grid.tolist(), "methods": rows,
+        "floor_regret": floor_regret, "grid": grid.tolist(), "methods": rows,
+        "compute_to_epsilon": {m: {"mean": r["compute_mean"], "se": r["compute_se"], "reached": r["reached"]}
+                               for m, r in rows.items()},
     }  # fmt: skip
     if "unetnas" in rows:
         ours = rows["unetnas"]["compute_to_epsilon"]
@@ -200,7 +214,7 @@ def markdown(res: dict[str, Any]) -> str:
         ratio = "1 (reference)" if m == "unetnas" else "-"
         if f"ratio_vs_{m}" in res:
             lo, hi = res[f"ratio_vs_{m}_ci"]
-            sign = ">= " if "lower" in res[f"ratio_vs_{m}_bound"] else ""
+            sign = {"lower": ">= ", "upper": "<= ", "lowerupper": "~ "}.get(res[f"ratio_vs_{m}_bound"], "")
             ratio = f"{sign}{res[f'ratio_vs_{m}']:.2f}x [{lo:.2f}, {hi:.2f}]"
         bound = "" if r["reached"] == n else " (>=)"
         lines.append(f"| {r['label']} | {r['reached']}/{n} | {r['compute_mean']:.3g} +- {r['compute_se']:.2g}{bound} "
@@ -214,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
     ap.add_argument("--space", default=None, help="space file (default: the table's)")
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--epsilon", type=float, default=0.05, help="relative regret threshold (share of the true HV)")
+    ap.add_argument("--epsilon", type=float, default=None,
+                    help="relative regret threshold, a share of the true HV (default: 0.05, or twice the floor regret "
+                         "where that is larger)")  # fmt: skip
     ap.add_argument("--budget", type=float, default=None, help="FLOPs per search (default: exhaust the space)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--plot", default=None, help="write the anytime plot here (.png via Chromium, or .html)")
@@ -239,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
             "methods": {m: {k: v for k, v in r.items() if k not in ("regret_mean", "regret_se")}
                         for m, r in res["methods"].items()}}))  # fmt: skip
         return 0
+    m = res["machine"]
+    print(
+        f"command: python -m bench search-efficiency {' '.join(argv or [])}; {res['wall_s']:.0f} s on "
+        f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}, Optuna {m['optuna']}), {res['date']}"
+    )
     print(f"{res['designs']} designs, {res['seeds']} seeds, table {res['table']} ({'complete' if res['complete'] else 'PARTIAL'}); "
           f"true front {res['true_front']}, HV {res['true_hv']:.4g}; epsilon {res['epsilon']:g} of it; "
           f"regret floor (all members measured at the last rung) {res['floor_regret']:.3f}")  # fmt: skip
@@ -251,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.seeds < 1:
         raise UserError("must be at least 1", field="--seeds", value=str(args.seeds))
-    if not 0 < args.epsilon < 1:
+    if args.epsilon is not None and not 0 < args.epsilon < 1:
         raise UserError(
             "must lie in (0, 1): a share of the true hypervolume", field="--epsilon", value=str(args.epsilon)
         )
@@ -278,7 +299,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             table, space = partial(raw, Path(tmp), space)
         gt = GroundTruth.load(table)
         bench = make_bench(gt, space, args.budget)
-        return evaluate(bench, list(range(args.seeds)), args.epsilon, methods, progress=not args.json)
+        t0 = time.perf_counter()
+        res = evaluate(bench, list(range(args.seeds)), args.epsilon, methods, progress=not args.json)
+    return res | {"table": str(args.table), "wall_s": time.perf_counter() - t0, "machine": machine(),
+                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+
+
+def machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    import optuna
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "optuna": optuna.__version__,
+            "cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
 def partial(raw: dict[str, Any], tmp: Path, space: Path | None) -> tuple[Path, Path]:

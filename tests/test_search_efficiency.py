@@ -111,6 +111,11 @@ def test_hypervolume_and_regret(bench) -> None:
     assert c[0] == 1.0 and c[1] == sc.regret(t.events[1][1]) and c[-1] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_auto_epsilon_stays_above_the_floor() -> None:
+    assert SE.auto_epsilon(0.0) == SE.auto_epsilon(0.02) == 0.05
+    assert SE.auto_epsilon(0.031) == 0.07 and SE.auto_epsilon(0.2) == 0.4
+
+
 def test_ratio_is_a_ratio_of_means_with_a_paired_bootstrap() -> None:
     r, lo, hi = SE.ratio_ci([10.0, 20.0, 30.0, 40.0], [1.0, 2.0, 3.0, 4.0])
     assert r == 10.0 and lo == pytest.approx(10.0) and hi == pytest.approx(10.0)  # paired: every resample is 10
@@ -124,7 +129,8 @@ def test_cli_json_and_plot(table_path, tmp_path, capsys) -> None:
                     "--plot", str(plot), "--json"])  # fmt: skip
     assert code == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["seeds"] == 2 and res["epsilon"] == 0.05 and res["complete"]
+    assert res["seeds"] == 2 and res["epsilon"] == SE.auto_epsilon(res["floor_regret"]) >= 0.05 and res["complete"]
+    assert set(res["compute_to_epsilon"]) == {"unetnas", "random", "tpe", "topk"} and res["machine"]["cpus"]
     for b in ("random", "tpe", "topk"):
         assert res[f"ratio_vs_{b}"] > 0 and len(res[f"ratio_vs_{b}_ci"]) == 2
     assert "ratio_vs_hyperband" not in res and "goal_met" not in res  # not run
