@@ -133,9 +133,11 @@ def run_search(bench: Bench, seed: int, *, sampler: str, cycle: tuple[int, ...] 
     trace = Trace(name, seed)
 
     def on_done(search, job, outcome) -> None:  # noqa: ANN001
+        if outcome.status != "done":  # closed for budget before it began: nothing ran
+            return
         kinds = search.ledger.summary()["by_kind"]
         spent = kinds.get("train", 0.0) + kinds.get("eval", 0.0)
-        if outcome.status == "done" and job.rung == bench.top:
+        if job.rung == bench.top:
             spec = S.spec_of(search.study._storage.get_trial(job.trial_id))
             trace.done(spent, bench.table.design(spec).id, _measure(outcome.record))
         else:
