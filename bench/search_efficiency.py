@@ -174,6 +174,8 @@ def evaluate(bench: Bench, seeds: list[int], eps: float | None, methods: tuple[s
             "final_regret_se": float(curves[:, -1].std(ddof=1) / math.sqrt(len(ts))) if len(ts) > 1 else 0.0,
             "spent_mean": statistics.fmean(t.spent for t in ts), "runs_mean": statistics.fmean(t.runs for t in ts),
             "answer_size_mean": statistics.fmean(len(t.events[-1][1]) for t in ts),
+            "front_recall_mean": statistics.fmean(len(set(t.events[-1][1]) & set(scorer.front)) / len(scorer.front)
+                                                  for t in ts),  # share of the true front in the final answer
             "regret_mean": curves.mean(0).tolist(),
             "regret_se": (curves.std(0, ddof=1) / math.sqrt(len(ts))).tolist() if len(ts) > 1 else [0.0] * GRID,
             "wall_s": wall[m],
@@ -209,7 +211,7 @@ def markdown(res: dict[str, Any]) -> str:
     """The efficiency table (one row per method) as BENCHMARKS.md shows it."""
     n = res["seeds"]
     lines = [f"| method | reached eps ({res['epsilon']:g}) | compute to eps, FLOPs (mean +- SE) | ratio to unetnas "
-             f"[95% CI] | final regret (mean +- SE) | FLOPs spent | runs |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"[95% CI] | final regret (mean +- SE) | true front found | FLOPs spent | runs |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for m, r in res["methods"].items():
         ratio = "1 (reference)" if m == "unetnas" else "-"
         if f"ratio_vs_{m}" in res:
@@ -218,7 +220,7 @@ def markdown(res: dict[str, Any]) -> str:
             ratio = f"{sign}{res[f'ratio_vs_{m}']:.2f}x [{lo:.2f}, {hi:.2f}]"
         bound = "" if r["reached"] == n else " (>=)"
         lines.append(f"| {r['label']} | {r['reached']}/{n} | {r['compute_mean']:.3g} +- {r['compute_se']:.2g}{bound} "
-                     f"| {ratio} | {r['final_regret_mean']:.3f} +- {r['final_regret_se']:.3f} | "
+                     f"| {ratio} | {r['final_regret_mean']:.3f} +- {r['final_regret_se']:.3f} | {r['front_recall_mean']:.0%} | "
                      f"{r['spent_mean']:.3g} | {r['runs_mean']:.1f} |")  # fmt: skip
     return "\n".join(lines)
 
