@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-BUDGET=${BUDGET:-2e13}
+BUDGET=${BUDGET:-3e13}
 STUDY=${STUDY:-demo}
 unetnas search --budget "$BUDGET" --study "$STUDY" "$@"
 unetnas export --study "$STUDY" --out "runs/$STUDY/exported"

@@ -242,10 +242,15 @@ def once_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings, data: str,
     return out
 
 
+# The first rung is at least this many warm-up lengths: every candidate is past its warm-up (equal in FLOPs for
+# all, see unetnas/train/recipe.py) by a third of the rung before it is measured and ranked.
+WARMUP_FACTOR = 1.5
+
+
 def rung_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings) -> tuple[list[float], float]:
     """(cumulative training FLOPs of each rung, mean training FLOPs per sample)."""
     typical = statistics.fmean(cost(m).train_flops_per_sample for m in members(space))
-    r0 = max(s.min_steps * recipe.batch_size * typical, 2 * recipe.warmup_flops)
+    r0 = max(s.min_steps * recipe.batch_size * typical, WARMUP_FACTOR * recipe.warmup_flops)
     return [r0 * s.eta**k for k in range(s.max_rungs)], typical
 
 
