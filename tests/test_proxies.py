@@ -108,9 +108,13 @@ def test_vqa_tifa_on_a_latent_trial(real) -> None:
     bound = proxy.flops(subject)
     res = proxy.score(subject)
     d = res.details
-    assert 0.0 <= res.value <= 1.0 and math.isfinite(res.value)
+    assert -1.0 <= res.value <= 1.0 and math.isfinite(res.value)
     assert len(d["per_prompt"]) == 2 and d["prompt_ids"] == ["coco_1", "7"] and d["n_questions"] == 4
-    assert res.value == pytest.approx(np.mean(d["per_prompt"]))
+    # text-blind-corrected as the built-in TIFA: own questions minus the other prompt's, SEs over prompts
+    assert res.value == d["alignment"] == pytest.approx(np.mean(d["per_prompt_alignment"]), abs=1e-5)
+    assert d["tifa"] == pytest.approx(np.mean(d["per_prompt"])) and d["alignment"] == pytest.approx(d["tifa"] - d["blind_tifa"])
+    assert d["alignment_se"] >= 0 and d["tifa_se"] >= 0 and set(d["alignment_by_category"]) == set(d["by_category"])
+    assert d["pairs"] == 2 * (4 + 4)  # 2 images x (own 2 + foil 2 questions) per prompt: foils cost VQA passes
     assert set(d["by_category"]) == {"object", "color", "counting"}
     assert d["images"].shape == (4, 32, 32, 3) and d["images"].dtype == np.uint8  # decoded: 16 latent -> 32 px
     parts = d["flops_parts"]
@@ -120,8 +124,11 @@ def test_vqa_tifa_on_a_latent_trial(real) -> None:
     assert again.value == res.value and np.array_equal(again.details["images"], d["images"])
     assert again.flops < res.flops and again.flops <= proxy.flops(subject)  # states cached, probe billed once
     assert again.details["flops_parts"]["decode"] == parts["decode"]  # shape-determined, as the bound assumes
-    first1 = VqaTifa(real["questions"], real["blip"], vae=real["vae"], images_per_prompt=1, steps=2, prompts=1)
+    first1 = VqaTifa(real["questions"], real["blip"], vae=real["vae"], images_per_prompt=1, steps=2, prompts=1,
+                     foils=0)  # fmt: skip
     assert first1.prompt_ids == ["coco_1"] and len(first1.items) == 2
+    raw = first1.score(subject)  # foils=0: uncorrected raw TIFA, within the bound
+    assert "alignment" not in raw.details and raw.value == raw.details["tifa"] and raw.details["pairs"] == 2
 
 
 def test_clipscore_on_a_latent_trial(real) -> None:
@@ -131,9 +138,12 @@ def test_clipscore_on_a_latent_trial(real) -> None:
     bound = proxy.flops(subject)
     res = proxy.score(subject)
     d = res.details
-    assert len(d["per_image"]) == 4 and len(d["per_prompt"]) == 2
+    assert len(d["per_image"]) == 4 and len(d["per_prompt"]) == 2 and d["pairs"] == 8  # own + 1 foil caption each
     assert all(math.isfinite(s) and 0.0 <= s <= 100.0 for s in d["per_image"])
-    assert res.value == pytest.approx(np.mean(d["per_image"])) and 0 < res.flops <= bound
+    assert d["clipscore"] == pytest.approx(np.mean(d["per_image"])) and 0 < res.flops <= bound
+    # mismatched-caption control: CLIPScore(own) - CLIPScore(foil captions), SE over prompts
+    assert res.value == d["alignment"] == pytest.approx(d["clipscore"] - d["blind_clipscore"])
+    assert res.value == pytest.approx(np.mean(d["per_prompt_alignment"]), abs=1e-5) and d["alignment_se"] >= 0
     from_file = ClipScore(real["clip"], real["questions"], vae=real["vae"], images_per_prompt=1, steps=2)
     assert from_file.captions == ["a red circle", "two blue squares"]  # a TIFA file's captions, each once
     assert from_file.score(subject).flops <= bound
@@ -144,7 +154,7 @@ def test_real_proxies_on_a_live_shard_trainer(real, tmp_path) -> None:
     trainer = Trainer(REAL_SPEC, REAL_RECIPE, ShardSource(real["data"]), tmp_path / "live")
     trainer.train_to(1)
     subject = Subject.from_trainer(trainer)
-    proxy = ClipScore(real["clip"], ["a red circle"], vae=real["vae"], images_per_prompt=1, steps=2)
+    proxy = ClipScore(real["clip"], ["a red circle"], vae=real["vae"], images_per_prompt=1, steps=2, foils=0)
     bound = proxy.flops(subject)
     res = proxy.score(subject)
     assert math.isfinite(res.value) and res.flops <= bound
@@ -155,14 +165,14 @@ def test_real_proxies_on_a_live_shard_trainer(real, tmp_path) -> None:
 def test_real_proxy_bad_input(real, world, tmp_path) -> None:
     latent = Subject.from_checkpoint(str(real["trial"]))
     pixel = Subject.from_checkpoint(str(world["trial"]))
-    no_vae = ClipScore(real["clip"], ["a red circle"], images_per_prompt=1, steps=2)
+    no_vae = ClipScore(real["clip"], ["a red circle", "a dog"], images_per_prompt=1, steps=2)
     with pytest.raises(UserError, match="diffuses VAE latents"):
         no_vae.flops(latent)
     with pytest.raises(UserError, match="trained on pixels and needs no VAE"):
-        ClipScore(real["clip"], ["a red circle"], vae=real["vae"]).score(pixel)
+        ClipScore(real["clip"], ["a red circle"], vae=real["vae"], foils=0).score(pixel)
     other = tiny_vae(tmp_path / "vae3", latent_channels=3)
     with pytest.raises(UserError, match="has 3 latent channels .* not the VAE of its data"):
-        ClipScore(real["clip"], ["a red circle"], vae=other).flops(latent)
+        ClipScore(real["clip"], ["a red circle"], vae=other, foils=0).flops(latent)
     cases = [
         (lambda: VqaTifa(tmp_path / "absent.json", real["blip"]), "absent.json: file not found"),
         (lambda: VqaTifa(real["questions"], tmp_path / "nope"), "nope: does not exist"),
@@ -172,6 +182,9 @@ def test_real_proxy_bad_input(real, world, tmp_path) -> None:
         (lambda: ClipScore(real["clip"], []), r"prompts=\[\]: must be a non-empty list"),
         (lambda: ClipScore(real["clip"], tmp_path / "absent.txt"), "absent.txt: is not a readable prompt file"),
         (lambda: ClipScore(real["clip"], ["x"], images_per_prompt=0), "images_per_prompt=0"),
+        (lambda: ClipScore(real["clip"], ["x"]), "prompts=1: the text-blind correction needs at least 2 prompts"),
+        (lambda: ClipScore(real["clip"], ["x", "y"], foils=-1), "foils=-1: must be a non-negative integer"),
+        (lambda: VqaTifa(real["questions"], real["blip"], prompts=1), "needs at least 2 prompts"),
     ]
     for make, msg in cases:
         with pytest.raises(UserError, match=msg) as err:

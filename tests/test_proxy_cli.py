@@ -19,7 +19,9 @@ def files(world, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("proxy-cli")
     f = {"root": root, "trial": world["trial"], "good": root / "good.json", "bad": root / "bad.json",
          "not_json": root / "not.json", "not_trial": root / "not-a-trial"}  # fmt: skip
-    f["good"].write_text(json.dumps([QUESTION]))
+    f["good"].write_text(json.dumps([QUESTION, {**QUESTION, "id": "p2", "caption": "a dog", "question": "is there a dog?"}]))
+    f["one"] = root / "one.json"
+    f["one"].write_text(json.dumps([QUESTION]))
     f["bad"].write_text(json.dumps([QUESTION, {**QUESTION, "choices": "yes"}]))
     f["not_json"].write_text("{not json")
     f["not_trial"].mkdir()
@@ -66,7 +68,13 @@ def test_tifa_with_a_vqa_judge_reads_the_question_file_first(files, run_cli, tmp
     code, out, err = run_cli(argv)
     assert code == 0, err
     res = _json(out)
-    assert res["prompt_ids"] == ["p1"] and res["by_category"].keys() == {"object"} and res["eval_flops"] > 0
+    assert res["prompt_ids"] == ["p1", "p2"] and res["by_category"].keys() == {"object"} and res["eval_flops"] > 0
+    assert res["proxy"] == "vqa_tifa" and res["score"] == res["alignment"] and res["alignment_se"] >= 0
+    one = ["--questions", str(files["one"])]
+    code, out, err = run_cli([*argv[:-4], *one, "--vqa", str(vilt)])
+    assert code == 2 and "prompts=1: the text-blind correction needs at least 2 prompts" in err, err
+    code, out, err = run_cli([*argv[:-4], *one, "--vqa", str(vilt), "--foils", "0"])
+    assert code == 0 and "alignment" not in _json(out), err  # uncorrected raw TIFA, on request
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,8 @@ def tifa(
     questions: Path = typer.Option(None, "--questions", help="TIFA v1.0 question file (real-data trials; with --vqa)"),
     vqa: Path = typer.Option(None, "--vqa", help="local BLIP / ViLT VQA model directory (with --questions)"),
     vae: Path = typer.Option(None, "--vae", help="the AutoencoderKL the trial's data was prepared with (latents)"),
+    foils: int = typer.Option(4, "--foils", min=0, help="real judges: foil prompts per prompt for the text-blind "
+                              "correction (0: raw TIFA, uncorrected)"),
     grid: Path = typer.Option(None, "--grid", help="also write the sampled images as a PNG grid"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
@@ -74,7 +76,8 @@ def tifa(
     if not latent and vae is not None:
         raise UserError("is trained on pixels; it needs no --vae", source=checkpoint, field="--vae", value=str(vae))
     if real:
-        proxy = VqaTifa(questions, vqa, vae=vae, images_per_prompt=images, steps=steps, cfg=cfg, prompts=prompts)
+        proxy = VqaTifa(questions, vqa, vae=vae, images_per_prompt=images, steps=steps, cfg=cfg, prompts=prompts,
+                        foils=foils)  # fmt: skip
     else:
         proxy = WorldTifa(prompts=prompts or 32, images_per_prompt=images, steps=steps, cfg=cfg)
     res = proxy.score(subject)
@@ -86,7 +89,8 @@ def tifa(
     d = res.details
     out = {"score": res.value, "by_category": d["by_category"], "eval_flops": res.flops,
            "per_prompt": d.get("per_prompt_alignment", d.get("per_prompt")), "prompts": n, "images_per_prompt": images,
-           "steps": steps, "cfg": d["cfg"], "judge": str(vqa) if real else "world-answerer"}  # fmt: skip
+           "steps": steps, "cfg": d["cfg"], "judge": str(vqa) if real else "world-answerer",
+           "proxy": res.name}  # fmt: skip
     out.update({k: d[k] for k in ("alignment", "alignment_se", "tifa", "tifa_se", "blind_tifa") if k in d})
     if real:
         out["prompt_ids"] = res.details["prompt_ids"]

@@ -8,7 +8,6 @@ search reserves it, then settles what ``score`` actually spent.
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -29,7 +28,7 @@ class Subject:
     trainer: Any = None  # a live `Trainer` (validation loss needs its data source)
 
     @classmethod
-    def from_trainer(cls, trainer: Any) -> "Subject":
+    def from_trainer(cls, trainer: Any) -> Subject:
         te = trainer.source.describe().get("text_encoder", {}).get("name")
         from unetnas.text import PACKAGED_NAME
 
@@ -37,7 +36,7 @@ class Subject:
                    trainer)  # fmt: skip
 
     @classmethod
-    def from_checkpoint(cls, path: str) -> "Subject":
+    def from_checkpoint(cls, path: str) -> Subject:
         from unetnas.train.trial import LoadedTrial
 
         t = LoadedTrial(path)

@@ -1,10 +1,11 @@
 """Alignment proxies for trials trained on real data: TIFA with a VQA model (``VqaTifa``) and CLIPScore
 (``ClipScore``), on images the trial generates.
 
-Both sample each prompt ``images_per_prompt`` times (DDIM + CFG, fixed seeds ``seed .. seed + k - 1``) from the
-trial's UNet, conditioned on the prompt encoded by the trial's own text encoder. A latent trial's samples are
-decoded by the VAE its data was prepared with: ``latent / scaling_factor + shift_factor``, the inverse of
-``unetnas.data.prepare``. A pixel trial's samples are the images (no VAE).
+Both sample each prompt ``images_per_prompt`` times (DDIM + CFG, fixed seeds ``seed + p k .. seed + p k + k - 1`` for
+prompt ``p``: the same for every candidate, distinct across images) from the trial's UNet, conditioned on the
+prompt encoded by the trial's own text encoder. A latent trial's samples are decoded by the VAE its data was
+prepared with: ``latent / scaling_factor + shift_factor``, the inverse of ``unetnas.data.prepare``. A pixel trial's
+samples are the images (no VAE).
 
 FLOPs. ``score(...).flops`` is what was spent: sampling (steps x 2 with CFG x ``cost(spec).flops`` x images, the
 repo's convention), VAE decoding and the judge (measured by ``count_flops`` hooks: 2 x weights x rows of every
@@ -20,6 +21,13 @@ the last score. ``flops(subject)`` bounds it before scoring:
   (images are resized alike, batches pad to their longest text), so the bound holds. The probe runs once per proxy
   and image size and is charged to the next score (and included in the bound until then);
 - text: ``text_flops_per_caption`` x (prompts + 1) until the prompt states are cached.
+
+Text-blind correction (as the built-in world's TIFA, ``unetnas.proxies.alignment``): each image is also judged
+against ``foils`` other prompts (cyclic shifts, ``foil_indices``): VqaTifa answers their questions, ClipScore scores
+their captions (the mismatched-pair control of CLIPScore). The proxy's value is ``alignment = mean_p (own_p -
+foil_p)`` with ``alignment_se = std(own_p - foil_p, ddof=1) / sqrt(N)`` over prompts; the raw score (``tifa`` /
+``clipscore``) and its SE are kept beside it. Foil judging is counted in FLOPs and in the bound like own judging
+(``foils`` bounds its cost: default 4 foil prompts). ``foils=0`` scores uncorrected (value = the raw score).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import torch
 
 from unetnas.cost import cost
 from unetnas.errors import UserError
+from unetnas.proxies.alignment import foil_indices, score_alignment, standard_error
 from unetnas.proxies.base import Proxy, ProxyResult, Subject
 from unetnas.proxies.vqa import count_flops, load_tifa_questions
 
@@ -83,6 +92,13 @@ class _Generated(Proxy):
 
         if not isinstance(self.images_per_prompt, int) or self.images_per_prompt < 1:
             raise UserError("must be a positive integer", field="images_per_prompt", value=self.images_per_prompt)
+        if not isinstance(self.foils, int) or self.foils < 0:
+            raise UserError("must be a non-negative integer (0: no text-blind correction)", field="foils",
+                            value=self.foils)  # fmt: skip
+        if self.foils and len(self.captions) < 2:
+            raise UserError("the text-blind correction needs at least 2 prompts (or foils=0: uncorrected)",
+                            field="prompts", value=len(self.captions))  # fmt: skip
+        self.foil_of = foil_indices(len(self.captions), self.foils) if self.foils else [[] for _ in self.captions]
         self._vae = None if self.vae is None else _load_vae(model_dir(self.vae, "vae", "the VAE"), self.device)
         self._meta_vae: Any = None  # the VAE's architecture on the meta device (decode FLOPs without arithmetic)
         self._decode_per_image: dict[tuple[int, ...], int] = {}  # latent shape -> decode FLOPs of one latent
@@ -201,7 +217,7 @@ class _Generated(Proxy):
         steps, cfg = self._settings(subject)
         text, uncond = self._text_states(subject)
         k = self.images_per_prompt
-        seeds = [self.seed + j for _ in self.captions for j in range(k)]
+        seeds = [self.seed + p * k + j for p in range(len(self.captions)) for j in range(k)]  # distinct: CRN
         was_training = subject.unet.training
         subject.unet.eval()
         try:
@@ -232,12 +248,13 @@ class VqaTifa(_Generated):
     questions: str | Path  # a TIFA v1.0 question file
     vqa: str | Path  # a local BLIP / ViLT VQA checkpoint
     vae: str | Path | None = None  # the AutoencoderKL the trial's data was prepared with (latent trials)
-    images_per_prompt: int = 2  # fixed seeds seed..seed+k-1 per prompt
+    images_per_prompt: int = 2  # fixed seeds per (prompt, image)
     steps: int | None = None  # DDIM steps (default: the recipe's sample_steps)
     cfg: float | None = None  # guidance scale (default: the recipe's cfg_scale)
     prompts: int | None = None  # score the file's first N prompts (None: all)
     seed: int = 0
     device: str = "cpu"
+    foils: int = 4  # foil prompts per prompt (text-blind correction; 0: uncorrected raw TIFA)
 
     def __post_init__(self) -> None:
         from unetnas.proxies.vqa import VQABackend
@@ -253,34 +270,62 @@ class VqaTifa(_Generated):
         self.prompt_ids = ids
         caption = {q["id"]: q["caption"] for q in self.items}
         self.captions = [caption[i] for i in ids]
+        self.by_prompt = [[q for q in self.items if q["id"] == i] for i in ids]
         self._setup()
         self.backend = VQABackend.load(self.vqa, device=self.device)
+
+    @property
+    def n_pairs(self) -> int:
+        """(image, question) pairs one score answers: each image its own prompt's and its foils' questions."""
+        per_image = [sum(len(self.by_prompt[q]) for q in [p, *self.foil_of[p]]) for p in range(len(self.captions))]
+        return sum(per_image) * self.images_per_prompt
 
     def _probe(self, blank: np.ndarray) -> int:
         return self.backend.probe_flops(blank, [q["question"] for q in self.items])
 
     def flops(self, subject: Subject) -> float:
         self._check(subject)
-        pairs = len(self.items) * self.images_per_prompt
+        pairs = self.n_pairs
         judge = self._judge_probe(subject) * pairs
         judge += self.backend.matcher_flops_bound(pairs, [c for q in self.items for c in q["choices"]])
         return float(self._common_bound(subject) + judge + self._unbilled)
 
+    def _answer_image(self, image: np.ndarray, lists: Sequence[Sequence[dict]]) -> list[list[str | None]]:
+        """One image's answers to each list of questions (own, then foils), in one batched call."""
+        flat = [q for lst in lists for q in lst]
+        picks, out = self.backend.answer([image] * len(flat), flat), []
+        for lst in lists:
+            out.append(picks[: len(lst)])
+            picks = picks[len(lst) :]
+        return out
+
     def score(self, subject: Subject) -> ProxyResult:
+        """Sample, answer own and foil questions; ``value`` is the text-blind-corrected alignment (raw TIFA
+        when ``foils=0``)."""
         from unetnas.proxies.vqa import score_tifa
 
         self._check(subject)
         text = self._text_flops(subject)
         images, decode = self._generate(subject)
         k = self.images_per_prompt
-        by_id = {pid: list(images[i * k : (i + 1) * k]) for i, pid in enumerate(self.prompt_ids)}
-        res = score_tifa(self.backend, self.items, by_id)
+        per_prompt_images = [list(images[i * k : (i + 1) * k]) for i in range(len(self.prompt_ids))]
+        before = self.backend.total_flops
+        if self.foils:
+            res = score_alignment(self._answer_image, self.by_prompt, per_prompt_images, foils=self.foils)
+            summary, value = res.summary(), res.alignment
+            raw = dict(zip(self.prompt_ids, res.own))
+        else:
+            tifa = score_tifa(self.backend, self.items, dict(zip(self.prompt_ids, per_prompt_images)))
+            own = np.array([tifa.per_prompt[i] for i in self.prompt_ids])
+            summary = {"tifa": tifa.score, "tifa_se": standard_error(own), "by_category": tifa.by_category}
+            value, raw = tifa.score, tifa.per_prompt
+        judge = self.backend.total_flops - before
         sampling, probes = self._sampling_flops(subject), self._bill_probes()
-        details = self._details(subject, images, sampling=sampling, decode=decode, judge=res.flops, text=text,
+        details = self._details(subject, images, sampling=sampling, decode=decode, judge=judge, text=text,
                                 probes=probes)  # fmt: skip
-        details.update(by_category=res.by_category, per_prompt=[res.per_prompt[i] for i in self.prompt_ids],
-                       prompt_ids=self.prompt_ids, n_questions=res.n_questions)  # fmt: skip
-        return ProxyResult(self.name, res.score, float(sampling + decode + res.flops + text + probes), details)
+        details.update(summary, per_prompt=[float(raw[i]) for i in self.prompt_ids], prompt_ids=self.prompt_ids,
+                       n_questions=len(self.items), foils=self.foils, pairs=self.n_pairs)  # fmt: skip
+        return ProxyResult(self.name, float(value), float(sampling + decode + judge + text + probes), details)
 
 
 @dataclass
@@ -299,6 +344,7 @@ class ClipScore(_Generated):
     cfg: float | None = None
     seed: int = 0
     device: str = "cpu"
+    foils: int = 4  # foil captions per prompt (text-blind correction; 0: uncorrected raw CLIPScore)
 
     def __post_init__(self) -> None:
         from unetnas.proxies.clipscore import ClipScoreBackend
@@ -317,7 +363,7 @@ class ClipScore(_Generated):
 
     def flops(self, subject: Subject) -> float:
         self._check(subject)
-        judge = self._judge_probe(subject) * self.n_images
+        judge = self._judge_probe(subject) * self.n_images * (1 + len(self.foil_of[0]))
         return float(self._common_bound(subject) + judge + self._unbilled)
 
     def score(self, subject: Subject) -> ProxyResult:
@@ -325,11 +371,20 @@ class ClipScore(_Generated):
         text = self._text_flops(subject)
         images, decode = self._generate(subject)
         k = self.images_per_prompt
-        scores = self.backend.score(list(images), [c for c in self.captions for _ in range(k)])
+        n, m = len(self.captions), len(self.foil_of[0])
+        pairs = [(i, q) for p in range(n) for i in range(p * k, (p + 1) * k) for q in [p, *self.foil_of[p]]]
+        flat = self.backend.score([images[i] for i, _ in pairs], [self.captions[q] for _, q in pairs])
+        table = np.asarray(flat, dtype=float).reshape(n, k, 1 + m)  # prompt, image, [own, foils...]
+        own, foil = table[:, :, 0].mean(1), table[:, :, 1:].mean((1, 2)) if m else np.zeros(n)
         judge, sampling, probes = self.backend.last_flops, self._sampling_flops(subject), self._bill_probes()
         details = self._details(subject, images, sampling=sampling, decode=decode, judge=judge, text=text,
                                 probes=probes)  # fmt: skip
-        details.update(per_prompt=[float(np.mean(scores[i * k : (i + 1) * k])) for i in range(len(self.captions))],
-                       per_image=scores)  # fmt: skip
-        return ProxyResult(self.name, float(np.mean(scores)), float(sampling + decode + judge + text + probes),
-                           details)  # fmt: skip
+        details.update(clipscore=float(own.mean()), clipscore_se=standard_error(own), per_prompt=own.tolist(),
+                       per_image=table[:, :, 0].reshape(-1).tolist(), foils=self.foils, pairs=len(pairs))  # fmt: skip
+        value = float(own.mean())
+        if m:
+            d = own - foil
+            value = float(d.mean())
+            details.update(alignment=value, alignment_se=standard_error(d), blind_clipscore=float(foil.mean()),
+                           per_prompt_alignment=[round(float(x), 6) for x in d])  # fmt: skip
+        return ProxyResult(self.name, value, float(sampling + decode + judge + text + probes), details)
