@@ -48,6 +48,7 @@ def fidelity(path=DEFAULT_TABLE) -> dict:
 
     return {
         "table": str(path), "designs": len(ds), "horizons": horizons,
+        "prompt_count": prompt_count(ds),
         "spearman_by_checkpoint": by_ck,
         "first_checkpoint_share": round(horizons[first] / full, 4),
         "first_checkpoint_rho": {n: by_ck[n][first]["rho"] for n in by_ck},
@@ -56,6 +57,31 @@ def fidelity(path=DEFAULT_TABLE) -> dict:
         "mean_alignment_se": round(float(np.mean([d.final(0)["alignment_se"] for d in ds])), 4),
         "goal": "rho >= 0.8 at the first checkpoint costing <= 10% of the full horizon",
     }  # fmt: skip
+
+
+def prompt_count(ds) -> dict:
+    """How many prompts the scoring needs: the per-prompt spread of corrected alignment at the full horizon gives
+    the standard error at n prompts (sd / sqrt(n)); compared with the spread of final alignment across designs and
+    with the paired standard error of a difference between two designs scored on the same prompts and noise (common
+    random numbers) versus the unpaired one."""
+    import itertools
+
+    import numpy as np
+
+    from unetnas.proxies.alignment import paired_difference
+
+    finals = [d.final(0) for d in ds if not d.text_blind]
+    sd = float(np.sqrt(np.mean([np.var(f["per_prompt_alignment"], ddof=1) for f in finals])))
+    n_eval = len(finals[0]["per_prompt_alignment"])
+    paired, unpaired = [], []
+    for a, b in itertools.combinations(finals, 2):
+        paired.append(paired_difference(a["per_prompt_alignment"], b["per_prompt_alignment"])[1])
+        unpaired.append(float(np.hypot(a["alignment_se"], b["alignment_se"])))
+    return {"per_prompt_sd": round(sd, 4), "prompts_in_table": n_eval,
+            "se_at": {n: round(float(sd / np.sqrt(n)), 4) for n in (16, 32, 64, 128, 256, 512)},
+            "design_sd": round(float(np.std([f["alignment"] for f in finals], ddof=1)), 4),
+            "paired_se_median": round(float(np.median(paired)), 4),
+            "unpaired_se_median": round(float(np.median(unpaired)), 4)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in res["spearman_by_checkpoint"].items():
         cells = [f"{r['rho']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]" for r in rows]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    pc = res["prompt_count"]
+    print(f"per-prompt sd {pc['per_prompt_sd']}: SE at n prompts {pc['se_at']}; sd of final alignment across designs "
+          f"{pc['design_sd']}; median SE of a difference: paired {pc['paired_se_median']}, unpaired "
+          f"{pc['unpaired_se_median']}")  # fmt: skip
     c = res["seed_noise_ceiling"]
     if c:
         print(f"seed-noise ceiling (seed 0 vs seed 1 final alignment, {c['n']} designs): rho {c['rho']:+.2f} "
