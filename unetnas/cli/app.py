@@ -41,10 +41,11 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from unetnas.cli import design, proxy, results, search, trial  # noqa: F401
+    from unetnas.cli import design, proxy, results, search, trial, worker  # noqa: F401
     from unetnas.cli.data import data_app
 
     app.add_typer(data_app, name="data")
+    app.add_typer(worker.study_app, name="study")
     for group in app.registered_groups:  # sub-apps format their help as the main app does
         group.typer_instance.rich_markup_mode = None
 

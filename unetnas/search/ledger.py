@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 from unetnas.errors import UserError
 from unetnas.search.budget import format_flops
+from unetnas.search.retry import retried
 from unetnas.search.storage import writer
 
 REL_TOL = 1e-9  # settle() accepts actual <= reserved * (1 + REL_TOL): float rounding of steps x flops/step
@@ -120,6 +121,7 @@ class Ledger:
             _pg_setup_lock(conn)
             metadata.create_all(conn, checkfirst=True)
 
+    @retried
     def create(self, budget: float) -> float:
         """Set the study's budget if it has none; return the budget in force.
 
@@ -139,6 +141,7 @@ class Ledger:
             )
         return stored
 
+    @retried
     def set_budget(self, budget: float) -> None:
         """Change the budget (or create it). Refuses a budget below what is spent or reserved already."""
         budget = _amount(budget, "budget", positive=True)
@@ -159,6 +162,7 @@ class Ledger:
                 .values(budget=budget, updated_at=time.time())
             )
 
+    @retried
     def reserve(self, trial_number: int | None, kind: str, flops: float, note: str = "") -> Reservation | None:
         """Claim ``flops`` for ``kind`` work (``train``, ``eval``) of a trial; None if it does not fit."""
         flops = _amount(flops, "flops")
@@ -200,6 +204,7 @@ class Ledger:
         """Return the whole reservation: nothing was spent."""
         self._finish(reservation, 0.0, Status.RELEASED)
 
+    @retried
     def heartbeat(self) -> int:
         """Mark this process's open reservations as alive now; returns how many. Call it during long work."""
         host, pid, start = self._me
@@ -214,6 +219,7 @@ class Ledger:
             )
             return conn.execute(mine.values(touched_at=time.time())).rowcount
 
+    @retried
     def recover_stale(self, older_than_s: float, *, charge: bool = True) -> list[Reservation]:
         """Close open reservations of dead workers; return them.
 
@@ -248,6 +254,7 @@ class Ledger:
                 found.append(Reservation(*(row._mapping[f] for f in _RES_FIELDS)))
         return found
 
+    @retried
     def summary(self) -> dict[str, Any]:
         """Totals: budget, spent, reserved, remaining, by_kind and by_trial (spent), by_status (counts)."""
         r = reservations.c
@@ -311,15 +318,50 @@ class Ledger:
         ).all()
         return [row.reserved if row.status == Status.RESERVED else row.actual for row in rows]
 
+    @retried
+    def settle_id(self, rid: int, actual_flops: float) -> bool:
+        """Settle reservation ``rid`` at ``actual_flops`` (capped at what it reserved; 0 releases it), for a worker
+        settling a dead one's lease; False if it was already finished."""
+        r = reservations.c
+        with self._txn() as (conn, _):
+            row = conn.execute(sa.select(r.status, r.reserved).where(r.id == rid, r.study_name == self.study_name)).first()
+            if row is None or row.status != Status.RESERVED:
+                return False
+            actual = min(_amount(actual_flops, "actual_flops"), row.reserved)
+            status = Status.SETTLED if actual > 0 else Status.RELEASED
+            conn.execute(reservations.update().where(r.id == rid).values(status=status.value, actual=actual,
+                                                                         finished_at=time.time()))  # fmt: skip
+        return True
+
+    @retried
+    def trial_spent(self, trial_number: int) -> float:
+        """FLOPs spent (settled or lost) by trial ``trial_number``: its account in the ledger."""
+        r = reservations.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(r.status, r.actual).where(
+                r.study_name == self.study_name, r.trial_number == trial_number,
+                r.status.in_([Status.SETTLED.value, Status.LOST.value]))).all()  # fmt: skip
+        return math.fsum(row.actual for row in rows)
+
+    def reserved_amount(self, rid: int) -> tuple[str, float, float | None]:
+        """(status, reserved, actual) of reservation ``rid``."""
+        r = reservations.c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(r.status, r.reserved, r.actual).where(r.id == rid)).one()
+        return row.status, row.reserved, row.actual
+
+    @retried
     def _finish(self, res: Reservation, actual: float, status: Status) -> None:
         actual = _amount(actual, "actual_flops")
         r = reservations.c
         with self._txn() as (conn, _):
             row = conn.execute(
-                sa.select(r.status, r.reserved).where(r.id == res.id, r.study_name == self.study_name)
+                sa.select(r.status, r.reserved, r.actual).where(r.id == res.id, r.study_name == self.study_name)
             ).first()
             if row is None:
                 raise LedgerError(f"reservation {res.id} does not exist in study {self.study_name!r}")
+            if row.status == status and row.actual == min(actual, row.reserved):
+                return  # a retried call whose first try had landed: settling twice counts once
             if row.status not in (Status.RESERVED, Status.LOST):
                 raise LedgerError(f"reservation {res.id} is already {row.status}")
             if actual > row.reserved:

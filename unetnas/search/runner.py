@@ -6,12 +6,19 @@ executor's upper bound) and settled with what the executor's meter says was spen
 Ctrl-C, an error), so the ledger never overspends and no FLOP is lost. A run the ledger refuses closes its
 candidate with the reason (Optuna state PRUNED, status ``closed``): no trial is left RUNNING by a finished search.
 Only Ctrl-C leaves a rung ``paused``, and the same command resumes it.
+
+Any number of workers (processes, machines) may drive one study: deciding the next job and claiming it happen under
+the study's ``scheduler`` lease, and the rung runs under a ``trial:<n>`` lease (``lease.py``) that a heartbeat thread
+renews with the meter's FLOPs. A worker never runs a rung another live worker holds. When a holder dies, the next
+worker to look settles its reservations at what ran (training: the meter's last renewal or the checkpoint's step,
+whichever is more; evaluation: what the meter showed, usually nothing) and the rung resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +31,8 @@ from unetnas.errors import UserError
 from unetnas.search import study as S
 from unetnas.search.budget import format_flops
 from unetnas.search.executor import Executor, Meter, RungJob
-from unetnas.search.ledger import Ledger
+from unetnas.search.lease import SCHEDULER, Heartbeat, Lease, Leases, trial_key
+from unetnas.search.ledger import Ledger, Reservation
 from unetnas.search.plan import Bracket, Plan
 from unetnas.search.proposer import Proposer
 from unetnas.search.scheduler import Candidate, Job, Scheduler
@@ -37,16 +45,29 @@ STOPPED = "stopped (Ctrl-C): rerun the same command to resume"
 
 @dataclass
 class Outcome:
-    status: str  # "done" | "budget" (closed: did not fit) | "stopped" (Ctrl-C) | "failed"
+    status: str  # "done" | "budget" (closed: did not fit) | "stopped" (Ctrl-C) | "failed" | "lost" (lease taken over)
     record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Running:
+    """A rung claimed and paid for (``Search.begin``), not yet run (``Search.execute``)."""
+
+    job: Job
+    rung_job: RungJob
+    train: Reservation
+    eval: Reservation
+    key: str
 
 
 class Search:
     """One worker of a search over ``space`` under ``plan`` in ``study``; FLOPs accounted in ``ledger``."""
 
     def __init__(self, *, study: optuna.Study, ledger: Ledger, space: SearchSpace, plan: Plan, objectives: tuple[str, ...],
-                 executor: Executor, proposer: Proposer, runs_dir: Path | None, seed: int = 0) -> None:  # fmt: skip
+                 executor: Executor, proposer: Proposer, runs_dir: Path | None, seed: int = 0,
+                 leases: Leases | None = None) -> None:  # fmt: skip
         self.study, self.ledger, self.space, self.plan = study, ledger, space, plan
+        self.leases = leases if leases is not None else Leases(ledger.engine, study.study_name)
         self.objectives, self.executor, self.proposer = objectives, executor, proposer
         self.runs_dir, self.seed = runs_dir, seed
         self.scheduler = Scheduler(plan.costs, plan.eta, tuple(plan.cycle))
@@ -101,8 +122,10 @@ class Search:
         self.study.set_user_attr("charged_once", [*charged, "captions"])
 
     # -- choosing work ----------------------------------------------------------------------------------------------
-    def next_job(self) -> Job | None:
-        brackets, cands = self.brackets(), self.candidates()
+    def next_job(self, busy: set[int] | frozenset[int] = frozenset()) -> Job | None:
+        """The next job; ``busy``: trials whose rung another worker runs (never resumed, counted as under way)."""
+        brackets = self.brackets()
+        cands = [replace(c, status="running") if c.number in busy else c for c in self.candidates()]
         job = self.scheduler.next_job(brackets, cands)
         if job is not None and job.kind == "new":
             fitted = self.scheduler.shrink(brackets, cands, self.ledger.summary()["remaining"])
@@ -121,7 +144,7 @@ class Search:
             trial = self._new_trial(job.bracket)
             if trial is None:  # the space has no untried member left
                 self._save_brackets(self.scheduler.close_open_slots(brackets, cands))
-                return self.next_job()
+                return self.next_job(busy)
             job = replace(job, number=trial.number, trial_id=trial._trial_id)
         return job
 
@@ -180,8 +203,16 @@ class Search:
                        seed=self.seed * 100_003 + t.number, folder=folder, fresh=t.user_attrs["status"] == "new")  # fmt: skip
 
     def run(self, job: Job, should_stop: Callable[[], bool], on_step: Callable | None = None) -> Outcome:
+        started = self.begin(job)
+        return started if isinstance(started, Outcome) else self.execute(started, should_stop, on_step)
+
+    def begin(self, job: Job) -> Running | Outcome:
+        """Claim the rung's lease and reserve its training and evaluation (call under the ``scheduler`` lease)."""
         rj = self.rung_job(job)
         per_step = cost(rj.spec).train_flops_per_sample * self.plan.batch_size
+        key = trial_key(job.number)
+        if not self.leases.claim(key, trial_number=job.number, trial_id=job.trial_id, rung=job.rung):
+            return Outcome("busy")
         start = self.executor.start_steps(rj)
         self.charge_once()
         note = f"rung {job.rung}"
@@ -194,27 +225,92 @@ class Search:
             left = self.ledger.summary()["remaining"]
             self._close(job.number, job.trial_id, "closed", f"budget: rung {job.rung} no longer fits "
                         f"({format_flops(left)} FLOPs left)")  # fmt: skip
+            self.leases.release(key)
             return Outcome("budget")
+        self.leases.renew(key, reservations={"train": train_res.id, "eval": eval_res.id}, start_steps=start,
+                          per_step=per_step, folder=None if rj.folder is None else str(rj.folder))  # fmt: skip
         S.set_attrs(self.study, job.trial_id, status="training", target_rung=job.rung)
+        return Running(job, rj, train_res, eval_res, key)
+
+    def execute(self, r: Running, should_stop: Callable[[], bool], on_step: Callable | None = None) -> Outcome:
+        """Run a claimed rung under a heartbeat; settle what ran; record the result; give the lease back."""
+        job, rj, train_res, eval_res = r.job, r.rung_job, r.train, r.eval
         meter = Meter()
+        beat = Heartbeat(self.leases, r.key, meter, self.ledger)
+        beat.start()
         try:
-            result = self.executor.run(rj, meter, should_stop, on_step)
+            result = self.executor.run(rj, meter, lambda: should_stop() or beat.lost, on_step)
         except BaseException as err:
+            beat.stop()
+            if beat.lost and not isinstance(err, (KeyboardInterrupt, SystemExit)):
+                return self._lost(job)
             self._settle(job, train_res, eval_res, meter)
-            if isinstance(err, (KeyboardInterrupt, SystemExit)):
-                S.set_attrs(self.study, job.trial_id, status="paused")
-                raise
-            S.set_attrs(self.study, job.trial_id, status="failed", reason=f"{type(err).__name__}: {err}"[:500])
-            self.study.tell(job.number, state=optuna.trial.TrialState.FAIL)
-            log.warning("trial %d failed at rung %d: %s", job.number, job.rung, err)
-            if isinstance(err, UserError):
-                raise
-            return Outcome("failed")
+            try:
+                if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                    S.set_attrs(self.study, job.trial_id, status="paused")
+                    raise
+                S.set_attrs(self.study, job.trial_id, status="failed", reason=f"{type(err).__name__}: {err}"[:500])
+                self.study.tell(job.number, state=optuna.trial.TrialState.FAIL)
+                log.warning("trial %d failed at rung %d: %s", job.number, job.rung, err)
+                if isinstance(err, UserError):
+                    raise
+                return Outcome("failed")
+            finally:
+                self.leases.release(r.key)
+        beat.stop()
+        if beat.lost:
+            return self._lost(job)
         self._settle(job, train_res, eval_res, meter)
-        if result.status == "stopped":
-            S.set_attrs(self.study, job.trial_id, status="paused")
-            return Outcome("stopped")
-        return Outcome("done", self._record(job, result.record))
+        try:
+            if result.status == "stopped":
+                S.set_attrs(self.study, job.trial_id, status="paused")
+                return Outcome("stopped")
+            return Outcome("done", self._record(job, result.record))
+        finally:
+            self.leases.release(r.key)
+
+    def _lost(self, job: Job) -> Outcome:
+        log.warning("trial %d: lost the lease of rung %d (no heartbeat within its time-to-live); another worker "
+                    "settles and resumes it", job.number, job.rung)  # fmt: skip
+        return Outcome("lost")
+
+    def recover_abandoned(self) -> list[int]:
+        """Settle the rungs of workers that are gone (their leases expired, or their process on this host died) at
+        what ran, and leave the trials to be resumed from their checkpoints; returns the trial numbers."""
+        done = []
+        for lease in self.leases.abandoned():
+            if not self.leases.take_over(lease):
+                continue
+            self._settle_abandoned(lease)
+            done.append(lease.trial_number)
+        return done
+
+    def _settle_abandoned(self, lease: Lease) -> None:
+        train = lease.train_flops
+        if lease.folder and lease.per_step and lease.start_steps is not None:
+            from unetnas.train import checkpoint
+
+            ckpt = Path(lease.folder) / "checkpoint"
+            if (ckpt / checkpoint.STATE).is_file():
+                step = int(checkpoint.read_state(ckpt)["step"])
+                train = max(train, (step - lease.start_steps) * lease.per_step)
+        ids = lease.reservations
+        if "train" in ids:
+            self.ledger.settle_id(ids["train"], train)
+        if "eval" in ids:
+            self.ledger.settle_id(ids["eval"], lease.eval_flops)
+        if lease.trial_id is None:
+            return
+        t = self.study._storage.get_trial(lease.trial_id)
+        attrs = {"flops_spent": self.ledger.trial_spent(lease.trial_number)}
+        if not t.state.is_finished() and t.user_attrs.get("status") in ("training", "new"):
+            attrs["status"] = "paused"
+        attrs["recovered"] = [*t.user_attrs.get("recovered", []),
+                              f"rung {lease.rung}: worker {lease.holder.split('|')[1]} on "
+                              f"{lease.holder.split('|')[0]} gone; charged {format_flops(train + lease.eval_flops)}"]  # fmt: skip
+        S.set_attrs(self.study, lease.trial_id, **attrs)
+        log.warning("trial %d: worker %s gone mid-rung %s; settled what ran, the rung resumes from its checkpoint",
+                    lease.trial_number, lease.holder.split("|")[1], lease.rung)  # fmt: skip
 
     def _settle(self, job: Job, train_res: Any, eval_res: Any, meter: Meter) -> None:
         train = min(meter.train_flops, train_res.flops)
@@ -224,8 +320,7 @@ class Search:
                 self.ledger.settle(res, spent)
             else:  # nothing ran (stopped before the first step, or before scoring)
                 self.ledger.release(res)
-        t = self.study._storage.get_trial(job.trial_id)
-        S.set_attrs(self.study, job.trial_id, flops_spent=t.user_attrs.get("flops_spent", 0.0) + train + evals)
+        S.set_attrs(self.study, job.trial_id, flops_spent=self.ledger.trial_spent(job.number))
 
     def _record(self, job: Job, record: dict[str, Any]) -> dict[str, Any]:
         top = job.rung == self.top
@@ -241,23 +336,36 @@ class Search:
 
 
 def drive(search: Search, stop: Callable[[], bool], on_job: Callable[[Job], None] | None = None,
-          on_done: Callable[[Job, Outcome], None] | None = None) -> str:  # fmt: skip
-    """Run the search loop until the plan is done or ``stop()``; returns the reason it ended."""
+          on_done: Callable[[Job, Outcome], None] | None = None, poll_s: float | None = None) -> str:  # fmt: skip
+    """Run the search loop until the plan is done or ``stop()``; returns the reason it ended.
+
+    One worker of possibly many: each turn settles abandoned rungs, stops decided candidates and claims the next
+    job under the ``scheduler`` lease; with nothing to claim while other workers still run rungs it waits
+    (``poll_s``, default a tenth of the lease time-to-live, at most 2 s) for their results.
+    """
+    poll = poll_s if poll_s is not None else min(search.leases.ttl_s / 10, 2.0)
     while True:
-        search.prune_decided()
         if stop():
             return STOPPED
-        job = search.next_job()
-        if job is None:
-            break
+        with search.leases.held(SCHEDULER):
+            search.recover_abandoned()
+            search.prune_decided()
+            busy = search.leases.busy_trials()
+            job = search.next_job(busy)
+            started = None if job is None else search.begin(job)
+            if job is None and not busy:
+                search.finish()
+                break
+        if job is None or (isinstance(started, Outcome) and started.status == "busy"):
+            time.sleep(poll)
+            continue
         if on_job is not None:
             on_job(job)
-        out = search.run(job, should_stop=stop)
+        out = started if isinstance(started, Outcome) else search.execute(started, should_stop=stop)
         if on_done is not None:
             on_done(job, out)
         if out.status == "stopped":
             return STOPPED
-    search.finish()
     closed = sum(1 for t in search.study.get_trials(deepcopy=False)
                  if t.user_attrs.get("status") == "closed" and "budget" in (t.user_attrs.get("reason") or ""))  # fmt: skip
     return "plan finished" + (f" ({closed} candidate(s) closed: budget)" if closed else "")

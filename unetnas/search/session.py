@@ -16,7 +16,8 @@ from unetnas.presets import PRESETS
 from unetnas.search import study as S
 from unetnas.search.ledger import Ledger, LedgerWarning
 from unetnas.search.plan import Plan, make_plan, members
-from unetnas.search.storage import engine_for, open_storage, redact, resolve_storage
+from unetnas.search.lease import DEFAULT_TTL_S
+from unetnas.search.storage import creation_lock, engine_for, open_storage, redact, resolve_storage
 from unetnas.space import SearchSpace
 from unetnas.train.recipe import Recipe, load_recipe
 
@@ -86,25 +87,98 @@ def settings_of(p: Prepared) -> dict[str, Any]:
     replay = None if p.table is None else {"table": p.table.path.name, "digest": p.table.digest}
     return {"space": p.space.model_dump(mode="json"), "data": p.cfg.data, "objectives": list(p.cfg.objectives),
             "recipe": p.recipe.model_dump(mode="json"), "plan": p.plan.as_dict(), "presets": p.presets,
-            "sampler": p.cfg.sampler, "replay": replay}  # fmt: skip
+            "sampler": p.cfg.sampler, "replay": replay, "launch": launch_of(p.cfg)}  # fmt: skip
 
 
-def open_search(p: Prepared, storage: Any = None, engine: sa.Engine | None = None):
+def launch_of(cfg: SearchConfig) -> dict[str, Any]:
+    """What a worker joining the study needs to rebuild its configuration (paths made absolute)."""
+
+    def path(x: Path | None) -> str | None:
+        return None if x is None else str(Path(x).resolve())
+
+    return {"space": path(cfg.space), "data": cfg.data, "recipe": path(cfg.recipe),
+            "objectives": list(cfg.objectives), "max_gmacs": cfg.max_gmacs, "max_params": cfg.max_params,
+            "sampler": cfg.sampler, "seed": cfg.seed, "enqueue_presets": cfg.enqueue_presets,
+            "runs_dir": path(cfg.runs_dir), "replay": path(cfg.replay),
+            "cycle": None if cfg.cycle is None else list(cfg.cycle),
+            "proxy": getattr(cfg, "proxy", None)}  # fmt: skip
+
+
+def rdb_storage(url: str) -> Any:
+    """Optuna's storage at ``url`` as Optuna would use it (cached RDB storage, no Optuna heartbeats: leases do that
+    job), every call retried on transient database errors (``retry.RetryingStorage``)."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    from unetnas.search.retry import RetryingStorage
+
+    return RetryingStorage(_CachedStorage(open_storage(url, heartbeat_interval=None)))
+
+
+def close_storage(storage: Any) -> None:
+    """Close the connections of a storage from ``rdb_storage`` before the same process opens the file again: on
+    SQLite, opening a database file that this process has open drops the POSIX locks of its live connections, and
+    they then read a stale or torn database."""
+    inner = getattr(getattr(storage, "_inner", None), "_backend", None)
+    if inner is not None:
+        inner.engine.dispose()
+
+
+def config_of_study(url: str, study: str, budget: float, replay: Path | None = None) -> SearchConfig:
+    """The configuration a study was created with (``unetnas study create`` or ``unetnas search``), for a worker
+    joining it; ``replay`` overrides where the ground-truth table lies on this machine."""
+    import optuna
+
+    storage = rdb_storage(url)
+    try:
+        st = optuna.load_study(study_name=study, storage=storage)
+    except KeyError:
+        raise UserError(f"no such study in {redact(url)}; create it first with `unetnas study create`",
+                        field="--study", value=study) from None  # fmt: skip
+    finally:
+        close_storage(storage)
+    launch = (st.user_attrs.get(S.SETTINGS_ATTR) or {}).get("launch")
+    if launch is None:
+        raise UserError("was not made by this version of `unetnas study create` or `unetnas search`",
+                        field="--study", value=study)  # fmt: skip
+
+    def path(key: str) -> Path | None:
+        return None if launch[key] is None else Path(launch[key])
+
+    cfg = SearchConfig(budget=budget, space=path("space"), data=launch["data"], recipe=path("recipe"),
+                        storage=url, study=study, objectives=tuple(launch["objectives"]),
+                        max_gmacs=launch["max_gmacs"], max_params=launch["max_params"], sampler=launch["sampler"],
+                        seed=launch["seed"], enqueue_presets=launch["enqueue_presets"],
+                        runs_dir=path("runs_dir") or Path("runs"), replay=replay or path("replay"),
+                        cycle=None if launch["cycle"] is None else tuple(launch["cycle"]))  # fmt: skip
+    if launch.get("proxy") is not None:  # the alignment proxy's settings (--proxy, --questions, ...)
+        cfg.proxy = launch["proxy"]
+    return cfg
+
+
+def open_search(p: Prepared, storage: Any = None, engine: sa.Engine | None = None, lease_ttl_s: float = DEFAULT_TTL_S):
     """Open (or create) the study, its ledger and the worker; returns (Search, storage url).
 
     ``storage`` (an Optuna storage) and ``engine`` (the ledger's database) override the URL of the config: the
-    replay benchmark passes in-memory ones.
+    replay benchmark passes in-memory ones. Creating tables, study and budget happens under ``creation_lock``, so
+    workers started at the same moment on a fresh database never race. ``lease_ttl_s``: see ``lease.Leases``.
     """
+    cfg = p.cfg
+    if storage is None:
+        url = resolve_storage(cfg.storage, cfg.study, cfg.runs_dir)
+        with creation_lock(url):
+            storage = rdb_storage(url)
+            engine = engine or engine_for(url)
+            return _open(p, storage, engine, url, lease_ttl_s)
+    url = "memory" if engine is not None else str(cfg.storage)
+    return _open(p, storage, engine, url, lease_ttl_s)
+
+
+def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: float):
+    from unetnas.search.lease import Leases
     from unetnas.search.proposer import Proposer
     from unetnas.search.runner import Search
 
     cfg = p.cfg
-    if storage is None:
-        url = resolve_storage(cfg.storage, cfg.study, cfg.runs_dir)
-        storage = open_storage(url, heartbeat_interval=None)
-        engine = engine or engine_for(url)
-    else:
-        url = "memory" if engine is not None else str(cfg.storage)
     study = S.open_study(storage, cfg.study, cfg.objectives, settings_of(p))
     stored = study.user_attrs[S.SETTINGS_ATTR]
     try:
@@ -122,11 +196,11 @@ def open_search(p: Prepared, storage: Any = None, engine: sa.Engine | None = Non
         ledger.create(cfg.budget)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)  # stdout carries --json
-    ledger.recover_stale(older_than_s=6 * 3600)
     proposer = Proposer(study, p.space, cfg.sampler, cfg.seed, len(plan.rungs))
     search = Search(study=study, ledger=ledger, space=p.space, plan=plan, objectives=cfg.objectives,
                     executor=_executor(p, plan), proposer=proposer,
-                    runs_dir=None if p.table is not None else _trials_home(url, cfg), seed=cfg.seed)  # fmt: skip
+                    runs_dir=None if p.table is not None else _trials_home(url, cfg), seed=cfg.seed,
+                    leases=Leases(engine, cfg.study, lease_ttl_s))  # fmt: skip
     return search, redact(url)
 
 
@@ -152,4 +226,4 @@ def _trials_home(url: str, cfg: SearchConfig) -> Path:
     if url.startswith("sqlite:///"):
         folder = Path(url.removeprefix("sqlite:///")).parent
         return folder if folder.name == cfg.study else folder / cfg.study
-    return cfg.runs_dir / cfg.study
+    return cfg.runs_dir.resolve() / cfg.study

@@ -11,11 +11,14 @@ Every URL that reaches a log line or an error goes through ``redact`` first.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import inspect
 import os
 import re
 import sqlite3
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ SQLITE_TIMEOUT_S = 30.0  # how long a writer waits for the SQLite lock before "d
 PG_CONNECT_TIMEOUT_S = 10  # fail fast on an unreachable server instead of the OS default (minutes)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BEGIN_OPTION = "unetnas_sqlite_begin"
+_PG_CREATE_KEY = 0x756E65746E6174  # session advisory lock id held while Optuna's tables and the study are created
 
 
 def resolve_storage(url: str | None, study: str, runs_dir: str | Path = "runs") -> str:
@@ -146,6 +150,47 @@ def open_storage(
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def creation_lock(url: str) -> Iterator[None]:
+    """Hold a lock across processes (and machines, on PostgreSQL) while the storage's tables and the study are
+    created: two workers creating them at once race ("table studies already exists", ``CREATE TYPE`` unique
+    violations). SQLite: ``flock`` on ``<file>.lock`` beside the database; PostgreSQL: a session advisory lock.
+    Both vanish with the process that holds them, so a killed worker never leaves one behind."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = _sqlite_path(url, parsed)
+        if not path.parent.is_dir():
+            yield  # open_storage reports the missing folder
+            return
+        with open(f"{path}.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    if parsed.get_backend_name() != "postgresql":
+        yield
+        return
+    engine = engine_for(url)
+    try:
+        from unetnas.search.retry import call
+
+        conn = call(engine.connect)
+    except sa.exc.SQLAlchemyError as err:
+        raise _open_error(url, err) from err
+    try:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_CREATE_KEY})
+        conn.commit()
+        yield
+    finally:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_CREATE_KEY})
+            conn.commit()
+        conn.close()
+        engine.dispose()
 
 
 def _heartbeat_kwargs(interval: int | None, grace_period: int, max_retry: int | None) -> dict[str, Any]:

@@ -120,7 +120,10 @@ def open_study(storage: Any, name: str, objectives: tuple[str, ...], settings: d
     try:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:
-        study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
+        except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
+            return open_study(storage, name, objectives, settings)
         study.set_user_attr(SETTINGS_ATTR, settings)
         return study
     stored = study.user_attrs.get(SETTINGS_ATTR)

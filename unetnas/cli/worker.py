@@ -1,0 +1,98 @@
+"""`unetnas study create`, `unetnas worker`: one study, any number of workers on any number of machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from unetnas.cli.app import app
+from unetnas.search.budget import format_flops
+
+study_app = typer.Typer(help="Create a study that many workers share (then start `unetnas worker` on each node).",
+                        no_args_is_help=True)  # fmt: skip
+
+
+@study_app.command("create")
+def create(
+    storage: str = typer.Option(..., "--storage", help="database URL every worker reaches, e.g. "
+                                "postgresql+psycopg://user:password@host:5432/db"),
+    study: str = typer.Option(..., "--study", help="study name"),
+    budget: str = typer.Option(..., "--budget", help="total FLOPs of training and evaluation, e.g. 2e20"),
+    space: Path = typer.Option(None, "--space", help="space YAML (default space/tiny.yaml, or the replayed table's)"),
+    data: str = typer.Option("shapes", "--data", help="'shapes' (the built-in world) or a prepared data folder"),
+    recipe: Path = typer.Option(None, "--recipe", help="recipe YAML (default trials/short.yaml, or the table's)"),
+    objectives: str = typer.Option("alignment,gmacs", "--objectives", help="alignment plus gmacs and/or params"),
+    max_gmacs: float = typer.Option(None, "--max-gmacs", help="constraint: inference GMACs at most"),
+    max_params: float = typer.Option(None, "--max-params", help="constraint: parameters at most"),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe | nsga2 | gp | random"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="sampler and training seed"),
+    enqueue_presets: bool = typer.Option(False, "--enqueue-presets", help="add presets that fit the space"),
+    replay: Path = typer.Option(None, "--replay", help="ground-truth table: workers answer rungs from it"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="trial checkpoints go to <it>/<study>/trials "
+                                  "(a folder every worker sees: a shared filesystem across nodes)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Create the study, its plan and its FLOPs ledger once, before any worker starts."""
+    from unetnas.search.budget import parse_budget
+    from unetnas.search.session import SearchConfig
+    from unetnas.search.study import make_sampler, parse_objectives
+    from unetnas.search.worker import create_study
+
+    cfg = SearchConfig(budget=parse_budget(budget), space=space, data=data, recipe=recipe, storage=storage,
+                       study=study, objectives=parse_objectives(objectives), max_gmacs=max_gmacs,
+                       max_params=max_params, sampler=sampler, seed=seed, enqueue_presets=enqueue_presets,
+                       runs_dir=runs_dir, replay=replay)  # fmt: skip
+    make_sampler(sampler, seed)
+    out = create_study(cfg)
+    if json_out:
+        print(json.dumps(out))
+        return
+    what = "created" if out["created"] else "exists (unchanged)"
+    print(f"study {study} {what} in {out['storage']}: budget {format_flops(out['budget'])} FLOPs, "
+          f"{out['candidates']} candidates in {out['brackets']} brackets")
+    print(f"start workers: unetnas worker --storage '{out['storage']}' --study {study}")
+
+
+@app.command()
+def worker(
+    storage: str = typer.Option(..., "--storage", help="the study's database URL (as given to study create)"),
+    study: str = typer.Option(..., "--study", help="study name"),
+    gpus: int = typer.Option(1, "--gpus", min=1, help="ranks per trial (DeepSpeed launcher; gloo on CPU)"),
+    replay: Path = typer.Option(None, "--replay", help="where the study's ground-truth table lies on this machine"),
+    lease_s: float = typer.Option(120.0, "--lease-s", min=1.0, help="seconds without a heartbeat after which "
+                                  "another worker takes this one's rung over"),
+    replay_flops_per_s: float = typer.Option(None, "--replay-flops-per-s", min=1.0, help="replay: make each rung "
+                                             "last its FLOPs at this speed (scaling and fault tests)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
+) -> None:
+    """Join a study and run rungs until its plan is done (or Ctrl-C: the rung is checkpointed, its lease released)."""
+    from unetnas.search.runner import STOPPED, drive, summary
+    from unetnas.search.worker import open_worker
+    from unetnas.stop import graceful_stop
+
+    search, url = open_worker(storage, study, replay=replay, lease_s=lease_s, gpus=gpus,
+                              replay_flops_per_s=replay_flops_per_s)  # fmt: skip
+    t0 = time.perf_counter()
+    runs = {"done": 0, "failed": 0, "budget": 0, "lost": 0, "stopped": 0}
+
+    def on_done(job, out) -> None:
+        runs[out.status] = runs.get(out.status, 0) + 1
+        print(f"trial {job.number} rung {job.rung}: {out.status}", file=sys.stderr, flush=True)
+
+    with graceful_stop() as stop:
+        reason = drive(search, stop, on_done=on_done)
+    out = summary(search, reason, time.perf_counter() - t0, url)
+    out["runs"] = runs
+    if json_out:
+        print(json.dumps(out))
+        return
+    print(f"{reason}: this worker ran {runs['done']} rungs ({runs['failed']} failed); the study has spent "
+          f"{format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs, {out['n_complete']} trained to the "
+          f"last rung.", file=sys.stderr)  # fmt: skip
+    if reason == STOPPED:
+        print("stopped: the rung was checkpointed and its lease released; start a worker again to continue",
+              file=sys.stderr)
