@@ -18,7 +18,7 @@ over seeds, with a 95% paired percentile bootstrap over seeds (``scipy.stats.boo
 the mean relative regret over seeds +- one standard error.
 
     python -m bench search-efficiency [--table bench/data/gt-tiny-v1.json] [--seeds 20] [--epsilon E]
-        [--plot docs/search-efficiency.png] [--json] [--partial]
+        [--plot docs/search-efficiency.png] [--out result.json] [--json] [--partial]
 
 Goal (issue 9, item 7): unetnas reaches epsilon with at least 5x less compute than random search at the full
 horizon, and with less than every other baseline.
@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a table still being written: use its designs with runs (and the widths they cover)",
     )
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
+    ap.add_argument("--out", default=None, help="also write the whole result (curves included) as JSON here")
     args = ap.parse_args(argv)
     try:
         res = run(args)
@@ -252,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.efficiency_plot import write
 
         write(res, Path(args.plot))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1))
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "grid"} | {
             "methods": {m: {k: v for k, v in r.items() if k not in ("regret_mean", "regret_se")}

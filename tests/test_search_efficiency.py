@@ -124,11 +124,12 @@ def test_ratio_is_a_ratio_of_means_with_a_paired_bootstrap() -> None:
 
 
 def test_cli_json_and_plot(table_path, tmp_path, capsys) -> None:
-    plot = tmp_path / "eff.html"
+    plot, whole = tmp_path / "eff.html", tmp_path / "res" / "eff.json"
     code = SE.main(["--table", str(table_path), "--seeds", "2", "--methods", "unetnas,random,tpe,topk",
-                    "--plot", str(plot), "--json"])  # fmt: skip
+                    "--plot", str(plot), "--out", str(whole), "--json"])  # fmt: skip
     assert code == 0
     res = json.loads(capsys.readouterr().out)
+    assert json.loads(whole.read_text())["methods"]["unetnas"]["regret_mean"]  # --out keeps the curves
     assert res["seeds"] == 2 and res["epsilon"] == SE.auto_epsilon(res["floor_regret"]) >= 0.05 and res["complete"]
     assert set(res["compute_to_epsilon"]) == {"unetnas", "random", "tpe", "topk"} and res["machine"]["cpus"]
     for b in ("random", "tpe", "topk"):
