@@ -184,87 +184,16 @@ def world(tmp_path_factory) -> dict:
     return {"root": root, "trial": root / "trial", "source": source, "spec": spec, "recipe": recipe}
 
 
-# -- a private PostgreSQL server (multi-worker tests) ------------------------------------------------------------
-class Postgres:
-    """A throw-away PostgreSQL cluster on 127.0.0.1:``port`` (trust auth, user ``postgres``), run as the
-    ``postgres`` OS user when the tests run as root. ``url(db)`` creates database ``db`` and returns its URL."""
-
-    def __init__(self, bindir: Path, root: Path, port: int) -> None:
-        import os
-
-        self.bindir, self.data, self.port = bindir, root / "data", port
-        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self._dbs: set[str] = set()
-
-    def _run(self, *args: str, timeout: float = 120) -> None:
-        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=timeout)
-
-    def init(self) -> None:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
-        self.start()
-
-    def start(self) -> None:
-        opts = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.data / "log"), "-w",
-                  "start")  # fmt: skip
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def restart(self) -> None:
-        """Stop (immediate: every connection cut, as in a crash) and start the server again."""
-        self.stop("immediate")
-        self.start()
-
-    def url(self, db: str) -> str:
-        import sqlalchemy as sa
-
-        if db not in self._dbs:
-            eng = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres",
-                                   isolation_level="AUTOCOMMIT")  # fmt: skip
-            with eng.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}"'))
-                conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-            eng.dispose()
-            self._dbs.add(db)
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{db}"
-
-
-def _postgres_bindir() -> Path | None:
-    """Where initdb and pg_ctl are: on the PATH, or Debian's /usr/lib/postgresql/<version>/bin."""
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if
-                      p.parts[-3].isdigit() else 0)  # fmt: skip
-    return versions[-1].parent if versions else None
-
-
+# -- a private PostgreSQL server (multi-worker tests; tests/pg_server.py) ---------------------------------------
 @pytest.fixture(scope="session")
 def postgres(free_port):
     """A private PostgreSQL server for the session (skips without the binaries: `apt-get install postgresql`, or
     without psycopg)."""
-    import os
-
     pytest.importorskip("psycopg")
-    bindir = _postgres_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not installed")
-    if os.geteuid() == 0 and (shutil.which("runuser") is None or subprocess.run(["id", "postgres"],
-                                                                              capture_output=True).returncode):  # fmt: skip
-        pytest.skip("running as root without a `postgres` user to run the server")
-    root = Path(tempfile.mkdtemp(prefix="unetnas-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    pg = Postgres(bindir, root, free_port())
+    from pg_server import Unavailable, private_server
+
     try:
-        pg.init()
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"cannot start PostgreSQL: {getattr(err, 'stderr', b'') or err}")
-    yield pg
-    try:
-        pg.stop("immediate")
-    except subprocess.CalledProcessError:
-        pass
-    shutil.rmtree(root, ignore_errors=True)
+        with private_server(free_port()) as pg:
+            yield pg
+    except Unavailable as why:
+        pytest.skip(str(why))

@@ -33,7 +33,8 @@ from unetnas.search.storage import writer
 
 log = logging.getLogger("unetnas.search")
 SCHEDULER = "scheduler"
-DEFAULT_TTL_S = 120.0  # a lease not renewed for this long is taken over (heartbeats every TTL/4)
+DEFAULT_TTL_S = 120.0  # a lease not renewed for this long is taken over
+BEAT_S = 2.0  # heartbeats every min(TTL/4, this): a dead worker's rung is charged up to its last one
 
 leases = sa.Table(
     "unetnas_lease",
@@ -194,7 +195,7 @@ class Leases:
 
 
 class Heartbeat(threading.Thread):
-    """Renews lease ``key`` every TTL/4 with the FLOPs ``meter`` shows (and touches the ledger's reservations);
+    """Renews lease ``key`` every min(TTL/4, ``BEAT_S``) with the FLOPs ``meter`` shows (and touches the ledger's reservations);
     sets ``lost`` when the lease is no longer ours or could not be renewed within its time-to-live."""
 
     def __init__(self, leases_: Leases, key: str, meter: Any, ledger: Any = None) -> None:
@@ -223,7 +224,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         if isinstance(self.leases.engine.pool, sa.pool.StaticPool):
             return  # one shared connection (a private in-memory study): no other worker, and no thread may share it
-        while not self._halt.wait(self.leases.ttl_s / 4):
+        while not self._halt.wait(min(self.leases.ttl_s / 4, BEAT_S)):
             self.beat()
 
     def stop(self) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -32,13 +35,62 @@ def ensure_distributed() -> tuple[int, int]:
     if "RANK" not in os.environ:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
                           LOCAL_RANK="0")  # fmt: skip
-    with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints to stdout; keep it clean for --json
-        import deepspeed
+    with contextlib.redirect_stdout(sys.stderr), jit_builder(Path(os.environ["TORCH_EXTENSIONS_DIR"])):
+        import deepspeed  # DeepSpeed prints to stdout; keep it clean for --json
         from deepspeed.utils import logger
 
         logger.setLevel("WARNING")
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
     return dist.get_rank(), dist.get_world_size()
+
+
+@contextlib.contextmanager
+def jit_builder(ext_dir: Path) -> Iterator[None]:
+    """Take part in JIT-building DeepSpeed's ops in ``ext_dir`` without ever waiting on a dead builder's lock.
+
+    torch's ``FileBaton`` marks a build in progress with ``<ext_dir>/<op>/lock`` and every later build waits for
+    that file to vanish, forever if its builder was killed. Here each builder holds an ``flock`` on its own marker
+    file (``<ext_dir>/.builders/<pid>``) while it may build; the kernel drops it when the process dies. Under a
+    directory-wide ``flock``, a process that finds no live marker removes the op locks left behind, then registers
+    its own; ranks that start together never remove each other's locks.
+    """
+    builders = ext_dir / ".builders"
+    try:
+        builders.mkdir(parents=True, exist_ok=True)
+    except OSError:  # an unwritable cache: nothing we may clean
+        yield
+        return
+    mine = builders / str(os.getpid())
+    with open(ext_dir / ".builders.lock", "a+") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # markers are created and judged only under this lock
+        try:
+            if not any(_held(p) for p in builders.iterdir() if p != mine):
+                for stale in ext_dir.glob("*/lock"):
+                    stale.unlink(missing_ok=True)
+            marker = open(mine, "a+")  # noqa: SIM115 (held until the build is over)
+            fcntl.flock(marker, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        mine.unlink(missing_ok=True)
+        marker.close()
+
+
+def _held(marker: Path) -> bool:
+    """Whether a live process holds ``marker`` (its flock); a marker nobody holds is a dead builder's: removed."""
+    try:
+        with open(marker, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            marker.unlink(missing_ok=True)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
 
 
 def device() -> torch.device:
