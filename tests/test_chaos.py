@@ -4,6 +4,7 @@ DeepSpeed JIT-builds its op, a recipe that trains to NaN. Nothing is lost, count
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,9 @@ import pytest
 from gt_tables import make_table
 from reliability import run
 from workers_util import ROOT, account, env, start
+
+from unetnas.search.lease import Leases
+from unetnas.search.storage import engine_for
 
 DATA = Path(__file__).parent / "data"
 
@@ -33,7 +37,7 @@ def test_chaos_two_kills_and_a_database_restart(postgres, tmp_path) -> None:
 
 
 # -- one machine, real training ------------------------------------------------------------------------------------
-def _search(tmp_path: Path, recipe: Path, study: str = "s", budget: str = "4e11") -> list[str]:
+def _search(tmp_path: Path, recipe: Path, study: str = "s", budget: str = "6e11") -> list[str]:
     return ["search", "--budget", budget, "--space", str(DATA / "micro.yaml"), "--recipe", str(recipe),
             "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--study", study, "--json"]  # fmt: skip
 
@@ -44,20 +48,20 @@ def test_kill_9_mid_rung_then_rerun_continues_and_charges_what_ran(tmp_path) -> 
     heartbeat's training FLOPs; its evaluation never ran and is released), resumes the trial, finishes the plan."""
     args = _search(tmp_path, DATA / "search_recipe.yaml")
     p = start(args, tmp_path / "first.log", tmp_path)
-    metrics = tmp_path / "trials" / "0000" / "metrics.jsonl"
-    t0 = time.monotonic()
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    t0, leases = time.monotonic(), None
     while time.monotonic() - t0 < 300 and p.poll() is None:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.2)
+        if (tmp_path / "study.db").is_file():  # wait for a heartbeat mid-rung: the meter has been written
+            leases = leases or Leases(engine_for(url), "s")
+            if any(x.key.startswith("trial:") and x.train_flops > 0 for x in leases.all()):
+                break
+        time.sleep(0.1)
     assert p.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-    time.sleep(1.0)  # past a heartbeat (lease time-to-live 120 s: heartbeats every 30 s; the meter is read at death)
     p.send_signal(signal.SIGKILL)
     p.wait()
     again = subprocess.run([sys.executable, "-m", "unetnas", *args], capture_output=True, text=True, cwd=tmp_path,
                            env=env(), timeout=600)  # fmt: skip
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr[-3000:]
-    url = f"sqlite:///{tmp_path / 'study.db'}"
     acc = account(url, "s")
     t = next(t for t in acc["trials"] if t.number == 0)
     assert t.user_attrs.get("recovered"), t.user_attrs  # the dead rung was settled by the rerun
@@ -102,3 +106,25 @@ def test_a_run_killed_during_the_op_build_leaves_nothing_that_hangs(tmp_path) ->
                           "TORCH_EXTENSIONS_DIR": str(ext)}, timeout=900)  # fmt: skip
     assert done.returncode == 0 and "(0, 1)" in done.stdout, done.stderr[-2000:]
     assert not (op / "lock").exists()
+
+
+@pytest.mark.slow
+def test_worker_with_two_cpu_ranks_runs_trials_and_reports_once(tmp_path, run_cli) -> None:
+    """`unetnas worker --gpus 2`: each rung runs on two gloo ranks through the DeepSpeed launcher; only the worker
+    talks to the study, so every rung is recorded and charged once."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    code, out, err = run_cli(["study", "create", "--storage", url, "--study", "s", "--budget", "6e11", "--space",
+                              str(DATA / "micro.yaml"), "--recipe", str(DATA / "search_recipe.yaml"), "--runs-dir",
+                              str(tmp_path)])  # fmt: skip
+    assert code == 0, err
+    done = subprocess.run([sys.executable, "-m", "unetnas", "worker", "--storage", url, "--study", "s", "--gpus", "2",
+                           "--json"], capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=1200)  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    acc = account(url, "s")
+    runs = json.loads(done.stdout.splitlines()[-1])["runs"]
+    records = sum(1 for t in acc["trials"] for k in t.user_attrs if k.startswith("rung_") and k[5:].isdigit())
+    assert runs["done"] == records > 0
+    reservations = acc["ledger"]["n_reservations"]
+    assert reservations == 2 * (runs["done"] + runs["failed"]) + 1  # train + eval per rung, captions once
+    logs = list(tmp_path.glob("s/trials/*/ranks.log"))
+    assert logs and all("rank" in x.read_text().lower() or x.stat().st_size >= 0 for x in logs)

@@ -155,7 +155,9 @@ def test_dry_run_prints_the_plan_and_touches_nothing(run_cli, tmp_path) -> None:
     assert d["presets"] == [] and d["plan"] == json.loads(json.dumps(plan.as_dict()))
     assert (d["candidates"], d["brackets"], d["max_horizon_flops"]) == (plan.candidates, len(plan.brackets),
                                                                         plan.rungs[-1])  # fmt: skip
-    assert d["flops_per_s"] == 3e12 and d["wall_s"] == pytest.approx(plan.total / 3e12)
+    # 2 workers at 1.5 TFLOP/s: the work per worker, or the longest chain of rungs if longer (plan.wall_time)
+    assert d["flops_per_s"] == 3e12 and d["wall_s"] == pytest.approx(max(plan.total / 3e12, d["span_s"]))
+    assert d["workers"] == 2 and d["ranks_per_trial"] == 1 and d["wall_s"] >= plan.total / 3e12
     # without --gpus the wall time comes from this CPU's measured throughput
     code, out, err = run_cli([*base, "--json"])
     assert code == 0, err

@@ -105,3 +105,24 @@ def test_worker_needs_a_created_study(postgres, run_cli, assert_one_line_error) 
     url = postgres.url("none")
     code, out, err = run_cli(["worker", "--storage", url, "--study", "nope"])
     assert_one_line_error(code, out, err, "--study", "study create")
+
+
+def test_wall_time_follows_workers_ranks_and_the_chain_of_rungs() -> None:
+    """Dry-run estimate (plan.wall_time): one worker does all the work; many workers cannot beat the longest
+    chain of one candidate's rungs; N ranks per trial run that chain N times faster."""
+    from pathlib import Path
+
+    from unetnas.io import load_space
+    from unetnas.search.plan import make_plan, wall_time
+    from unetnas.train.recipe import load_recipe
+
+    data = Path(__file__).parent / "data"
+    recipe = load_recipe(data / "replay_recipe.yaml")
+    plan = make_plan(3e14, load_space(data / "replay_space.yaml"), recipe, recipe.search)
+    one = wall_time(plan, 1e12)
+    assert one["wall_s"] == pytest.approx(plan.total / 1e12) and one["span_s"] < one["work_s"]
+    many = wall_time(plan, 1e12, workers=10_000)
+    assert many["wall_s"] == many["span_s"] > plan.total / 1e12 / 10_000
+    ranks = wall_time(plan, 1e12, workers=10_000, ranks=4)
+    assert ranks["wall_s"] == pytest.approx(many["wall_s"] / 4)
+    assert wall_time(plan, 1e12, workers=3)["wall_s"] == pytest.approx(max(plan.total / 3e12, one["span_s"]))

@@ -19,7 +19,19 @@ from unetnas.search.plan import Bracket
 console = Console(stderr=True)
 
 
-def _plan_tables(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | None, gpus: int | None) -> list[Table]:
+def _wall(plan, flops_per_s: float, gpus: int | None, gpus_per_trial: int = 1) -> dict:
+    """The plan's wall time (``plan.wall_time``): ``gpus`` // ``gpus_per_trial`` workers, each trial on
+    ``gpus_per_trial`` ranks at ``flops_per_s`` per GPU; without ``gpus``, one process at ``flops_per_s``."""
+    from unetnas.errors import UserError
+    from unetnas.search.plan import wall_time
+
+    if gpus and gpus_per_trial > gpus:
+        raise UserError(f"must be at most --gpus {gpus}", field="--gpus-per-trial", value=gpus_per_trial)
+    return wall_time(plan, flops_per_s, max(1, (gpus or 1) // gpus_per_trial), gpus_per_trial if gpus else 1)
+
+
+def _plan_tables(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | None, gpus: int | None,
+                 gpus_per_trial: int = 1) -> list[Table]:  # fmt: skip
     """The rungs (what a candidate gets at each) and the brackets (how many candidates the budget buys)."""
     k = len(plan.rungs)
     rungs = Table(title=f"rungs: the longest horizon is {format_flops(plan.max_horizon_flops)} training FLOPs per "
@@ -44,23 +56,33 @@ def _plan_tables(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | N
     costs = plan.costs
     for (start, counts), n in shapes.items():
         each = costs.bracket(Bracket(start, counts))
-        t.add_row(str(n), str(start), " -> ".join(map(str, counts)), format_flops(each), _dur(each / flops_per_s))
+        t.add_row(str(n), str(start), " -> ".join(map(str, counts)), format_flops(each),
+                  _dur(each / flops_per_s / (gpus_per_trial if gpus else 1)))  # fmt: skip
     once = sum(plan.once_flops.values())
-    total_s = plan.total / flops_per_s
+    wall = _wall(plan, flops_per_s, gpus, gpus_per_trial)
+    total_s = wall["wall_s"]
+    spread = (f"{wall['workers']} worker(s) x {wall['ranks']} rank(s) per trial" if gpus else "one worker, one "
+              "process")  # fmt: skip
     t.caption = (f"total {format_flops(plan.total)} FLOPs (train {plan.train_total / plan.total:.1%}, eval "
                  f"{plan.eval_total / plan.total:.1%}, text encoding {once / plan.total:.1%}); expected wall time "
-                 f"{_dur(total_s)} at {flops_per_s / 1e12:.3g} TFLOP/s ({how})")  # fmt: skip
+                 f"{_dur(total_s)} on {spread} ({how}{'' if gpus else f', {flops_per_s / 1e12:.3g} TFLOP/s'}): the "
+                 f"larger of the "
+                 f"work per worker ({_dur(wall['work_s'])}) and the longest chain of rungs that cannot start before "
+                 f"the rung below finishes ({_dur(wall['span_s'])})")  # fmt: skip
     if gpus:
         gpu_h = total_s * gpus / 3600
         t.caption += f"; {gpu_h:,.0f} GPU-hours" + (f", ${gpu_h * usd_per_gpu_hour:,.0f}" if usd_per_gpu_hour else "")
     return [rungs, t]
 
 
-def plan_json(plan, flops_per_s: float, presets: list[str]) -> dict:
+def plan_json(plan, flops_per_s: float, presets: list[str], gpus: int | None = None, gpus_per_trial: int = 1) -> dict:
+    """``flops_per_s``: per GPU with ``gpus`` (``wall_s`` from ``plan.wall_time``), else of the one process."""
+    wall = _wall(plan, flops_per_s, gpus, gpus_per_trial)
     return {"plan": plan.as_dict(), "candidates": plan.candidates, "brackets": len(plan.brackets),
             "top_candidates": plan.top_candidates, "max_horizon_flops": plan.max_horizon_flops,
-            "min_rung_flops": plan.rungs[0], "planned_flops": plan.total, "flops_per_s": flops_per_s,
-            "wall_s": plan.total / flops_per_s, "presets": presets}  # fmt: skip
+            "min_rung_flops": plan.rungs[0], "planned_flops": plan.total, "flops_per_s": flops_per_s * (gpus or 1),
+            "wall_s": wall["wall_s"], "work_s": wall["work_s"], "span_s": wall["span_s"], "workers": wall["workers"],
+            "ranks_per_trial": wall["ranks"], "presets": presets}  # fmt: skip
 
 
 def _dur(s: float) -> str:
@@ -122,6 +144,8 @@ def search(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; train nothing"),
     gpus: int = typer.Option(None, "--gpus", min=1, help="dry run: GPUs for the wall-time estimate"),
+    gpus_per_trial: int = typer.Option(1, "--gpus-per-trial", min=1, help="dry run: ranks per trial (`unetnas worker "
+                                       "--gpus`); --gpus / this many workers"),
     tflops_per_gpu: float = typer.Option(None, "--tflops-per-gpu", help="dry run: sustained TFLOP/s per GPU"),
     usd_per_gpu_hour: float = typer.Option(3.75, "--usd-per-gpu-hour", help="dry run: price for the cost line"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
@@ -141,13 +165,14 @@ def search(
     p = prepare(cfg)
     if dry_run:
         if gpus and tflops_per_gpu:
-            fps, how = gpus * tflops_per_gpu * 1e12, f"{gpus} GPUs x {tflops_per_gpu:g} TFLOP/s"
+            fps, how = tflops_per_gpu * 1e12, f"{gpus} GPUs x {tflops_per_gpu:g} TFLOP/s"
         else:
             fps, how = measure_cpu_flops_per_s(p.space, p.recipe), "measured on this CPU"
         if json_out:
-            print(json.dumps(plan_json(p.plan, fps, p.presets)))
+            print(json.dumps(plan_json(p.plan, fps, p.presets, gpus if tflops_per_gpu else None, gpus_per_trial)))
         else:
-            for table in _plan_tables(p.plan, fps, how, usd_per_gpu_hour, gpus):
+            for table in _plan_tables(p.plan, fps, how, usd_per_gpu_hour, gpus if tflops_per_gpu else None,
+                                      gpus_per_trial):  # fmt: skip
                 Console().print(table)
         return
     _run(p, json_out)

@@ -314,6 +314,26 @@ def wall_time_s(plan: Plan, flops_per_s: float) -> float:
     return plan.total / flops_per_s
 
 
+def wall_time(plan: Plan, flops_per_s: float, workers: int = 1, ranks: int = 1) -> dict[str, float]:
+    """How long the plan takes with ``workers`` trials running at once, each on ``ranks`` devices of
+    ``flops_per_s`` sustained FLOP/s (data-parallel ranks assumed to scale linearly).
+
+    Brent's bound for a task graph: the larger of the work per worker (all planned FLOPs / (workers x ranks x
+    speed)) and the span, the longest chain that no number of workers shortens: in each bracket one candidate's
+    rungs run one after another (a rung cannot start before its candidates finish the rung below), after the
+    one-off caption encoding. Returns {"wall_s", "work_s", "span_s", "workers", "ranks"} (seconds).
+    """
+    if workers < 1 or ranks < 1 or not flops_per_s > 0:
+        raise ValueError(f"workers, ranks and flops_per_s must be positive, got {workers}, {ranks}, {flops_per_s}")
+    speed = flops_per_s * ranks
+    costs = plan.costs
+    chain = max((math.fsum(costs.run(k, b.start) for k in range(b.start, b.last + 1)) for b in plan.brackets),
+                default=0.0)  # fmt: skip
+    work_s = plan.total / (workers * speed)
+    span_s = (chain + sum(plan.once_flops.values())) / speed
+    return {"wall_s": max(work_s, span_s), "work_s": work_s, "span_s": span_s, "workers": workers, "ranks": ranks}
+
+
 def measure_cpu_flops_per_s(space: SearchSpace, recipe: Recipe, steps: int = 3) -> float:
     """Achieved training FLOP/s of the median member on this machine (a few plain fwd+bwd steps)."""
     import time
