@@ -126,3 +126,26 @@ def test_wall_time_follows_workers_ranks_and_the_chain_of_rungs() -> None:
     ranks = wall_time(plan, 1e12, workers=10_000, ranks=4)
     assert ranks["wall_s"] == pytest.approx(many["wall_s"] / 4)
     assert wall_time(plan, 1e12, workers=3)["wall_s"] == pytest.approx(max(plan.total / 3e12, one["span_s"]))
+
+
+@pytest.mark.slow
+def test_sigint_stops_a_worker_gracefully(table, run_cli, tmp_path) -> None:
+    """Ctrl-C (SIGINT) mid-rung: the rung stops and is settled at what ran, its trial is left `paused`, the lease is
+    given back, the worker exits 0; the next worker resumes it and finishes the plan."""
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    _create(run_cli, url, "int", table, budget="6e13")
+    p = worker(url, "int", tmp_path / "a.log", tmp_path, "--replay-flops-per-s", "1e12")
+    leases, t0 = Leases(engine_for(url), "int"), time.monotonic()
+    while not leases.busy_trials() and time.monotonic() - t0 < 120:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=60) == 0, (tmp_path / "a.log").read_text()[-2000:]
+    assert "stopped" in (tmp_path / "a.log").read_text() and not leases.all()
+    study = optuna.load_study(study_name="int", storage=url)
+    assert [t.user_attrs["status"] for t in study.get_trials()].count("paused") == 1
+    again = worker(url, "int", tmp_path / "b.log", tmp_path, "--replay-flops-per-s", "1e14")
+    assert again.wait(timeout=240) == 0, (tmp_path / "b.log").read_text()[-2000:]
+    account(url, "int")

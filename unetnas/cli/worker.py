@@ -18,8 +18,9 @@ study_app = typer.Typer(help="Create a study that many workers share (then start
 
 @study_app.command("create")
 def create(
-    storage: str = typer.Option(..., "--storage", help="database URL every worker reaches, e.g. "
-                                "postgresql+psycopg://user:password@host:5432/db"),
+    storage: str = typer.Option(
+        ..., "--storage", help="database URL every worker reaches, e.g. postgresql+psycopg://user:password@host:5432/db"
+    ),
     study: str = typer.Option(..., "--study", help="study name"),
     budget: str = typer.Option(..., "--budget", help="total FLOPs of training and evaluation, e.g. 2e20"),
     space: Path = typer.Option(None, "--space", help="space YAML (default space/tiny.yaml, or the replayed table's)"),
@@ -32,8 +33,12 @@ def create(
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="sampler and training seed"),
     enqueue_presets: bool = typer.Option(False, "--enqueue-presets", help="add presets that fit the space"),
     replay: Path = typer.Option(None, "--replay", help="ground-truth table: workers answer rungs from it"),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="trial checkpoints go to <it>/<study>/trials "
-                                  "(a folder every worker sees: a shared filesystem across nodes)"),
+    runs_dir: Path = typer.Option(
+        Path("runs"),
+        "--runs-dir",
+        help="trial checkpoints go to <it>/<study>/trials "
+        "(a folder every worker sees: a shared filesystem across nodes)",
+    ),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Create the study, its plan and its FLOPs ledger once, before any worker starts."""
@@ -52,8 +57,10 @@ def create(
         print(json.dumps(out))
         return
     what = "created" if out["created"] else "exists (unchanged)"
-    print(f"study {study} {what} in {out['storage']}: budget {format_flops(out['budget'])} FLOPs, "
-          f"{out['candidates']} candidates in {out['brackets']} brackets")
+    print(
+        f"study {study} {what} in {out['storage']}: budget {format_flops(out['budget'])} FLOPs, "
+        f"{out['candidates']} candidates in {out['brackets']} brackets"
+    )
     print(f"start workers: unetnas worker --storage '{out['storage']}' --study {study}")
 
 
@@ -63,10 +70,18 @@ def worker(
     study: str = typer.Option(..., "--study", help="study name"),
     gpus: int = typer.Option(1, "--gpus", min=1, help="ranks per trial (DeepSpeed launcher; gloo on CPU)"),
     replay: Path = typer.Option(None, "--replay", help="where the study's ground-truth table lies on this machine"),
-    lease_s: float = typer.Option(120.0, "--lease-s", min=1.0, help="seconds without a heartbeat after which "
-                                  "another worker takes this one's rung over"),
-    replay_flops_per_s: float = typer.Option(None, "--replay-flops-per-s", min=1.0, help="replay: make each rung "
-                                             "last its FLOPs at this speed (scaling and fault tests)"),
+    lease_s: float = typer.Option(
+        120.0,
+        "--lease-s",
+        min=1.0,
+        help="seconds without a heartbeat after which another worker takes this one's rung over",
+    ),
+    replay_flops_per_s: float = typer.Option(
+        None,
+        "--replay-flops-per-s",
+        min=1.0,
+        help="replay: make each rung last its FLOPs at this speed (scaling and fault tests)",
+    ),
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
 ) -> None:
     """Join a study and run rungs until its plan is done (or Ctrl-C: the rung is checkpointed, its lease released)."""
@@ -94,5 +109,7 @@ def worker(
           f"{format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs, {out['n_complete']} trained to the "
           f"last rung.", file=sys.stderr)  # fmt: skip
     if reason == STOPPED:
-        print("stopped: the rung was checkpointed and its lease released; start a worker again to continue",
-              file=sys.stderr)
+        print(
+            "stopped: the rung was checkpointed and its lease released; start a worker again to continue",
+            file=sys.stderr,
+        )

@@ -324,7 +324,9 @@ class Ledger:
         settling a dead one's lease; False if it was already finished."""
         r = reservations.c
         with self._txn() as (conn, _):
-            row = conn.execute(sa.select(r.status, r.reserved).where(r.id == rid, r.study_name == self.study_name)).first()
+            row = conn.execute(
+                sa.select(r.status, r.reserved).where(r.id == rid, r.study_name == self.study_name)
+            ).first()
             if row is None or row.status != Status.RESERVED:
                 return False
             actual = min(_amount(actual_flops, "actual_flops"), row.reserved)
