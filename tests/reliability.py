@@ -92,12 +92,13 @@ def run(pg, table: Path, folder: Path, *, study: str, workers: int, budget: str,
     acc = account(url, study)
     led = acc["ledger"]
     done = sum(o["runs"]["done"] for o in outs)
+    active = max((o["wall_s"] for o in outs), default=wall)  # in the search loop: process start-up left out
     return {"workers": workers, "trials": len(acc["trials"]), "rungs_done": done, "kills": killed,
             "db_restarts": restarted, "events": events,
             "recovered_rungs": sum(len(t.user_attrs.get("recovered", [])) for t in acc["trials"]),
             "spent": led["spent"], "budget": led["budget"], "overshoot": max(0.0, led["spent"] - led["budget"]),
-            "flops_lost": acc["lost"], "wall_s": wall, "rungs_per_min": done / wall * 60,
-            "train_flops_per_s": led["by_kind"].get("train", 0.0) / wall}  # fmt: skip
+            "flops_lost": acc["lost"], "wall_s": wall, "active_s": active, "rungs_per_min": done / active * 60,
+            "train_flops_per_s": led["by_kind"].get("train", 0.0) / active}  # fmt: skip
 
 
 def main() -> None:
@@ -106,7 +107,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", default="3e14", help="FLOPs of each study (replay_space.yaml: ~25 candidates)")
-    ap.add_argument("--pace", default="2e13", help="replayed FLOP/s per worker (how long a rung lasts)")
+    ap.add_argument("--pace", default="5e12", help="replayed FLOP/s per worker (how long a rung lasts)")
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--kills", type=int, default=2)
     ap.add_argument("--restarts", type=int, default=1)

@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from unetnas.search.ledger import _alive, _pg_setup_lock, _this_process, metadata
+from unetnas.search.ledger import _alive, _pg_setup_lock, _this_process
 from unetnas.search.retry import retried
 from unetnas.search.storage import writer
 
@@ -36,6 +36,7 @@ SCHEDULER = "scheduler"
 DEFAULT_TTL_S = 120.0  # a lease not renewed for this long is taken over
 BEAT_S = 2.0  # heartbeats every min(TTL/4, this): a dead worker's rung is charged up to its last one
 
+metadata = sa.MetaData()  # apart from the ledger's: a ledger alone (tests, benchmarks) makes only its own tables
 leases = sa.Table(
     "unetnas_lease",
     metadata,

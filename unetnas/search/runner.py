@@ -283,6 +283,8 @@ class Search:
                 continue
             self._settle_abandoned(lease)
             done.append(lease.trial_number)
+        # a reservation no lease names: its worker died between reserving and recording it, before anything ran
+        self.ledger.recover_stale(older_than_s=3 * self.leases.ttl_s, charge=False)
         return done
 
     def _settle_abandoned(self, lease: Lease) -> None:
