@@ -177,3 +177,42 @@ def tiny_image_folder(
             path.with_suffix(".txt").write_text(caption + "\n")
         items.append((path, caption))
     return items
+
+
+LATENT_SPACE = {  # the micro space on tiny_vae's latents (4 x 16 x 16 from 32 px) and tiny_bert's states (32-d, 16)
+    "name": "micro-latent",
+    "base": {"cross_attention_dim": 32, "text_len": 16, "latent_channels": 4, "latent_size": 16,
+             "vae_downsample": 2, "head_dim": 8, "norm_num_groups": 4},
+    "base_channels": [8, 16],
+    "channel_mult": [[1, 2]],
+    "levels": [{"transformer_depth": [0], "layers_per_block": [1]},
+               {"transformer_depth": [1], "attention": ["cross"]}],
+    "mid_depth": [0],
+}  # fmt: skip
+LATENT_RECIPE = {  # 2 rungs, eta 2, one candidate to the last rung; alignment scored at rung 1 on 2 prompts x 1 image
+    "name": "tiny-latent", "lr": 0.002, "warmup_flops": 1.0e7, "batch_size": 8, "micro_batch": 8,
+    "deepspeed": str(Path(__file__).resolve().parents[1] / "trials" / "deepspeed" / "cpu.json"), "val_samples": 2,
+    "val_timesteps": [200, 600], "sample_steps": 2, "cfg_scale": 2.0, "log_every": 1,
+    "search": {"eta": 2, "n_top": 1, "max_rungs": 2, "min_steps": 2, "tifa_rungs": [-1], "tifa_prompts": 2,
+               "tifa_images": 1},
+}  # fmt: skip
+LATENT_BUDGET = "4e11"  # LATENT_RECIPE's plan on LATENT_SPACE with a real proxy fits in it
+
+
+def tiny_latent_search(root: str | Path, prepare_data: bool = True) -> dict[str, Path]:
+    """A tiny VAE and BERT, 16 images prepared into `root/data` (skipped when `prepare_data` is False), and the
+    space and recipe files of a latent search on them (`LATENT_SPACE`, `LATENT_RECIPE`)."""
+    import yaml
+
+    root = Path(root)
+    f = {"root": root, "vae": tiny_vae(root / "vae"), "bert": tiny_bert(root / "bert"), "imgs": root / "imgs",
+         "data": root / "data", "space": root / "space.yaml", "recipe": root / "recipe.yaml"}  # fmt: skip
+    tiny_image_folder(f["imgs"], n=16, size=(32, 32))
+    f["space"].write_text(yaml.safe_dump(LATENT_SPACE))
+    f["recipe"].write_text(yaml.safe_dump(LATENT_RECIPE))
+    if prepare_data:
+        from unetnas.data.prepare import prepare
+
+        prepare(out_dir=f["data"], vae_path=f["vae"], text_encoder_path=f["bert"], images_dir=f["imgs"],
+                resolution=32, shard_size=16, batch_size=16, progress=False)  # fmt: skip
+    return f

@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console
 from rich.table import Table
 
 from unetnas.cli.app import app
@@ -31,8 +29,9 @@ def _wall(plan, flops_per_s: float, gpus: int | None, gpus_per_trial: int = 1) -
 
 
 def _plan_tables(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | None, gpus: int | None,
-                 gpus_per_trial: int = 1) -> list[Table]:  # fmt: skip
-    """The rungs (what a candidate gets at each) and the brackets (how many candidates the budget buys)."""
+                 proxy: str = "TIFA", gpus_per_trial: int = 1) -> list[Table]:  # fmt: skip
+    """The rungs (what a candidate gets at each) and the brackets (how many candidates the budget buys);
+    ``proxy``: the alignment proxy's name, shown at the rungs it scores."""
     k = len(plan.rungs)
     rungs = Table(title=f"rungs: the longest horizon is {format_flops(plan.max_horizon_flops)} training FLOPs per "
                         f"candidate, whatever the budget")  # fmt: skip
@@ -41,7 +40,7 @@ def _plan_tables(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | N
     for i, r in enumerate(plan.rungs):
         steps = plan.steps_at(i, plan.typical_train_per_sample)
         rungs.add_row(str(i), format_flops(r), f"{steps:,}", f"{steps * plan.batch_size:,}",
-                      "val loss + TIFA" if i in plan.tifa_rungs else "val loss", format_flops(plan.eval_flops[i]),
+                      f"val loss + {proxy}" if i in plan.tifa_rungs else "val loss", format_flops(plan.eval_flops[i]),
                       str(plan.runs_at(i)))  # fmt: skip
     rungs.caption = (
         f"steps and samples of the space's mean member at batch {plan.batch_size}; cheaper members take more"
@@ -142,6 +141,15 @@ def search(
         help="ground-truth table (python -m bench ground-truth): answer "
         "rungs from it instead of training, in milliseconds",
     ),
+    proxy: str = typer.Option(None, "--proxy", help="alignment proxy: auto (default: tifa on shapes, val-loss on "
+                              "prepared data) | tifa | vqa-tifa | clipscore | val-loss"),
+    questions: Path = typer.Option(None, "--questions", help="vqa-tifa: TIFA v1.0 question file; clipscore: that "
+                                   "or a prompt file (one a line)"),
+    vqa: Path = typer.Option(None, "--vqa", help="vqa-tifa: local BLIP / ViLT VQA model directory"),
+    clip: Path = typer.Option(None, "--clip", help="clipscore: local CLIPModel directory"),
+    vae: Path = typer.Option(None, "--vae", help="real proxies on latent data: the AutoencoderKL of data prepare"),
+    foils: int = typer.Option(None, "--foils", min=1, help="real proxies: foil prompts per prompt (text-blind "
+                              "correction; default 4)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; train nothing"),
     gpus: int = typer.Option(None, "--gpus", min=1, help="dry run: GPUs for the wall-time estimate"),
     gpus_per_trial: int = typer.Option(1, "--gpus-per-trial", min=1, help="dry run: ranks per trial (`unetnas worker "
@@ -160,7 +168,7 @@ def search(
     cfg = SearchConfig(budget=parse_budget(budget), space=space, data=data, recipe=recipe, storage=storage,
                        study=study, objectives=parse_objectives(objectives), max_gmacs=max_gmacs,
                        max_params=max_params, sampler=sampler, seed=seed, enqueue_presets=enqueue_presets,
-                       replay=replay)  # fmt: skip
+                       replay=replay, proxy=_proxy_overrides(proxy, questions, vqa, clip, vae, foils))  # fmt: skip
     make_sampler(sampler, seed)  # validate before anything is opened
     p = prepare(cfg)
     if dry_run:
@@ -169,51 +177,112 @@ def search(
         else:
             fps, how = measure_cpu_flops_per_s(p.space, p.recipe), "measured on this CPU"
         if json_out:
-            print(json.dumps(plan_json(p.plan, fps, p.presets, gpus if tflops_per_gpu else None, gpus_per_trial)))
+            print(json.dumps({**plan_json(p.plan, fps, p.presets, gpus if tflops_per_gpu else None, gpus_per_trial),
+                              "proxy": getattr(p.proxy, "name", None)}))  # fmt: skip
         else:
             for table in _plan_tables(p.plan, fps, how, usd_per_gpu_hour, gpus if tflops_per_gpu else None,
+                                      PROXY_LABELS.get(getattr(p.proxy, "name", None), "TIFA"),
                                       gpus_per_trial):  # fmt: skip
                 Console().print(table)
         return
     _run(p, json_out)
 
 
+def _hint(text: str, out=None) -> None:
+    """A hint line: one command, never wrapped (copy-paste must work whatever the terminal width)."""
+    (out or console).print(text, soft_wrap=True, highlight=False, markup=False)
+
+
+PROXY_NAMES = ("auto", "tifa", "vqa-tifa", "clipscore", "val-loss")
+PROXY_LABELS = {"tifa": "TIFA", "vqa_tifa": "VQA-TIFA", "clipscore": "CLIPScore"}
+
+
+def _proxy_overrides(name, questions, vqa, clip, vae, foils) -> dict | None:
+    """recipe.search.proxy overrides from the flags (paths made absolute: they are stored with the study)."""
+    from unetnas.errors import UserError
+
+    if name is not None and name.replace("_", "-") not in PROXY_NAMES:
+        raise UserError(f"must be one of {', '.join(PROXY_NAMES)}", field="--proxy", value=name)
+    paths = {"questions": questions, "vqa": vqa, "clip": clip, "vae": vae}
+    out = {k: str(Path(v).expanduser().resolve()) for k, v in paths.items() if v is not None}
+    if name is not None:
+        out["name"] = name.replace("-", "_")
+    if foils is not None:
+        out["foils"] = foils
+    return out or None
+
+
 def _run(p, json_out: bool) -> None:
+    """Run the search with progress: plain timestamped lines where stdout is not a terminal (one per rung event,
+    a budget line at most every minute, or every $UNETNAS_PROGRESS_INTERVAL_S seconds; on stderr with --json,
+    whose stdout is the summary), a live view on one."""
+    import os
+    import shlex
+    import sys
+
+    from unetnas.cli.progress import INTERVAL_S, BudgetState, make_reporter
+    from unetnas.report.records import name_objectives
     from unetnas.search.runner import STOPPED, drive, summary
     from unetnas.search.session import open_search
-    from unetnas.search.study import lower_rung_rows, pareto_rows, trials_by_state
+    from unetnas.search.study import lower_rung_rows, pareto_rows
     from unetnas.stop import graceful_stop
 
     search, url = open_search(p)
+    name_objectives(search.study)  # optuna-dashboard shows the objectives' names
     plan = search.plan
     t_start = time.perf_counter()
-    bar = Progress(TextColumn("[bold]budget"), BarColumn(), TextColumn("{task.fields[text]}"), TimeElapsedColumn(),
-                   console=console)  # fmt: skip
-    task = bar.add_task("budget", total=plan.budget, text="")
-    status = Progress(TextColumn("{task.fields[text]}"), console=console)
-    st = status.add_task("", text="")
+    ended: set[int] = set()
 
-    def refresh(extra: str = "") -> Group:
+    def state() -> BudgetState:
         led = search.ledger.summary()
         cands = search.candidates()
-        count = {k: sum(1 for c in cands if c.status == k) for k in ("waiting", "pruned", "closed", "failed")}
-        states = trials_by_state(search.study)
-        bar.update(task, completed=led["spent"] + led["reserved"],
-                   text=f"{format_flops(led['spent'])} spent, {format_flops(led['remaining'])} left")  # fmt: skip
-        status.update(st, text=f"candidates {len(cands)} of {sum(b.counts[0] for b in search.brackets())} planned, "
-                      f"waiting {count['waiting']}, at rung {search.top} {len(states['complete'])}, pruned "
-                      f"{count['pruned']}, closed {count['closed']}, failed {count['failed']} {extra}")  # fmt: skip
-        return Group(bar, status, _pareto_table(pareto_rows(search.study, search.objectives), search.top))
+        counts = {k: sum(1 for c in cands if c.status == k)
+                  for k in ("training", "waiting", "complete", "pruned", "closed", "failed")}  # fmt: skip
+        return BudgetState(led["spent"], led["reserved"], led["budget"], {k: v for k, v in counts.items() if v})
 
-    with graceful_stop() as stop, Live(refresh(), console=console, transient=json_out, refresh_per_second=2) as live:
-        reason = drive(search, stop,
-                       on_job=lambda job: live.update(refresh(f"| trial {job.number} -> rung {job.rung} ({job.kind})")),
-                       on_done=lambda job, out: live.update(refresh()))  # fmt: skip
-        live.update(refresh())
+    def report_ended(rep) -> None:
+        for t in search.study.get_trials(deepcopy=False):
+            a = t.user_attrs
+            if t.number not in ended and a.get("status") in ("complete", "pruned", "closed", "failed"):
+                ended.add(t.number)
+                rep.trial_ended(t.number, a["status"], rung=a.get("rung"), reason=a.get("reason"))
+
+    def on_job(rep, job) -> None:
+        report_ended(rep)
+        rep.rung_started(job.number, job.rung, job.kind, target_flops=plan.rungs[job.rung])
+
+    def on_done(rep, job, out) -> None:
+        if out.status == "done":
+            rep.rung_finished(job.number, job.rung, out.record)
+        report_ended(rep)
+        rep.tick(state)
+
+    def pareto():
+        return _pareto_table(pareto_rows(search.study, search.objectives), search.top)
+
+    stream = sys.stderr if json_out else sys.stdout
+    every = float(os.environ.get("UNETNAS_PROGRESS_INTERVAL_S", INTERVAL_S))  # seconds between budget lines
+    with graceful_stop() as stop, make_reporter(stream, extra=pareto, interval_s=every,
+                                                plain=True if json_out else None) as rep:  # fmt: skip
+        name = getattr(p.proxy, "name", None) or "val_loss (no alignment proxy)"
+        rep.message(f"study {search.study.study_name}: alignment proxy {name}, storage {url}")
+        rep.tick(state, force=True)
+
+        def should_stop() -> bool:  # asked between jobs and at every training step
+            rep.tick(state)
+            return stop()
+
+        reason = drive(search, should_stop, on_job=lambda job: on_job(rep, job),
+                       on_done=lambda job, out: on_done(rep, job, out))  # fmt: skip
+        report_ended(rep)
+        rep.tick(state, force=True)
     out = summary(search, reason, time.perf_counter() - t_start, url)
+    out["proxy"] = getattr(p.proxy, "name", None)
     if json_out:
         print(json.dumps(out))
         return
+    if not (hasattr(stream, "isatty") and stream.isatty()):  # a live view already shows it
+        console.print(pareto())
     lower = lower_rung_rows(search.study)
     if lower:
         console.print()
@@ -223,8 +292,12 @@ def _run(p, json_out: bool) -> None:
                   f"{out['n_complete']} trained to rung {search.top}, {out['n_pruned']} pruned, {out['n_closed']} "
                   f"closed, {out['n_failed']} failed.")  # fmt: skip
     if reason != STOPPED:
-        console.print(f"export:    unetnas export --study {search.study.study_name} --storage '{url}' --out exported")
-        console.print(f"dashboard: unetnas dashboard --storage '{url}'   (then open http://127.0.0.1:8080)")
+        study = search.study.study_name
+        home = search.runs_dir or Path(p.cfg.runs_dir) / study
+        q = shlex.quote
+        _hint(f"export:    unetnas export --study {q(study)} --storage {q(url)} --out {q(str(home / 'export'))}")
+        _hint(f"report:    unetnas report --study {q(study)} --storage {q(url)}")
+        _hint(f"dashboard: unetnas dashboard --storage {q(url)}   (then open http://127.0.0.1:8080)")
 
 
 @app.command()

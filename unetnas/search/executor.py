@@ -4,11 +4,15 @@ An executor is told a ``RungJob`` (design, rung, optimizer steps to reach, wheth
 many steps the candidate already has (``start_steps``) and what its evaluation will cost at most (``eval_flops``),
 so the search can reserve both in the ledger first, then runs the rung and reports a record. It keeps a ``Meter``
 of the FLOPs it has spent up to date while it works, so whatever stops it (Ctrl-C, an error) the search settles
-exactly what ran. Two executors: ``TrainingExecutor`` (here: DeepSpeed training, validation loss, TIFA-style
-scoring) and ``ReplayExecutor`` (``replay.py``: answers from a ground-truth table in milliseconds).
+exactly what ran. Two executors: ``TrainingExecutor`` (here: DeepSpeed training, validation loss, alignment
+scoring by the search's proxy) and ``ReplayExecutor`` (``replay.py``: answers from a ground-truth table).
 
 A rung record (the trial's ``rung_K`` user attribute) carries: rung, steps, samples, train_flops, val_loss, gmacs,
-params, wall_s, tifa, tifa_se, alignment, alignment_se (None where not scored), and eval_flops.
+params, wall_s, tifa, tifa_se, alignment, alignment_se (None where not scored), and eval_flops. A scored rung also
+names its proxy (``proxy``: ``tifa``, ``vqa_tifa`` or ``clipscore``, never relabelled) and the FLOPs the proxy
+itself accounted (``proxy_flops``; ``eval_flops`` = validation loss + ``proxy_flops``). ``tifa``/``tifa_se`` are
+raw TIFA of a TIFA proxy only; CLIPScore's raw score is ``clipscore``/``clipscore_se``; ``alignment`` is always the
+text-blind-corrected score. The trial folder gets ``samples.png``, the proxy's images at its last scored rung.
 """
 
 from __future__ import annotations
@@ -97,16 +101,34 @@ def alignment_fields(value: float, details: dict[str, Any]) -> dict[str, Any]:
             "by_category": details.get("by_category")}  # fmt: skip
 
 
+def proxy_fields(res: Any) -> dict[str, Any]:
+    """A scored rung's record fields from a proxy result (``ProxyResult``), named after the proxy."""
+    d = res.details
+    out = {"proxy": res.name, "proxy_flops": float(res.flops), **alignment_fields(res.value, d)}
+    if "clipscore" in d:  # CLIPScore is not TIFA: its raw score keeps its own name
+        out.update(tifa=None, tifa_se=None, clipscore=float(d["clipscore"]), clipscore_se=d.get("clipscore_se"),
+                   blind_clipscore=d.get("blind_clipscore"))  # fmt: skip
+    else:
+        out["blind_tifa"] = d.get("blind_tifa")
+    if "alignment_by_category" in d:
+        out["alignment_by_category"] = d["alignment_by_category"]
+    return out
+
+
+SAMPLES_FILE = "samples.png"  # the trial folder's grid of the proxy's images (report and dashboard show it)
+
+
 class TrainingExecutor:
-    """Short-horizon DeepSpeed training to the job's steps, then validation loss and (where asked) TIFA-style
-    alignment on the built-in world. The data source and the TIFA proxy are built once per executor (worker)."""
+    """Short-horizon DeepSpeed training to the job's steps, then validation loss and (where asked) alignment by the
+    search's proxy (``proxy``: built by ``unetnas.proxies.select.build``; None: validation loss only; left out:
+    built from the recipe on first need). The data source and the proxy are built once per executor (worker)."""
 
     def __init__(self, recipe: Recipe, settings: SearchSettings, data: str, resolution: int, text_len: int,
-                 seed: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, proxy: Any = "recipe") -> None:  # fmt: skip
         self.recipe, self.settings, self.data, self.seed = recipe, settings, data, seed
         self.resolution, self.text_len = resolution, text_len
         self._source = None
-        self._tifa = None
+        self._proxy = proxy
         self.wall = {"train": 0.0, "eval": 0.0}
 
     @property
@@ -118,13 +140,21 @@ class TrainingExecutor:
                                        resolution=self.resolution, text_len=self.text_len)  # fmt: skip
         return self._source
 
-    @property
-    def tifa(self):
-        if self._tifa is None:
-            from unetnas.proxies import WorldTifa
+    def scorer(self, spec: UNetSpec):
+        """The alignment proxy (None: validation loss only)."""
+        if isinstance(self._proxy, str):
+            from unetnas.proxies.select import build
 
-            self._tifa = WorldTifa(prompts=self.settings.tifa_prompts, images_per_prompt=self.settings.tifa_images)
-        return self._tifa
+            self._proxy = build(self.recipe, self.data, spec)
+        return self._proxy
+
+    def _stub(self, spec: UNetSpec):
+        from unetnas.proxies import Subject
+        from unetnas.proxies.select import text_encoder_of
+
+        if not hasattr(self, "_text_path"):
+            self._text_path = text_encoder_of(self.data)
+        return Subject(spec, None, self.recipe, self._text_path)
 
     def start_steps(self, job: RungJob) -> int:
         from unetnas.train import checkpoint
@@ -138,10 +168,10 @@ class TrainingExecutor:
         return done
 
     def eval_flops(self, job: RungJob) -> float:
-        from unetnas.proxies import Subject, ValLoss
+        from unetnas.proxies import ValLoss
 
-        stub = Subject(job.spec, None, self.recipe)
-        return ValLoss().flops(stub) + (self.tifa.flops(stub) if job.tifa else 0.0)
+        stub, proxy = self._stub(job.spec), self.scorer(job.spec)
+        return ValLoss().flops(stub) + (proxy.flops(stub) if job.tifa and proxy is not None else 0.0)
 
     def run(self, job: RungJob, meter: Meter, should_stop: Callable[[], bool],
             on_step: Callable[[dict[str, Any]], None] | None = None) -> RungResult:  # fmt: skip
@@ -174,10 +204,17 @@ class TrainingExecutor:
             val = ValLoss().score(subject)
             meter.eval_flops += val.flops
             record.update(val_loss=val.value, wall_s=trainer.wall_s)
-            if job.tifa:
-                res = self.tifa.score(subject)
+            proxy = self.scorer(job.spec)
+            if job.tifa and proxy is not None:
+                res = proxy.score(subject)
                 meter.eval_flops += res.flops
-                record.update(alignment_fields(res.value, res.details))
+                record.update(proxy_fields(res))
+                if job.folder is not None and res.details.get("images") is not None:
+                    from unetnas.sample import save_grid
+
+                    k = res.details.get("images_per_prompt", 1)
+                    imgs = res.details["images"]
+                    save_grid(imgs, job.folder / SAMPLES_FILE, cols=max(k, min(8, 4 * k)), scale=max(1, 64 // imgs.shape[1]))
             record["eval_flops"] = meter.eval_flops
             trainer.save()
         finally:

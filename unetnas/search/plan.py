@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -255,12 +256,15 @@ def rung_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings) -> tuple[l
 
 
 def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettings, *, data: str = "shapes",
-              extra: int = 0, cycle: tuple[int, ...] | None = None) -> Plan:  # fmt: skip
+              extra: int = 0, cycle: tuple[int, ...] | None = None, score: bool = True,
+              proxy_flops: Callable[[UNetSpec], float] | None = None) -> Plan:  # fmt: skip
     """The brackets ``budget`` buys (see the module docstring); ``extra`` presets join the first bracket.
 
     ``cycle``: the bracket types (first rungs) to lay out, Hyperband's (every rung) by default; benchmarks pass
     baselines through it: ``(K-1,)`` trains every candidate straight to the last rung (random search or plain
     Bayesian optimisation, with the matching sampler), ``(0,)`` is successive halving from rung 0 only.
+    ``score=False``: no alignment rungs (validation loss only); ``proxy_flops``: a real alignment proxy's FLOPs per
+    score of a member (``unetnas.proxies.select.plan_args``), scoring ``s.tifa_rungs`` on any data.
     Raises a one-line ``UserError`` when the budget cannot train ``n_top`` candidates to the last rung.
     """
     if s.eta < 2 or s.n_top < 1 or s.max_rungs < 1:
@@ -270,12 +274,14 @@ def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettin
     cycle = tuple(range(k)) if cycle is None else tuple(cycle)
     if not cycle or any(not 0 <= t < k for t in cycle) or len(set(cycle)) != len(cycle):
         raise ValueError(f"cycle must list distinct rungs in 0..{k - 1}, got {cycle}")
-    tifa_idx = sorted({r % k for r in s.tifa_rungs if -k <= r < k}) if uses_tifa(data) else []
+    scored = score and (uses_tifa(data) or proxy_flops is not None)
+    tifa_idx = sorted({r % k for r in s.tifa_rungs if -k <= r < k}) if scored else []
     ms = members(space)
     val = statistics.fmean(val_flops(m, recipe) for m in ms)
-    tifa = statistics.fmean(tifa_flops(m, recipe, s) for m in ms) if tifa_idx else 0.0
+    per_score = proxy_flops or (lambda m: tifa_flops(m, recipe, s))
+    tifa = statistics.fmean(per_score(m) for m in ms) if tifa_idx else 0.0
     costs = Costs(tuple(rungs), tuple(val + (tifa if i in tifa_idx else 0.0) for i in range(k)),
-                  once_flops(space, recipe, s, data, bool(tifa_idx)))  # fmt: skip
+                  once_flops(space, recipe, s, data, bool(tifa_idx) and proxy_flops is None))  # fmt: skip
 
     limit = space.size() + extra  # presets may lie outside the space's rules
 

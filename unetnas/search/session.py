@@ -41,6 +41,7 @@ class SearchConfig:
     runs_dir: Path = Path("runs")
     replay: Path | None = None  # a ground-truth table: answer rungs from it instead of training
     cycle: tuple[int, ...] | None = None  # bracket types to lay out (None: Hyperband's); see plan.make_plan
+    proxy: dict[str, Any] | None = None  # recipe.search.proxy overrides (--proxy, --questions, ...; proxies.select)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Prepared:
     plan: Plan
     presets: list[str] = field(default_factory=list)
     table: Any = None  # replay.GroundTruth when replaying
+    proxy: Any = None  # the alignment proxy of a training search (None: validation loss only)
 
 
 def prepare(cfg: SearchConfig, table: Any = None) -> Prepared:
@@ -71,16 +73,20 @@ def prepare(cfg: SearchConfig, table: Any = None) -> Prepared:
         if not any(space.feasible(m) is None for m in found):
             raise UserError(f"no design of space {space.name!r} satisfies max_gmacs={space.max_gmacs}, "
                             f"max_params={space.max_params}", field="--max-gmacs/--max-params")  # fmt: skip
-    recipe = load_recipe(recipe_path)
+    from unetnas.proxies import select
+
+    recipe = select.with_overrides(load_recipe(recipe_path), cfg.proxy)
+    proxy = None if table is not None else select.build(recipe, cfg.data, members(space, 1)[0])
     presets = []
     if cfg.enqueue_presets:
         presets = [n for n, p in PRESETS.items() if space.contains(p) and space.feasible(p) is None]
     if table is not None and cfg.data != "shapes":
         raise UserError("a replay answers from the table; it reads no data", field="--data", value=cfg.data)
-    plan = make_plan(cfg.budget, space, recipe, recipe.search, data=cfg.data, extra=len(presets), cycle=cfg.cycle)
+    plan = make_plan(cfg.budget, space, recipe, recipe.search, data=cfg.data, extra=len(presets), cycle=cfg.cycle,
+                     **(select.plan_args(proxy, recipe, cfg.data) if table is None else {}))  # fmt: skip
     if table is not None:
         table.check_covers(members(space, 10**9), plan)
-    return Prepared(cfg, space, recipe, plan, presets, table)
+    return Prepared(cfg, space, recipe, plan, presets, table, proxy)
 
 
 def settings_of(p: Prepared) -> dict[str, Any]:
@@ -214,7 +220,7 @@ def _executor(p: Prepared, plan: Plan):
 
     spec0 = members(p.space, 1)[0]
     return TrainingExecutor(p.recipe, s, p.cfg.data, resolution=spec0.resolution, text_len=spec0.text_len,
-                            seed=p.cfg.seed)  # fmt: skip
+                            seed=p.cfg.seed, proxy=p.proxy)  # fmt: skip
 
 
 def _trials_home(url: str, cfg: SearchConfig) -> Path:

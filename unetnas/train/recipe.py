@@ -28,6 +28,25 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = ROOT / "trials" / "short.yaml"
 
 
+class ProxySettings(BaseModel):
+    """Which alignment proxy scores the search's alignment rungs, and the local models it needs.
+
+    ``auto``: the built-in world's TIFA on ``--data shapes``, validation loss only on prepared data. ``vqa_tifa``
+    needs ``questions`` (a TIFA v1.0 file) and ``vqa`` (a BLIP / ViLT directory); ``clipscore`` needs ``clip`` (a
+    CLIPModel directory) and ``questions`` (a TIFA v1.0 file, whose captions are used, or a text file, one prompt a
+    line); both need ``vae`` on latent data. Relative paths are read from the recipe file's folder.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: Literal["auto", "tifa", "vqa_tifa", "clipscore", "val_loss"] = Field("auto", description="the proxy")
+    questions: str | None = Field(None, description="TIFA v1.0 question file (vqa_tifa) or prompt file (clipscore)")
+    vqa: str | None = Field(None, description="local BLIP / ViLT VQA model directory (vqa_tifa)")
+    clip: str | None = Field(None, description="local CLIPModel directory (clipscore)")
+    vae: str | None = Field(None, description="the AutoencoderKL the data was prepared with (latent data)")
+    foils: int = Field(4, ge=1, description="foil prompts per prompt for the text-blind correction (real proxies)")
+
+
 class SearchSettings(BaseModel):
     """Multi-fidelity schedule of `unetnas search` (successive halving over rungs of training FLOPs)."""
 
@@ -40,6 +59,7 @@ class SearchSettings(BaseModel):
     tifa_rungs: tuple[int, ...] = Field((-1,), description="rungs (Python indices) scored by the TIFA proxy")
     tifa_prompts: int = Field(32, ge=1, description="evaluation prompts per TIFA score")
     tifa_images: int = Field(2, ge=1, description="images per prompt")
+    proxy: ProxySettings = Field(default_factory=ProxySettings, description="the alignment proxy")
 
 
 class Recipe(BaseModel):

@@ -1,0 +1,150 @@
+"""End to end on real (tiny, random-initialised) models saved to local folders: images -> `unetnas data prepare`
+(a diffusers AutoencoderKL and a BERT text encoder) -> `unetnas search` on the prepared latents, alignment scored
+by `--proxy vqa-tifa` (a BLIP VQA model on a TIFA v1.0 file) and by `--proxy clipscore` (a CLIP model) -> `unetnas
+export` -> `UNet2DConditionModel.from_pretrained`. Checks plumbing and accounting, not accuracy: every scored rung
+names its proxy and carries the text-blind-corrected alignment with its standard error, the ledger's evaluation
+FLOPs equal what the records (validation loss + the proxy's own accounting) say was spent, and a proxy that cannot
+run stops the search before anything is stored."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from tiny_models import LATENT_BUDGET, tiny_blip_vqa, tiny_clip, tiny_latent_search
+
+from unetnas.search.ledger import Ledger
+from unetnas.search.storage import engine_for
+
+BUDGET = LATENT_BUDGET
+
+
+def _q(pid: str, caption: str, question: str, choices: list[str], answer: str, etype: str) -> dict:
+    return {"id": pid, "caption": caption, "question": question, "choices": choices, "answer": answer,
+            "element_type": etype, "element": answer}  # fmt: skip
+
+
+QUESTIONS = [
+    _q("p1", "a red circle", "is there a circle?", ["yes", "no"], "yes", "object"),
+    _q("p1", "a red circle", "what color is the circle?", ["red", "blue", "green"], "red", "color"),
+    _q("p2", "a blue square", "is there a square?", ["yes", "no"], "yes", "object"),
+    _q("p2", "a blue square", "what color is the square?", ["red", "blue", "green"], "blue", "color"),
+]
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, run_cli) -> dict:
+    """Images, tiny models in folders, `data prepare` through the CLI, a question file, the space and recipe."""
+    root = tmp_path_factory.mktemp("e2e")
+    f = tiny_latent_search(root, prepare_data=False)
+    f.update(blip=tiny_blip_vqa(root / "blip"), clip=tiny_clip(root / "clip"),
+             questions=root / "tifa_v1.0_question_answers.json", db=root / "runs" / "study.db")  # fmt: skip
+    code, _, err = run_cli(["data", "prepare", "--out", str(f["data"]), "--vae", str(f["vae"]), "--images",
+                            str(root / "imgs"), "--text-encoder", str(f["bert"]), "--resolution", "32",
+                            "--shard-size", "16", "--batch-size", "16", "--no-progress"])  # fmt: skip
+    assert code == 0, err
+    f["db"].parent.mkdir()
+    f["questions"].write_text(json.dumps(QUESTIONS))
+    return f
+
+
+def search_args(f: dict, study: str, *proxy: str, db: Path | None = None) -> list[str]:
+    return ["search", "--budget", BUDGET, "--data", str(f["data"]), "--space", str(f["space"]), "--recipe",
+            str(f["recipe"]), "--storage", f"sqlite:///{db or f['db']}", "--study", study, "--json",
+            *proxy]  # fmt: skip
+
+
+def _search(f: dict, run_cli, study: str, *proxy: str) -> dict:
+    code, out, err = run_cli(search_args(f, study, *proxy))
+    assert code == 0, err
+    assert "Traceback" not in err
+    return json.loads(out)
+
+
+def _check_records(f: dict, study_name: str, proxy: str) -> None:
+    """Every rung record names the proxy that scored it; the ledger's eval FLOPs equal the records' (validation
+    loss + the proxy's own accounting), trial by trial; scored trials hold samples.png."""
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{f['db']}")
+    led = Ledger(engine_for(f"sqlite:///{f['db']}"), study_name).summary()
+    assert led["reserved"] == 0 and 0 < led["spent"] <= float(BUDGET)
+    scored, eval_total = 0, 0.0
+    for t in study.trials:
+        recs = [v for k, v in t.user_attrs.items() if k.startswith("rung_")]
+        for rec in recs:
+            eval_total += rec["eval_flops"]
+            if rec.get("proxy") is None:
+                assert rec["alignment"] is None  # not scored at this rung: validation loss only
+                continue
+            scored += 1
+            assert rec["proxy"] == proxy  # never relabelled as the world's TIFA
+            assert math.isfinite(rec["alignment"]) and rec["alignment_se"] is not None and rec["alignment_se"] >= 0
+            assert rec["proxy_flops"] > 0 and rec["eval_flops"] > rec["proxy_flops"]
+            if proxy == "clipscore":
+                assert rec["tifa"] is None and 0 <= rec["clipscore"] <= 100 and rec["clipscore_se"] >= 0
+            else:
+                assert 0 <= rec["tifa"] <= 1 and rec["blind_tifa"] is not None
+            assert (Path(t.user_attrs["dir"]) / "samples.png").is_file()
+        spent = led["by_trial"].get(str(t.number), led["by_trial"].get(t.number, 0.0))
+        if recs:  # the trial's spend: training to its last rung (cumulative) + every rung's evaluation
+            last = max(recs, key=lambda r: r["rung"])
+            assert spent == pytest.approx(last["train_flops"] + sum(r["eval_flops"] for r in recs), rel=1e-9)
+        assert spent == pytest.approx(t.user_attrs["flops_spent"], rel=1e-9)
+    assert scored >= 1
+    assert led["by_kind"]["eval"] == pytest.approx(eval_total, rel=1e-9)
+    assert study.metric_names == ["alignment", "gmacs"]  # optuna-dashboard shows the objectives' names
+
+
+def test_vqa_tifa_search_then_export_then_from_pretrained(e2e, run_cli, tmp_path) -> None:
+    from diffusers import UNet2DConditionModel
+
+    s = _search(e2e, run_cli, "vqa", "--proxy", "vqa-tifa", "--questions", str(e2e["questions"]), "--vqa",
+                str(e2e["blip"]), "--vae", str(e2e["vae"]))  # fmt: skip
+    assert s["proxy"] == "vqa_tifa" and s["n_complete"] >= 1 and s["pareto"]
+    _check_records(e2e, "vqa", "vqa_tifa")
+    out = tmp_path / "exported"
+    code, _, err = run_cli(["export", "--study", "vqa", "--storage", f"sqlite:///{e2e['db']}", "--out", str(out)])
+    assert code == 0, err
+    folders = sorted(out.iterdir())
+    assert [d.name for d in folders] == sorted(f"trial-{row['trial']:04d}" for row in s["pareto"])
+    for d in folders:
+        unet, info = UNet2DConditionModel.from_pretrained(d, output_loading_info=True)
+        assert not any(info.values()), info
+        assert unet.config.in_channels == 4 and unet.config.cross_attention_dim == 32
+
+
+def test_clipscore_search(e2e, run_cli) -> None:
+    s = _search(e2e, run_cli, "clip", "--proxy", "clipscore", "--questions", str(e2e["questions"]), "--clip",
+                str(e2e["clip"]), "--vae", str(e2e["vae"]))  # fmt: skip
+    assert s["proxy"] == "clipscore" and s["n_complete"] >= 1
+    _check_records(e2e, "clip", "clipscore")
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--proxy", "vqa-tifa", "--vqa", "BLIP", "--vae", "VAE"], "--questions: is required by proxy 'vqa_tifa'"),
+        (["--proxy", "vqa-tifa", "--questions", "Q", "--vae", "VAE"], "--vqa: is required by proxy 'vqa_tifa'"),
+        (["--proxy", "clipscore", "--questions", "Q", "--vae", "VAE"], "--clip: is required by proxy 'clipscore'"),
+        (["--proxy", "vqa-tifa", "--questions", "Q", "--vqa", "NOPE", "--vae", "VAE"], "nope: does not exist"),
+        (["--proxy", "clipscore", "--questions", "Q", "--clip", "CLIP"], "--vae: the space diffuses VAE latents"),
+        (["--proxy", "vqa-tifa", "--questions", "PROMPTS", "--vqa", "BLIP", "--vae", "VAE"], "holds prompts, not TIFA"),
+        (["--proxy", "vqa-tifa", "--questions", "ONE", "--vqa", "BLIP", "--vae", "VAE"], "needs at least 2 prompts"),
+        (["--proxy", "tifa"], "--proxy='tifa': the built-in TIFA proxy reads the built-in world"),
+        (["--proxy", "clip-score"], "--proxy='clip-score': must be one of"),
+        (["--proxy", "val-loss", "--clip", "CLIP"], "is not used by proxy 'val_loss'"),
+    ],
+)
+def test_a_proxy_that_cannot_run_stops_before_anything_is_stored(e2e, run_cli, assert_one_line_error, flags,
+                                                                  match) -> None:  # fmt: skip
+    root = e2e["root"]
+    (root / "prompts.txt").write_text("a red circle\na blue square\n")
+    (root / "one.json").write_text(json.dumps(QUESTIONS[:2]))
+    paths = {"Q": e2e["questions"], "BLIP": e2e["blip"], "VAE": e2e["vae"], "CLIP": e2e["clip"],
+             "NOPE": root / "nope", "PROMPTS": root / "prompts.txt", "ONE": root / "one.json"}  # fmt: skip
+    db = root / "bad" / "s.db"
+    code, out, err = run_cli(search_args(e2e, "bad", *(str(paths.get(x, x)) for x in flags), db=db))
+    assert_one_line_error(code, out, err, match)
+    assert not db.parent.exists()  # nothing stored, nothing spent
