@@ -16,8 +16,11 @@ import optuna
 import pytest
 from tiny_models import LATENT_BUDGET, tiny_blip_vqa, tiny_clip, tiny_latent_search
 
+from unetnas.search import study as S
 from unetnas.search.ledger import Ledger
+from unetnas.search.plan import val_flops
 from unetnas.search.storage import engine_for
+from unetnas.train.recipe import load_recipe
 
 BUDGET = LATENT_BUDGET
 
@@ -68,6 +71,7 @@ def _check_records(f: dict, study_name: str, proxy: str) -> None:
     """Every rung record names the proxy that scored it; the ledger's eval FLOPs equal the records' (validation
     loss + the proxy's own accounting), trial by trial; scored trials hold samples.png."""
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{f['db']}")
+    recipe = load_recipe(f["recipe"])
     led = Ledger(engine_for(f"sqlite:///{f['db']}"), study_name).summary()
     assert led["reserved"] == 0 and 0 < led["spent"] <= float(BUDGET)
     scored, eval_total = 0, 0.0
@@ -81,7 +85,8 @@ def _check_records(f: dict, study_name: str, proxy: str) -> None:
             scored += 1
             assert rec["proxy"] == proxy  # never relabelled as the world's TIFA
             assert math.isfinite(rec["alignment"]) and rec["alignment_se"] is not None and rec["alignment_se"] >= 0
-            assert rec["proxy_flops"] > 0 and rec["eval_flops"] > rec["proxy_flops"]
+            assert rec["proxy_flops"] > 0  # eval = the fixed validation batch + what the proxy itself accounted
+            assert rec["eval_flops"] == pytest.approx(val_flops(S.spec_of(t), recipe) + rec["proxy_flops"], rel=1e-12)
             if proxy == "clipscore":
                 assert rec["tifa"] is None and 0 <= rec["clipscore"] <= 100 and rec["clipscore_se"] >= 0
             else:
