@@ -153,3 +153,34 @@ def test_a_proxy_that_cannot_run_stops_before_anything_is_stored(e2e, run_cli, a
     code, out, err = run_cli(search_args(e2e, "bad", *(str(paths.get(x, x)) for x in flags), db=db))
     assert_one_line_error(code, out, err, match)
     assert not db.parent.exists()  # nothing stored, nothing spent
+
+
+def test_the_recipe_can_choose_the_proxy_and_a_study_keeps_its_proxy(e2e, run_cli, assert_one_line_error) -> None:
+    """`search.proxy` in the recipe (paths relative to the recipe file) plans the same as the flags; a study made
+    with one proxy refuses to resume with another."""
+    import yaml
+
+    root = e2e["root"]
+    recipe = yaml.safe_load(e2e["recipe"].read_text())
+    recipe["search"]["proxy"] = {"name": "vqa_tifa", "questions": e2e["questions"].name, "vqa": "blip", "vae": "vae"}
+    (root / "with-proxy.yaml").write_text(yaml.safe_dump(recipe))
+    dry = ["--dry-run", "--gpus", "1", "--tflops-per-gpu", "1"]
+    args = search_args(e2e, "dry", *dry)
+    args[args.index("--recipe") + 1] = str(root / "with-proxy.yaml")
+    code, out, err = run_cli(args)
+    assert code == 0, err
+    by_recipe = json.loads(out)
+    code, out, err = run_cli(search_args(e2e, "dry", *dry, "--proxy", "vqa-tifa", "--questions", str(e2e["questions"]),
+                                         "--vqa", str(e2e["blip"]), "--vae", str(e2e["vae"])))  # fmt: skip
+    assert code == 0, err
+    by_flags = json.loads(out)
+    assert by_recipe["proxy"] == by_flags["proxy"] == "vqa_tifa"
+    assert by_recipe["plan"]["tifa_rungs"] == by_flags["plan"]["tifa_rungs"] == [1]
+    assert by_recipe["plan"]["eval_flops"] == by_flags["plan"]["eval_flops"]
+    assert by_flags["plan"]["eval_flops"][1] > by_flags["plan"]["eval_flops"][0]  # the proxy's cost is planned
+    code, out, err = run_cli(search_args(e2e, "dry", *dry, "--proxy", "val-loss"))
+    assert code == 0 and json.loads(out)["plan"]["tifa_rungs"] == [], err
+    if e2e["db"].exists():  # after the searches above: study "vqa" keeps its proxy
+        assert_one_line_error(*run_cli(search_args(e2e, "vqa", "--proxy", "clipscore", "--questions",
+                                                   str(e2e["questions"]), "--clip", str(e2e["clip"]), "--vae",
+                                                   str(e2e["vae"]))), "was started with recipe")  # fmt: skip
