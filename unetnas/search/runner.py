@@ -91,7 +91,7 @@ class Search:
         out = []
         for t in self.study.get_trials(deepcopy=False):
             a = t.user_attrs
-            if "bracket" not in a:
+            if not {"bracket", "rung", "target_rung", "status"} <= a.keys():  # not a candidate, or being written
                 continue
             points = {}
             for k in range(a["rung"] + 1):
@@ -171,11 +171,27 @@ class Search:
         S.set_attrs(self.study, trial._trial_id, **attrs)
         return self.study._storage.get_trial(trial._trial_id)
 
+    def over(self) -> bool:
+        """Whether the search is over already (every candidate finished, no rung held, nothing left to start), read
+        without writing anything: resuming a finished search changes nothing in its database."""
+        trials = self.study.get_trials(deepcopy=False)
+        if not trials or any(not t.state.is_finished() for t in trials if "bracket" in t.user_attrs):
+            return False
+        if self.leases.all():
+            return False
+        brackets, cands = self.brackets(), self.candidates()
+        if self.scheduler.next_job(brackets, cands) is not None or self.scheduler.decided(brackets, cands):
+            return False
+        left = self.space.size() - len(self._taken())
+        return self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], left) == brackets
+
     # -- deciding -----------------------------------------------------------------------------------------------------
-    def prune_decided(self) -> list[int]:
-        """Stop waiting candidates whose rung is decided without them."""
+    def prune_decided(self, busy: set[int] | frozenset[int] = frozenset()) -> list[int]:
+        """Stop waiting candidates whose rung is decided without them (not ``busy`` ones: a worker still records)."""
         done = []
         for c, reason in self.scheduler.decided(self.brackets(), self.candidates()):
+            if c.number in busy:
+                continue
             self._close(c.number, c.trial_id, "pruned", reason)
             done.append(c.number)
         return done
@@ -346,13 +362,13 @@ def drive(search: Search, stop: Callable[[], bool], on_job: Callable[[Job], None
     (``poll_s``, default a tenth of the lease time-to-live, at most 2 s) for their results.
     """
     poll = poll_s if poll_s is not None else min(search.leases.ttl_s / 10, 2.0)
-    while True:
+    while not search.over():
         if stop():
             return STOPPED
         with search.leases.held(SCHEDULER):
             search.recover_abandoned()
-            search.prune_decided()
             busy = search.leases.busy_trials()
+            search.prune_decided(busy)
             job = search.next_job(busy)
             started = None if job is None else search.begin(job)
             if job is None and not busy:
