@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = {"complete", "pruned", "closed", "failed"}
 
 
+RENDEZVOUS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # set in-process by earlier tests
+
+
 def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    """This process's environment for a child: one thread, the repo importable, no torch.distributed rendezvous."""
+    base = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS}
+    return {**base, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
 def start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
