@@ -182,7 +182,7 @@ def test_ledger_json_keys(kept, run_cli, db_bytes) -> None:
 def test_enqueue_presets_adds_the_presets_that_fit(run_cli, tmp_path) -> None:
     """tests/data/preset_space.yaml holds the `tiny` preset: --enqueue-presets adds it to the first bracket."""
     space = DATA / "preset_space.yaml"
-    args = ["search", "--budget", "2e13", "--space", str(space), "--enqueue-presets", "--dry-run", "--json",
+    args = ["search", "--budget", "4e13", "--space", str(space), "--enqueue-presets", "--dry-run", "--json",
             "--gpus", "1", "--tflops-per-gpu", "1"]  # fmt: skip
     code, out, err = run_cli(args)
     assert code == 0, err
@@ -195,7 +195,7 @@ def test_enqueue_presets_adds_the_presets_that_fit(run_cli, tmp_path) -> None:
     # opened as `unetnas search` opens it (no training): the preset waits in the study with its user attribute
     db = tmp_path / "presets" / "s.db"
     db.parent.mkdir()
-    cfg = SearchConfig(budget=2e13, space=space, storage=f"sqlite:///{db}", study="presets", enqueue_presets=True)
+    cfg = SearchConfig(budget=4e13, space=space, storage=f"sqlite:///{db}", study="presets", enqueue_presets=True)
     search, _ = open_search(prepare(cfg))
     waiting = search.study.get_trials(states=(TrialState.WAITING,))
     assert [t.user_attrs.get("preset") for t in waiting] == ["tiny"]
