@@ -21,6 +21,8 @@ import sqlalchemy as sa
 
 log = logging.getLogger("unetnas.search")
 RETRY_FOR_S = 300.0  # give up after this long (a database restart takes seconds; a failover a minute or two)
+FIRST_CONTACT_S = 5.0  # until this process has reached the database once: a wrong URL fails fast, not in 5 min
+_reached = False  # set by the first call that succeeds
 FIRST_WAIT_S = 0.25
 MAX_WAIT_S = 15.0
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,12 +39,16 @@ def transient(err: BaseException) -> bool:
 
 def call(fn: Callable[..., Any], *args: Any, retry_for_s: float = RETRY_FOR_S, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, tried again after transient database errors (see the module docstring)."""
+    global _reached
     t0, wait = time.monotonic(), FIRST_WAIT_S
     while True:
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
+            _reached = True
+            return out
         except Exception as err:
-            if not transient(err) or time.monotonic() - t0 + wait > retry_for_s:
+            limit = retry_for_s if _reached else min(retry_for_s, FIRST_CONTACT_S)
+            if not transient(err) or time.monotonic() - t0 + wait > limit:
                 raise
             log.warning("database unavailable (%s); retrying in %.1f s", str(err).splitlines()[0][:120], wait)
             time.sleep(wait * (1 + 0.25 * random.random()))  # jitter: workers do not all return at once
