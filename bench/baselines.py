@@ -78,9 +78,11 @@ def make_bench(table: GroundTruth, space: Path | None = None, budget: float | No
     ms = members(p.space, 10**9)
     if budget is None:
         ex = ReplayExecutor(table, p.recipe, p.recipe.search)
-        full = math.fsum(_train_flops(p.plan, m, p.plan.steps_at(len(p.plan.rungs) - 1,
-                                                                 cost(m).train_flops_per_sample))
-                         + ex.eval_flops(_job(p.plan, m, len(p.plan.rungs) - 1, 0, 0)) for m in ms)  # fmt: skip
+        full = math.fsum(
+            _train_flops(p.plan, m, p.plan.steps_at(len(p.plan.rungs) - 1, cost(m).train_flops_per_sample))
+            + ex.eval_flops(_job(p.plan, m, len(p.plan.rungs) - 1, 0, 0))
+            for m in ms
+        )
         budget = float(f"{1.1 * (full + math.fsum(p.plan.once_flops.values())) / (1 - 0.05):.3g}")
     return Bench(table, p.space, p.recipe, p.plan, ms, budget, space)
 
@@ -143,8 +145,16 @@ def run_search(bench: Bench, seed: int, *, sampler: str, cycle: tuple[int, ...] 
         else:
             trace.done(spent)
 
-    replay_search(bench.table, bench.budget, sampler=sampler, seed=seed, space=bench.space_path, cycle=cycle,
-                  study=f"{name}-{seed}", on_done=on_done)  # fmt: skip
+    replay_search(
+        bench.table,
+        bench.budget,
+        sampler=sampler,
+        seed=seed,
+        space=bench.space_path,
+        cycle=cycle,
+        study=f"{name}-{seed}",
+        on_done=on_done,
+    )
     return trace
 
 
@@ -228,10 +238,12 @@ def hyperband(bench: Bench, seed: int, lambda_max: float = LAMBDA_MAX) -> Trace:
         return a - lam * g / gmax
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=S.make_sampler("tpe", seed),
-                                pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=eta**top,
-                                                                      reduction_factor=eta),
-                                study_name=f"hyperband-{seed}")  # fmt: skip
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=S.make_sampler("tpe", seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=eta**top, reduction_factor=eta),
+        study_name=f"hyperband-{seed}",
+    )
     free, whole = 0, {bench.table.design(m).id for m in bench.members}
     while free < MAX_FREE_TRIALS and not whole <= set(trace.measured):
         before = run.spent

@@ -36,8 +36,10 @@ def _row(group: str, rows: list[dict]) -> str:
     cost_ms = statistics.median(r["cost_s"] for r in rows) * 1e3
     meas_ms = statistics.median(r["measure_s"] for r in rows) * 1e3
     ratio = statistics.median(r["measure_s"] / r["cost_s"] for r in rows)
-    return (f"| {group} | {len(rows)} | {max(r['rel_err'] for r in rows):.2e} | {max(r['param_diff'] for r in rows)} "
-            f"| {cost_ms:.3f} | {meas_ms:.0f} | {ratio:,.0f}x |")  # fmt: skip
+    return (
+        f"| {group} | {len(rows)} | {max(r['rel_err'] for r in rows):.2e} | {max(r['param_diff'] for r in rows)} "
+        f"| {cost_ms:.3f} | {meas_ms:.0f} | {ratio:,.0f}x |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,19 +74,27 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             truth = measure(spec)
             measure_s = time.perf_counter() - start
-            rows.append({
-                "cost_s": cost_s, "measure_s": measure_s, "param_diff": abs(c.params - truth["params"]),
-                "rel_err": abs(c.flops - truth["flops"]) / truth["flops"],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "cost_s": cost_s,
+                    "measure_s": measure_s,
+                    "param_diff": abs(c.params - truth["params"]),
+                    "rel_err": abs(c.flops - truth["flops"]) / truth["flops"],
+                }
+            )
             print(f"\r{group}: {i + 1}/{len(specs)}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
         results[group] = rows
 
     every = [r for rows in results.values() for r in rows]
-    print(f"\ncost model vs FlopCounterMode on meta; torch {torch.__version__}, Python {platform.python_version()}, "
-          f"{torch.get_num_threads()} torch threads; {time.perf_counter() - started:.0f} s total\n")  # fmt: skip
-    print("| specs | n | max rel. FLOPs error | max param diff | cost() ms/spec (median) "
-          "| measure() ms/spec (median) | speed-up (median) |")
+    print(
+        f"\ncost model vs FlopCounterMode on meta; torch {torch.__version__}, Python {platform.python_version()}, "
+        f"{torch.get_num_threads()} torch threads; {time.perf_counter() - started:.0f} s total\n"
+    )
+    print(
+        "| specs | n | max rel. FLOPs error | max param diff | cost() ms/spec (median) "
+        "| measure() ms/spec (median) | speed-up (median) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for group, rows in results.items():
         print(_row(group, rows))

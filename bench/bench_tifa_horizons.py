@@ -42,23 +42,35 @@ def main() -> None:
     source = WorldSource(pool=recipe.world_pool, resolution=spec.resolution, text_len=spec.text_len)
     proxy = WorldTifa(prompts=args.prompts, images_per_prompt=args.images, steps=args.steps)
     rows = []
-    for i, h in enumerate(args.horizons):
+    for h in args.horizons:
         resume = (args.out / "checkpoint" / "state.json").is_file()
         summary = run_trial(spec, recipe, source, args.out, horizon=h, resume=resume)
         t0 = time.perf_counter()
         res = proxy.score(Subject.from_checkpoint(str(args.out)))
         dt = time.perf_counter() - t0
-        rows.append({"horizon": h, "steps": summary["steps"], "train_flops": summary["train_flops"],
-                     "val_loss": summary["val_loss"], "tifa": res.value, "by_category": res.details["by_category"],
-                     "eval_flops": res.flops, "score_s": dt, "score_s_per_prompt": dt / args.prompts})  # fmt: skip
+        rows.append(
+            {
+                "horizon": h,
+                "steps": summary["steps"],
+                "train_flops": summary["train_flops"],
+                "val_loss": summary["val_loss"],
+                "tifa": res.value,
+                "by_category": res.details["by_category"],
+                "eval_flops": res.flops,
+                "score_s": dt,
+                "score_s_per_prompt": dt / args.prompts,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     cats = list(rows[-1]["by_category"])
     print(f"\n| horizon (FLOPs) | steps | val loss | TIFA | {' | '.join(cats)} | eval FLOPs | s/prompt |")
     print("|---" * (6 + len(cats)) + "|")
     for r in rows:
         by = " | ".join(f"{r['by_category'].get(c, float('nan')):.3f}" for c in cats)
-        print(f"| {r['horizon']:.2g} | {r['steps']} | {r['val_loss']:.4f} | {r['tifa']:.3f} | {by} | "
-              f"{r['eval_flops']:.3g} | {r['score_s_per_prompt']:.2f} |")  # fmt: skip
+        print(
+            f"| {r['horizon']:.2g} | {r['steps']} | {r['val_loss']:.4f} | {r['tifa']:.3f} | {by} | "
+            f"{r['eval_flops']:.3g} | {r['score_s_per_prompt']:.2f} |"
+        )
     _grid(args.out, args.grid)
 
 
@@ -70,8 +82,9 @@ def _grid(trial: Path, path: Path) -> None:
     enc = TextEncoder.load(t.text_encoder_path(), max_length=t.spec.text_len)
     n = 8
     text = enc.encode([p for p in DOC_PROMPTS for _ in range(n)])
-    images = sample(t.unet, text, enc.encode([""])[0], recipe=t.recipe, steps=50, cfg=4.0,
-                    seeds=list(range(n)) * len(DOC_PROMPTS))  # fmt: skip
+    images = sample(
+        t.unet, text, enc.encode([""])[0], recipe=t.recipe, steps=50, cfg=4.0, seeds=list(range(n)) * len(DOC_PROMPTS)
+    )
     save_grid(to_uint8(images), path, cols=n)
     print(f"\nwrote {path}: rows = {DOC_PROMPTS}")
 

@@ -34,8 +34,12 @@ def other_member():
     space = load_space("space/tiny.yaml")
     for s in space.enumerate():
         if (s.base_channels, s.channel_mult, s.attention, s.mid_depth, s.layers_per_block[0]) == (
-            24, (1, 2), ("none", "self"), 1, 1
-        ):  # fmt: skip
+            24,
+            (1, 2),
+            ("none", "self"),
+            1,
+            1,
+        ):
             return s.with_(name="space-self")
     raise SystemExit("space/tiny.yaml has no member with a self-attention level at C=24, mult 1-2")
 
@@ -55,8 +59,9 @@ class Plain:
 
         self.recipe, self.source, self.seed, self.step = recipe, source, seed, 0
         self.unet = build_unet(spec, seed=seed).train()
-        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=recipe.lr, betas=recipe.betas,
-                                     weight_decay=recipe.weight_decay)  # fmt: skip
+        self.opt = torch.optim.AdamW(
+            self.unet.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
+        )
         from unetnas.cost import cost
 
         warm = recipe.warmup_steps(cost(spec).train_flops_per_sample * recipe.batch_size)
@@ -119,10 +124,15 @@ def bench(name: str, args, recipe) -> dict:
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     out.cleanup()
     return {
-        "name": name, "params": params, "gflop_per_sample": c.train_flops_per_sample / 1e9, "wall": med,
-        "cpu": med_cpu, "rounds_wall": wall, "first_loss": first,
+        "name": name,
+        "params": params,
+        "gflop_per_sample": c.train_flops_per_sample / 1e9,
+        "wall": med,
+        "cpu": med_cpu,
+        "rounds_wall": wall,
+        "first_loss": first,
         "same_first_loss": abs(first["trainer"] - first["plain"]) <= 1e-5 * abs(first["plain"]),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -142,23 +152,33 @@ def main() -> None:
     recipe = load_recipe().model_copy(update={"batch_size": args.batch, "micro_batch": args.batch})
     rows = [bench(name.strip(), args, recipe) for name in args.specs.split(",")]
     load = os.getloadavg()
-    print(f"\n{datetime.date.today()}, {platform.machine()}, nproc {os.cpu_count()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} intra-op threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-          f"batch {args.batch}, {args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up steps, "
-          f"load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}\n")  # fmt: skip
-    print("| spec | params | train GFLOP/sample | trainer samples/s | plain samples/s | ratio | "
-          "trainer /CPU-s | plain /CPU-s | ratio (CPU) | trainer GFLOP/s | plain GFLOP/s |")
+    print(
+        f"\n{datetime.date.today()}, {platform.machine()}, nproc {os.cpu_count()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+        f"batch {args.batch}, {args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up steps, "
+        f"load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}\n"
+    )
+    print(
+        "| spec | params | train GFLOP/sample | trainer samples/s | plain samples/s | ratio | "
+        "trainer /CPU-s | plain /CPU-s | ratio (CPU) | trainer GFLOP/s | plain GFLOP/s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         w, c, g = r["wall"], r["cpu"], r["gflop_per_sample"]
-        print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {g:.3f} | {w['trainer']:.1f} | {w['plain']:.1f} | "
-              f"{w['trainer'] / w['plain']:.3f} | {c['trainer']:.1f} | {c['plain']:.1f} | "
-              f"{c['trainer'] / c['plain']:.3f} | {g * w['trainer']:.1f} | {g * w['plain']:.1f} |")  # fmt: skip
+        print(
+            f"| {r['name']} | {r['params'] / 1e6:.2f}M | {g:.3f} | {w['trainer']:.1f} | {w['plain']:.1f} | "
+            f"{w['trainer'] / w['plain']:.3f} | {c['trainer']:.1f} | {c['plain']:.1f} | "
+            f"{c['trainer'] / c['plain']:.3f} | {g * w['trainer']:.1f} | {g * w['plain']:.1f} |"
+        )
     for r in rows:
-        per_round = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(r["rounds_wall"]["trainer"], r["rounds_wall"]["plain"]))
-        print(f"\n{r['name']}: per-round samples/s trainer/plain: {per_round}; first-step loss trainer "
-              f"{r['first_loss']['trainer']:.6f} plain {r['first_loss']['plain']:.6f} "
-              f"({'same' if r['same_first_loss'] else 'DIFFERENT'})")  # fmt: skip
+        per_round = ", ".join(
+            f"{a:.1f}/{b:.1f}" for a, b in zip(r["rounds_wall"]["trainer"], r["rounds_wall"]["plain"])
+        )
+        print(
+            f"\n{r['name']}: per-round samples/s trainer/plain: {per_round}; first-step loss trainer "
+            f"{r['first_loss']['trainer']:.6f} plain {r['first_loss']['plain']:.6f} "
+            f"({'same' if r['same_first_loss'] else 'DIFFERENT'})"
+        )
 
 
 if __name__ == "__main__":

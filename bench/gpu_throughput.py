@@ -120,14 +120,18 @@ class SyntheticSource:
         return self.latents[:n], self.text[:n]
 
     def describe(self) -> dict:
-        return {"kind": "synthetic", "pool": self.pool, "seed": self.seed, "latent": [self.channels, self.size,
-                self.size], "text": [self.text_len, self.text_dim]}  # fmt: skip
+        return {
+            "kind": "synthetic",
+            "pool": self.pool,
+            "seed": self.seed,
+            "latent": [self.channels, self.size, self.size],
+            "text": [self.text_len, self.text_dim],
+        }
 
 
 def shrink(spec):
     """The smoke-test version of a preset: same levels, attention layout and depths; 8 base channels, 8x8 latent."""
-    return spec.with_(base_channels=8, head_dim=8, norm_num_groups=4, latent_size=8, text_len=8,
-                      cross_attention_dim=16)  # fmt: skip
+    return spec.with_(base_channels=8, head_dim=8, norm_num_groups=4, latent_size=8, text_len=8, cross_attention_dim=16)
 
 
 class PlainLoop:
@@ -147,8 +151,9 @@ class PlainLoop:
 
         self.recipe, self.source, self.device, self.bf16, self.seed = recipe, source, device, bf16, seed
         self.unet = build_unet(spec, device=device, seed=seed).train()  # random weights: speed does not depend on them
-        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=recipe.lr, betas=recipe.betas,
-                                     weight_decay=recipe.weight_decay)  # fmt: skip
+        self.opt = torch.optim.AdamW(
+            self.unet.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
+        )
         warm = recipe.warmup_steps(cost(spec).train_flops_per_sample * recipe.batch_size)  # the trainer's schedule
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         self.alphas = noise_scheduler(recipe).alphas_cumprod.to(device)
@@ -194,8 +199,9 @@ def set_trainer_batch(trainer, m: int) -> None:
     trainer.engine.set_train_micro_batch_size(m)
 
 
-def largest_micro_batch(probe: Callable[[int], float], start: int, cap: int, deadline: float,
-                        clock: Callable[[], float] = time.monotonic) -> tuple[int, list[dict[str, Any]]]:  # fmt: skip
+def largest_micro_batch(
+    probe: Callable[[int], float], start: int, cap: int, deadline: float, clock: Callable[[], float] = time.monotonic
+) -> tuple[int, list[dict[str, Any]]]:
     """Double the micro-batch from ``start`` while ``probe(m)`` (seconds per step) runs without running out of memory.
 
     Stops at the first ``torch.OutOfMemoryError`` (the caller then frees gradients and cached blocks), past
@@ -261,9 +267,15 @@ def channels_last_input(module) -> None:
 def loop_figures(rates: list[float], flops_per_sample: float, peak: float | None, history: list[float]) -> dict:
     sps = statistics.median(rates)
     tflops = sps * flops_per_sample / 1e12
-    return {"samples_per_s": sps, "tflops": tflops, "mfu": tflops / peak if peak else None, "rounds": rates,
-            "first_loss": history[0], "last_loss": history[-1],
-            "finite": all(math.isfinite(x) for x in history)}  # fmt: skip
+    return {
+        "samples_per_s": sps,
+        "tflops": tflops,
+        "mfu": tflops / peak if peak else None,
+        "rounds": rates,
+        "first_loss": history[0],
+        "last_loss": history[-1],
+        "finite": all(math.isfinite(x) for x in history),
+    }
 
 
 def measure(name: str, spec, args, recipe, device, peak: float | None) -> dict[str, Any]:
@@ -279,8 +291,12 @@ def measure(name: str, spec, args, recipe, device, peak: float | None) -> dict[s
     clock = Clock(device)
     m0 = args.micro_start
     start_recipe = recipe.model_copy(update={"batch_size": m0, "micro_batch": m0})
-    backends = {"flash": [SDPBackend.FLASH_ATTENTION], "efficient": [SDPBackend.EFFICIENT_ATTENTION],
-                "cudnn": [SDPBackend.CUDNN_ATTENTION], "math": [SDPBackend.MATH]}  # fmt: skip
+    backends = {
+        "flash": [SDPBackend.FLASH_ATTENTION],
+        "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+        "cudnn": [SDPBackend.CUDNN_ATTENTION],
+        "math": [SDPBackend.MATH],
+    }
     attention = sdpa_kernel(backends[args.attention]) if args.attention != "default" else contextlib.nullcontext()
     t_build = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu-throughput-") as out, attention:
@@ -331,13 +347,19 @@ def measure(name: str, spec, args, recipe, device, peak: float | None) -> dict[s
         finally:
             trainer.engine.destroy()  # the caller collects what is left once this frame is gone
     return {
-        "params": c.params, "gmacs": c.gmacs, "train_tflop_per_sample": c.train_flops_per_sample / 1e12,
+        "params": c.params,
+        "gmacs": c.gmacs,
+        "train_tflop_per_sample": c.train_flops_per_sample / 1e12,
         "latent": [spec.latent_channels, spec.latent_size, spec.latent_size],
-        "text": [spec.text_len, spec.cross_attention_dim], "micro_batch": m, "search": probes,
-        **figures, "ratio_vs_plain": figures["trainer"]["samples_per_s"] / figures["plain"]["samples_per_s"],
-        "host_batch_ms": 1e3 * statistics.median(host), "peak_memory_gib": peak_mem,
+        "text": [spec.text_len, spec.cross_attention_dim],
+        "micro_batch": m,
+        "search": probes,
+        **figures,
+        "ratio_vs_plain": figures["trainer"]["samples_per_s"] / figures["plain"]["samples_per_s"],
+        "host_batch_ms": 1e3 * statistics.median(host),
+        "peak_memory_gib": peak_mem,
         "seconds": {"build": build_s, "search": search_s, "warmup": warmup_s},
-    }  # fmt: skip
+    }
 
 
 def td_comparison(presets: dict[str, Any]) -> dict[str, Any] | None:
@@ -361,25 +383,34 @@ def render(result: dict[str, Any]) -> str:
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    lines = [f"{result['date']}, {result['device']}, peak {result['peak_tflops']} TFLOP/s dense bf16 "
-             f"({result['peak_source']}), matmul {result['matmul_tflops'] or '-'} TFLOP/s measured, "
-             f"torch {result['versions']['torch']}, DeepSpeed {result['versions']['deepspeed']}, settings "
-             f"{json.dumps(result['settings'], sort_keys=True)}", "",
-             "| preset | params | train TFLOP/sample | micro-batch | trainer samples/s | trainer TFLOP/s | trainer MFU "
-             "| plain samples/s | plain MFU | trainer/plain | peak GiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"{result['date']}, {result['device']}, peak {result['peak_tflops']} TFLOP/s dense bf16 "
+        f"({result['peak_source']}), matmul {result['matmul_tflops'] or '-'} TFLOP/s measured, "
+        f"torch {result['versions']['torch']}, DeepSpeed {result['versions']['deepspeed']}, settings "
+        f"{json.dumps(result['settings'], sort_keys=True)}",
+        "",
+        "| preset | params | train TFLOP/sample | micro-batch | trainer samples/s | trainer TFLOP/s | trainer MFU "
+        "| plain samples/s | plain MFU | trainer/plain | peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in result["presets"].items():
         if "error" in r:
             lines.append(f"| {name} | failed: {r['error']} |")
             continue
         t, p, mem = r["trainer"], r["plain"], r["peak_memory_gib"]
-        lines.append(f"| {name} | {r['params'] / 1e6:.4g}M | {r['train_tflop_per_sample']:.3g} | {r['micro_batch']} | "
-                     f"{t['samples_per_s']:.1f} | {t['tflops']:.4g} | {pct(t['mfu'])} | {p['samples_per_s']:.1f} | "
-                     f"{pct(p['mfu'])} | {r['ratio_vs_plain']:.3f} | {'-' if mem is None else f'{mem:.1f}'} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['params'] / 1e6:.4g}M | {r['train_tflop_per_sample']:.3g} | {r['micro_batch']} | "
+            f"{t['samples_per_s']:.1f} | {t['tflops']:.4g} | {pct(t['mfu'])} | {p['samples_per_s']:.1f} | "
+            f"{pct(p['mfu'])} | {r['ratio_vs_plain']:.3f} | {'-' if mem is None else f'{mem:.1f}'} |"
+        )
     td = result.get("td4_4_vs_sdxl")
     if td:
-        lines += ["", f"sdxl-td4_4 / sdxl: time per sample {td['time_per_sample_ratio']:.3f} (trainer; plain "
-                  f"{td['plain_time_per_sample_ratio']:.3f}), cost model GMACs {td['gmacs_ratio']:.3f}, training "
-                  f"FLOPs {td['train_flops_ratio']:.3f} (paper: GMACs 0.72, 1.7x faster convergence)"]  # fmt: skip
+        lines += [
+            "",
+            f"sdxl-td4_4 / sdxl: time per sample {td['time_per_sample_ratio']:.3f} (trainer; plain "
+            f"{td['plain_time_per_sample_ratio']:.3f}), cost model GMACs {td['gmacs_ratio']:.3f}, training "
+            f"FLOPs {td['train_flops_ratio']:.3f} (paper: GMACs 0.72, 1.7x faster convergence)",
+        ]
     return "\n".join(lines)
 
 
@@ -390,8 +421,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--smoke", action="store_true", help="CPU, shrunken presets, fp32, 1-2 steps (needs --out)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU (default: table)")
     ap.add_argument("--zero", type=int, choices=(1, 2), default=2, help="ZeRO stage of the trainer's engine")
-    ap.add_argument("--attention", choices=("flash", "efficient", "cudnn", "math", "default"), default="flash",
-                    help="SDPA backend for both loops (default: %(default)s)")  # fmt: skip
+    ap.add_argument(
+        "--attention",
+        choices=("flash", "efficient", "cudnn", "math", "default"),
+        default="flash",
+        help="SDPA backend for both loops (default: %(default)s)",
+    )
     ap.add_argument("--compile", default="none", help="torch.compile backend for both UNets, e.g. inductor")
     ap.add_argument("--channels-last", action="store_true", help="feed both UNets channels_last latents")
     ap.add_argument("--micro-start", type=int, default=None, help="first micro-batch (default 8; smoke 1)")
@@ -431,8 +466,11 @@ def check(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], str, float |
     if args.smoke and args.out is None:
         raise UserError("is required with --smoke (bench/results holds device figures only)", field="--out")
     if args.compile != "none" and args.compile not in torch._dynamo.list_backends(exclude_tags=()):
-        raise UserError(f"is not a torch.compile backend ({', '.join(torch._dynamo.list_backends())})",
-                        field="--compile", value=args.compile)  # fmt: skip
+        raise UserError(
+            f"is not a torch.compile backend ({', '.join(torch._dynamo.list_backends())})",
+            field="--compile",
+            value=args.compile,
+        )
     cuda = torch.cuda.is_available()
     if not (cuda or args.smoke):
         raise UserError("needs a CUDA device (use --smoke on CPU)", field="device", value="cpu")
@@ -441,8 +479,9 @@ def check(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], str, float |
         return specs, name, args.peak_tflops, "--peak-tflops"
     peak = peak_tflops(name) if cuda else None
     if peak is None and not args.smoke:
-        raise UserError("is not in the peak table; give its dense bf16 peak with --peak-tflops", field="device",
-                        value=name)  # fmt: skip
+        raise UserError(
+            "is not in the peak table; give its dense bf16 peak with --peak-tflops", field="device", value=name
+        )
     return specs, name, peak, None if peak is None else "datasheet table"
 
 
@@ -485,20 +524,42 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True  # conv algorithms autotuned per shape (in the untimed first steps)
     t0 = time.perf_counter()
     result: dict[str, Any] = {
-        "benchmark": "gpu-throughput", "date": datetime.date.today().isoformat(), "device": device_name,
-        "smoke": args.smoke, "peak_tflops": peak, "peak_source": peak_source,
+        "benchmark": "gpu-throughput",
+        "date": datetime.date.today().isoformat(),
+        "device": device_name,
+        "smoke": args.smoke,
+        "peak_tflops": peak,
+        "peak_source": peak_source,
         "matmul_tflops": round(matmul_tflops(), 1) if dev.type == "cuda" else None,
         "gpu_memory_gib": torch.cuda.get_device_properties(dev).total_memory / 2**30 if dev.type == "cuda" else None,
-        "versions": {"torch": torch.__version__, "cuda": torch.version.cuda, "deepspeed": deepspeed.__version__,
-                     "diffusers": diffusers.__version__, "python": sys.version.split()[0]},
-        "settings": {"precision": "bf16" if bf16 else "fp32", "presets": "shrunken" if args.smoke else "as named",
-                     "zero": args.zero, "attention": args.attention, "compile": args.compile, "channels_last": args.channels_last,
-                     "micro_start": args.micro_start, "max_micro": args.max_micro, "search_s": args.search_s,
-                     "warmup": args.warmup, "rounds": args.rounds, "steps": args.steps,
-                     "plain": "fp32 weights, torch.optim.AdamW (default implementation), "
-                              + ("autocast bf16" if bf16 else "fp32")},
-        "mfu": {}, "ratio_vs_plain": {}, "presets": {}, "complete": False,
-    }  # fmt: skip
+        "versions": {
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "deepspeed": deepspeed.__version__,
+            "diffusers": diffusers.__version__,
+            "python": sys.version.split()[0],
+        },
+        "settings": {
+            "precision": "bf16" if bf16 else "fp32",
+            "presets": "shrunken" if args.smoke else "as named",
+            "zero": args.zero,
+            "attention": args.attention,
+            "compile": args.compile,
+            "channels_last": args.channels_last,
+            "micro_start": args.micro_start,
+            "max_micro": args.max_micro,
+            "search_s": args.search_s,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "steps": args.steps,
+            "plain": "fp32 weights, torch.optim.AdamW (default implementation), "
+            + ("autocast bf16" if bf16 else "fp32"),
+        },
+        "mfu": {},
+        "ratio_vs_plain": {},
+        "presets": {},
+        "complete": False,
+    }
     failed = False
     with tempfile.TemporaryDirectory(prefix="gpu-throughput-cfg-") as tmp:
         recipe = recipe_for(args, Path(tmp))

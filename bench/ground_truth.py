@@ -39,7 +39,9 @@ def designs(space_path: Path) -> list[dict[str, Any]]:
     from unetnas.space import SearchSpace
 
     space = load_model(space_path, SearchSpace)
-    blind_space = space.model_copy(update={"allow_text_blind": True}) if "allow_text_blind" in type(space).model_fields else space
+    blind_space = (
+        space.model_copy(update={"allow_text_blind": True}) if "allow_text_blind" in type(space).model_fields else space
+    )
     members = list(blind_space.enumerate())
     reading = [m for m in members if text_reading(m)]
     blind = [m for m in members if not text_reading(m)]
@@ -48,9 +50,17 @@ def designs(space_path: Path) -> list[dict[str, Any]]:
     out = []
     for i, spec in enumerate(chosen):
         c = cost(spec)
-        out.append({"id": f"d{i:02d}", "spec": spec.with_(name=f"d{i:02d}").model_dump(mode="json"),
-                    "params": c.params, "gmacs": c.gmacs, "train_flops_per_sample": c.train_flops_per_sample,
-                    "text_blind": not text_reading(spec), "tags": tags(spec)})  # fmt: skip
+        out.append(
+            {
+                "id": f"d{i:02d}",
+                "spec": spec.with_(name=f"d{i:02d}").model_dump(mode="json"),
+                "params": c.params,
+                "gmacs": c.gmacs,
+                "train_flops_per_sample": c.train_flops_per_sample,
+                "text_blind": not text_reading(spec),
+                "tags": tags(spec),
+            }
+        )
     return out
 
 
@@ -76,8 +86,9 @@ def second_seed_ids(table_designs: list[dict[str, Any]], n: int) -> list[str]:
     return list(dict.fromkeys(picks + blind))[:n]
 
 
-def run_one(design: dict[str, Any], seed: int, *, recipe, source, proxy, horizons: list[float], work: Path,
-            log) -> list[dict[str, Any]]:  # fmt: skip
+def run_one(
+    design: dict[str, Any], seed: int, *, recipe, source, proxy, horizons: list[float], work: Path, log
+) -> list[dict[str, Any]]:
     """Train one design with one seed through every checkpoint; resumes from ``work`` if a run was cut short."""
     from unetnas.proxies import Subject, ValLoss
     from unetnas.spec import UNetSpec
@@ -96,24 +107,37 @@ def run_one(design: dict[str, Any], seed: int, *, recipe, source, proxy, horizon
         rows = [r for r in rows if r["steps"] <= trainer.step]
     else:
         rows = []
-    for h in horizons[len(rows):]:
+    for h in horizons[len(rows) :]:
         trainer.train_to(trainer.steps_for(h))
         t0 = time.perf_counter()
         subject = Subject.from_trainer(trainer)
         val = ValLoss().score(subject)
         res = proxy.score(subject)
         d = res.details
-        rows.append({"train_flops": trainer.train_flops, "steps": trainer.step, "samples": trainer.samples,
-                     "wall_s": round(trainer.wall_s, 2), "eval_flops": val.flops + res.flops,
-                     "eval_s": round(time.perf_counter() - t0, 2), "val_loss": val.value,
-                     "tifa": d["tifa"], "tifa_se": d["tifa_se"], "alignment": d["alignment"],
-                     "alignment_se": d["alignment_se"], "blind_tifa": d["blind_tifa"],
-                     "alignment_by_category": d["alignment_by_category"],
-                     "per_prompt_alignment": d["per_prompt_alignment"]})  # fmt: skip
+        rows.append(
+            {
+                "train_flops": trainer.train_flops,
+                "steps": trainer.step,
+                "samples": trainer.samples,
+                "wall_s": round(trainer.wall_s, 2),
+                "eval_flops": val.flops + res.flops,
+                "eval_s": round(time.perf_counter() - t0, 2),
+                "val_loss": val.value,
+                "tifa": d["tifa"],
+                "tifa_se": d["tifa_se"],
+                "alignment": d["alignment"],
+                "alignment_se": d["alignment_se"],
+                "blind_tifa": d["blind_tifa"],
+                "alignment_by_category": d["alignment_by_category"],
+                "per_prompt_alignment": d["per_prompt_alignment"],
+            }
+        )
         trainer.save()
         _write_json(rows_path, rows)
-        log(f"{design['id']} s{seed} {trainer.train_flops:.3g} FLOPs step {trainer.step}: val {val.value:.4f} "
-            f"tifa {d['tifa']:.3f} alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f}")
+        log(
+            f"{design['id']} s{seed} {trainer.train_flops:.3g} FLOPs step {trainer.step}: val {val.value:.4f} "
+            f"tifa {d['tifa']:.3f} alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f}"
+        )
     return rows
 
 
@@ -127,9 +151,14 @@ def _write_json(path: Path, obj: Any) -> None:
 def machine() -> dict[str, Any]:
     import torch
 
-    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}  # fmt: skip
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,16 +208,26 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_one(d, seed, recipe=recipe, source=source, proxy=proxy, horizons=horizons, work=args.work, log=log)
         runs.append({"design": d["id"], "seed": seed, "checkpoints": rows})
         done = [r for r in runs if len(r["checkpoints"]) == len(horizons)]
-        meta = {"space": str(args.space.relative_to(ROOT)) if args.space.is_relative_to(ROOT) else str(args.space),
-                "recipe": str(args.recipe.relative_to(ROOT)) if args.recipe.is_relative_to(ROOT) else str(args.recipe),
-                "horizons": horizons, "world": source.describe(),
-                "proxy": {"name": "tifa", "prompts": args.prompts, "images_per_prompt": 1,
-                          "steps": recipe.sample_steps, "cfg": recipe.cfg_scale, "foils": "all other prompts",
-                          "sampler": "DDIM, trailing spacing"},
-                "machine": machine(), "date": time.strftime("%Y-%m-%d"),
-                "command": "python -m bench ground-truth " + " ".join(argv or []),
-                "cost_s": round(spent_before + time.time() - start, 1),
-                "complete": len(done) == len(jobs)}  # fmt: skip
+        meta = {
+            "space": str(args.space.relative_to(ROOT)) if args.space.is_relative_to(ROOT) else str(args.space),
+            "recipe": str(args.recipe.relative_to(ROOT)) if args.recipe.is_relative_to(ROOT) else str(args.recipe),
+            "horizons": horizons,
+            "world": source.describe(),
+            "proxy": {
+                "name": "tifa",
+                "prompts": args.prompts,
+                "images_per_prompt": 1,
+                "steps": recipe.sample_steps,
+                "cfg": recipe.cfg_scale,
+                "foils": "all other prompts",
+                "sampler": "DDIM, trailing spacing",
+            },
+            "machine": machine(),
+            "date": time.strftime("%Y-%m-%d"),
+            "command": "python -m bench ground-truth " + " ".join(argv or []),
+            "cost_s": round(spent_before + time.time() - start, 1),
+            "complete": len(done) == len(jobs),
+        }
         _write_json(args.out, {"version": 1, "meta": meta, "designs": table_designs, "runs": done})
     log(f"table written to {args.out} ({len(runs)} runs)")
     return 0

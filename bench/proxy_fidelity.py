@@ -40,14 +40,19 @@ def fidelity(path=DEFAULT_TABLE) -> dict:
             rows.append({"checkpoint": k, "train_flops_share": round(share, 4), **spearman_ci(x, target, seed=k)})
         by_ck[name] = rows
     twice = [d for d in ds if 1 in d.runs]
-    ceiling = (spearman_ci([d.final(0)["alignment"] for d in twice], [d.final(1)["alignment"] for d in twice])
-               if len(twice) >= 3 else None)  # fmt: skip
+    ceiling = (
+        spearman_ci([d.final(0)["alignment"] for d in twice], [d.final(1)["alignment"] for d in twice])
+        if len(twice) >= 3
+        else None
+    )
     first = min(range(len(horizons)), key=lambda k: (horizons[k] / full > 0.10, -horizons[k]))
     seed_diff = [d.final(1)["alignment"] - d.final(0)["alignment"] for d in twice]
     import numpy as np
 
     return {
-        "table": str(path), "designs": len(ds), "horizons": horizons,
+        "table": str(path),
+        "designs": len(ds),
+        "horizons": horizons,
         "prompt_count": prompt_count(ds),
         "spearman_by_checkpoint": by_ck,
         "first_checkpoint_share": round(horizons[first] / full, 4),
@@ -56,7 +61,7 @@ def fidelity(path=DEFAULT_TABLE) -> dict:
         "seed_noise_sd": round(float(np.std(seed_diff, ddof=1) / np.sqrt(2)), 4) if len(seed_diff) > 1 else None,
         "mean_alignment_se": round(float(np.mean([d.final(0)["alignment_se"] for d in ds])), 4),
         "goal": "rho >= 0.8 at the first checkpoint costing <= 10% of the full horizon",
-    }  # fmt: skip
+    }
 
 
 def prompt_count(ds) -> dict:
@@ -77,11 +82,14 @@ def prompt_count(ds) -> dict:
     for a, b in itertools.combinations(finals, 2):
         paired.append(paired_difference(a["per_prompt_alignment"], b["per_prompt_alignment"])[1])
         unpaired.append(float(np.hypot(a["alignment_se"], b["alignment_se"])))
-    return {"per_prompt_sd": round(sd, 4), "prompts_in_table": n_eval,
-            "se_at": {n: round(float(sd / np.sqrt(n)), 4) for n in (16, 32, 64, 128, 256, 512)},
-            "design_sd": round(float(np.std([f["alignment"] for f in finals], ddof=1)), 4),
-            "paired_se_median": round(float(np.median(paired)), 4),
-            "unpaired_se_median": round(float(np.median(unpaired)), 4)}  # fmt: skip
+    return {
+        "per_prompt_sd": round(sd, 4),
+        "prompts_in_table": n_eval,
+        "se_at": {n: round(float(sd / np.sqrt(n)), 4) for n in (16, 32, 64, 128, 256, 512)},
+        "design_sd": round(float(np.std([f["alignment"] for f in finals], ddof=1)), 4),
+        "paired_se_median": round(float(np.median(paired)), 4),
+        "unpaired_se_median": round(float(np.median(unpaired)), 4),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,20 +102,27 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
         return 0
     print(f"{res['designs']} designs; final = corrected alignment at {res['horizons'][-1]:.3g} training FLOPs")
-    print("| proxy | " + " | ".join(f"{r['train_flops_share']:.3g} of horizon" for r in
-                                  res["spearman_by_checkpoint"]["alignment"]) + " |")  # fmt: skip
+    print(
+        "| proxy | "
+        + " | ".join(f"{r['train_flops_share']:.3g} of horizon" for r in res["spearman_by_checkpoint"]["alignment"])
+        + " |"
+    )
     print("|---|" + "---|" * len(res["horizons"]))
     for name, rows in res["spearman_by_checkpoint"].items():
         cells = [f"{r['rho']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]" for r in rows]
         print(f"| {name} | " + " | ".join(cells) + " |")
     pc = res["prompt_count"]
-    print(f"per-prompt sd {pc['per_prompt_sd']}: SE at n prompts {pc['se_at']}; sd of final alignment across designs "
-          f"{pc['design_sd']}; median SE of a difference: paired {pc['paired_se_median']}, unpaired "
-          f"{pc['unpaired_se_median']}")  # fmt: skip
+    print(
+        f"per-prompt sd {pc['per_prompt_sd']}: SE at n prompts {pc['se_at']}; sd of final alignment across designs "
+        f"{pc['design_sd']}; median SE of a difference: paired {pc['paired_se_median']}, unpaired "
+        f"{pc['unpaired_se_median']}"
+    )
     c = res["seed_noise_ceiling"]
     if c:
-        print(f"seed-noise ceiling (seed 0 vs seed 1 final alignment, {c['n']} designs): rho {c['rho']:+.2f} "
-              f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]; seed sd {res['seed_noise_sd']}")  # fmt: skip
+        print(
+            f"seed-noise ceiling (seed 0 vs seed 1 final alignment, {c['n']} designs): rho {c['rho']:+.2f} "
+            f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]; seed sd {res['seed_noise_sd']}"
+        )
     return 0
 
 

@@ -44,9 +44,15 @@ def _pair(a: Design, b: Design) -> dict[str, Any]:
     fa, fb = a.final(0), b.final(0)
     diff, se = paired_difference(fb["per_prompt_alignment"], fa["per_prompt_alignment"])
     dp = (b.params - a.params) / 1e6
-    return {"from": a.id, "to": b.id, "d_alignment": round(diff, 5), "se": round(se, 5),
-            "d_params_m": round(dp, 4), "d_gmacs": round(b.gmacs - a.gmacs, 5),
-            "per_m_params": round(diff / dp, 5) if dp else None}  # fmt: skip
+    return {
+        "from": a.id,
+        "to": b.id,
+        "d_alignment": round(diff, 5),
+        "se": round(se, 5),
+        "d_params_m": round(dp, 4),
+        "d_gmacs": round(b.gmacs - a.gmacs, 5),
+        "per_m_params": round(diff / dp, 5) if dp else None,
+    }
 
 
 def _pairs(designs: list[Design], drop: str, order, step) -> list[dict[str, Any]]:
@@ -71,8 +77,11 @@ def science(path=DEFAULT_TABLE) -> dict[str, Any]:
     width = _pairs(reading, "width", lambda d: d.spec["base_channels"], lambda a, b: True)
     l0 = lambda d: d.spec["transformer_depth"][0]  # noqa: E731
     level0 = _pairs(reading, "level0", l0, lambda a, b: l0(a) == 0 and l0(b) == 1)
-    level1 = [p for p in _pairs(reading, "level1", l1, lambda a, b: l1(a) == -1 and l1(b) == 1)
-              if by_id[p["from"]].spec["mid_attention"] == "cross"]  # fmt: skip
+    level1 = [
+        p
+        for p in _pairs(reading, "level1", l1, lambda a, b: l1(a) == -1 and l1(b) == 1)
+        if by_id[p["from"]].spec["mid_attention"] == "cross"
+    ]
 
     def summary(pairs: list[dict[str, Any]], field: str) -> dict[str, Any]:
         vals = [p[field] for p in pairs if p[field] is not None]
@@ -83,22 +92,38 @@ def science(path=DEFAULT_TABLE) -> dict[str, Any]:
     blind = [d for d in by_id.values() if d.text_blind]
     best = max(reading, key=lambda d: d.final(0)["alignment"])
     return {
-        "table": str(path), "designs": len(by_id), "horizon_flops": best.final(0)["train_flops"],
-        "best": {"id": best.id, "alignment": best.final(0)["alignment"], "se": best.final(0)["alignment_se"],
-                 "gmacs": best.gmacs, "params": best.params},
-        "text_blind": [{"id": d.id, "alignment": d.final(0)["alignment"], "se": d.final(0)["alignment_se"],
-                        "tifa": d.final(0)["tifa"]} for d in blind],
+        "table": str(path),
+        "designs": len(by_id),
+        "horizon_flops": best.final(0)["train_flops"],
+        "best": {
+            "id": best.id,
+            "alignment": best.final(0)["alignment"],
+            "se": best.final(0)["alignment_se"],
+            "gmacs": best.gmacs,
+            "params": best.params,
+        },
+        "text_blind": [
+            {
+                "id": d.id,
+                "alignment": d.final(0)["alignment"],
+                "se": d.final(0)["alignment_se"],
+                "tifa": d.final(0)["tifa"],
+            }
+            for d in blind
+        ],
         "depth_vs_width": {
             "claim": "transformer depth at low resolution buys more alignment per parameter than width",
-            "depth_per_m_params": dw[0], "width_per_m_params": dw[1],
+            "depth_per_m_params": dw[0],
+            "width_per_m_params": dw[1],
             "holds": _holds(dw[0], dw[1]),
         },
         "placement": {
             "claim": "cross-attention at the full-resolution level buys little",
-            "add_cross_at_level0": p0, "add_cross_at_level1": p1,
+            "add_cross_at_level0": p0,
+            "add_cross_at_level1": p1,
             "holds": _holds(p1, p0),
         },
-    }  # fmt: skip
+    }
 
 
 def _holds(bigger: dict[str, Any], smaller: dict[str, Any]) -> str:
@@ -122,12 +147,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
         return 0
     b = res["best"]
-    print(f"{res['designs']} designs at {res['horizon_flops']:.3g} training FLOPs; best {b['id']}: alignment "
-          f"{b['alignment']:+.3f} +- {b['se']:.3f} ({b['gmacs']:.3g} GMACs)")  # fmt: skip
+    print(
+        f"{res['designs']} designs at {res['horizon_flops']:.3g} training FLOPs; best {b['id']}: alignment "
+        f"{b['alignment']:+.3f} +- {b['se']:.3f} ({b['gmacs']:.3g} GMACs)"
+    )
     for t in res["text_blind"]:
-        print(f"text-blind control {t['id']}: alignment {t['alignment']:+.3f} +- {t['se']:.3f} (raw TIFA {t['tifa']:.3f})")
-    for name, c, (x, y) in (("depth vs width", res["depth_vs_width"], ("depth_per_m_params", "width_per_m_params")),
-                            ("placement", res["placement"], ("add_cross_at_level1", "add_cross_at_level0"))):  # fmt: skip
+        print(
+            f"text-blind control {t['id']}: alignment {t['alignment']:+.3f} +- {t['se']:.3f} (raw TIFA {t['tifa']:.3f})"
+        )
+    for name, c, (x, y) in (
+        ("depth vs width", res["depth_vs_width"], ("depth_per_m_params", "width_per_m_params")),
+        ("placement", res["placement"], ("add_cross_at_level1", "add_cross_at_level0")),
+    ):
         print(f"\n{name}: {c['claim']} -> {c['holds']}")
         for k in (x, y):
             s = c[k]

@@ -47,9 +47,13 @@ from unetnas.search.replay import GroundTruth
 
 EPSILON = 0.05  # default relative regret threshold (raised to twice the floor regret where that is larger)
 GRID = 80  # compute points of the anytime curves (log-spaced)
-LABELS = {"unetnas": "unetnas (Hyperband + MO-ASHA + TPE)", "random": "random search, full horizon",
-          "tpe": "TPE, full horizon", "topk": "top-k after rung 0 (oracle k)",
-          "hyperband": "Optuna HyperbandPruner + TPE, scalarised"}  # fmt: skip
+LABELS = {
+    "unetnas": "unetnas (Hyperband + MO-ASHA + TPE)",
+    "random": "random search, full horizon",
+    "tpe": "TPE, full horizon",
+    "topk": "top-k after rung 0 (oracle k)",
+    "hyperband": "Optuna HyperbandPruner + TPE, scalarised",
+}
 BASELINES = ("random", "tpe", "topk", "hyperband")
 
 
@@ -66,17 +70,23 @@ class Scorer:
             d = t.design(m)
             finals = [r.checkpoints[-1].alignment for r in t.runs[d.id]]
             if any(a is None for a in finals):
-                raise UserError(f"design {d.id} has no alignment at its last checkpoint", field="--table",
-                                value=str(t.path))  # fmt: skip
+                raise UserError(
+                    f"design {d.id} has no alignment at its last checkpoint", field="--table", value=str(t.path)
+                )
             self.truth[d.id] = (statistics.fmean(finals), cost(m).gmacs)
         self.ref = (0.0, max(g for _, g in self.truth.values()))
         self.best = self.hv(self.truth)
         if self.best <= 0:
-            raise UserError("no member has positive alignment: the hypervolume of the true front is 0",
-                            field="--table", value=str(t.path))  # fmt: skip
+            raise UserError(
+                "no member has positive alignment: the hypervolume of the true front is 0",
+                field="--table",
+                value=str(t.path),
+            )
         ids = [d for d in self.truth if self.hv([d]) > 0]  # inside the reference point
-        self.front = sorted((ids[i] for i in pareto([(-self.truth[d][0], self.truth[d][1]) for d in ids])),
-                            key=lambda d: self.truth[d][1])  # fmt: skip
+        self.front = sorted(
+            (ids[i] for i in pareto([(-self.truth[d][0], self.truth[d][1]) for d in ids])),
+            key=lambda d: self.truth[d][1],
+        )
         self._cache: dict[tuple[str, ...], float] = {}
 
     def hv(self, ids) -> float:  # noqa: ANN001
@@ -112,8 +122,14 @@ def ratio_ci(base: list[float], ours: list[float]) -> tuple[float, float, float]
     point = statistics.fmean(base) / statistics.fmean(ours)
     if len(base) < 2 or (len(set(base)) == 1 and len(set(ours)) == 1):
         return point, point, point
-    res = bootstrap((np.asarray(base), np.asarray(ours)), lambda b, o, axis=-1: b.mean(axis) / o.mean(axis),
-                    paired=True, n_resamples=2000, method="percentile", rng=np.random.default_rng(0))  # fmt: skip
+    res = bootstrap(
+        (np.asarray(base), np.asarray(ours)),
+        lambda b, o, axis=-1: b.mean(axis) / o.mean(axis),
+        paired=True,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    )
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -142,8 +158,9 @@ def auto_epsilon(floor_regret: float) -> float:
     return max(EPSILON, math.ceil(200 * floor_regret) / 100)
 
 
-def evaluate(bench: Bench, seeds: list[int], eps: float | None, methods: tuple[str, ...] = tuple(METHODS),
-             progress: bool = False) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    bench: Bench, seeds: list[int], eps: float | None, methods: tuple[str, ...] = tuple(METHODS), progress: bool = False
+) -> dict[str, Any]:
     """Run every method at every seed and summarise (the ``--json`` output; see the module docstring).
     ``eps`` None: ``auto_epsilon``."""
     scorer = Scorer(bench)
@@ -167,29 +184,44 @@ def evaluate(bench: Bench, seeds: list[int], eps: float | None, methods: tuple[s
         reach = [compute_to(t, scorer, eps) for t in ts]
         comp = [f for f, _ in reach]
         rows[m] = {
-            "label": LABELS[m], "reached": sum(ok for _, ok in reach), "compute_to_epsilon": comp,
+            "label": LABELS[m],
+            "reached": sum(ok for _, ok in reach),
+            "compute_to_epsilon": comp,
             "compute_mean": statistics.fmean(comp),
             "compute_se": statistics.stdev(comp) / math.sqrt(len(comp)) if len(comp) > 1 else 0.0,
             "final_regret_mean": float(curves[:, -1].mean()),
             "final_regret_se": float(curves[:, -1].std(ddof=1) / math.sqrt(len(ts))) if len(ts) > 1 else 0.0,
-            "spent_mean": statistics.fmean(t.spent for t in ts), "runs_mean": statistics.fmean(t.runs for t in ts),
+            "spent_mean": statistics.fmean(t.spent for t in ts),
+            "runs_mean": statistics.fmean(t.runs for t in ts),
             "answer_size_mean": statistics.fmean(len(t.events[-1][1]) for t in ts),
-            "front_recall_mean": statistics.fmean(len(set(t.events[-1][1]) & set(scorer.front)) / len(scorer.front)
-                                                  for t in ts),  # share of the true front in the final answer
+            "front_recall_mean": statistics.fmean(
+                len(set(t.events[-1][1]) & set(scorer.front)) / len(scorer.front) for t in ts
+            ),  # share of the true front in the final answer
             "regret_mean": curves.mean(0).tolist(),
             "regret_se": (curves.std(0, ddof=1) / math.sqrt(len(ts))).tolist() if len(ts) > 1 else [0.0] * GRID,
             "wall_s": wall[m],
-        }  # fmt: skip
+        }
     out: dict[str, Any] = {
-        "table": str(bench.table.path), "table_digest": bench.table.digest,
-        "complete": bool(bench.table.table.meta.get("complete", True)), "designs": len(bench.members),
-        "seeds": len(seeds), "epsilon": eps, "epsilon_hv": eps * scorer.best, "true_hv": scorer.best,
-        "reference_point": {"alignment": scorer.ref[0], "gmacs": scorer.ref[1]}, "true_front": scorer.front,
-        "budget": bench.budget, "rungs": bench.plan.rungs, "eta": bench.plan.eta,
-        "floor_regret": floor_regret, "grid": grid.tolist(), "methods": rows,
-        "compute_to_epsilon": {m: {"mean": r["compute_mean"], "se": r["compute_se"], "reached": r["reached"]}
-                               for m, r in rows.items()},
-    }  # fmt: skip
+        "table": str(bench.table.path),
+        "table_digest": bench.table.digest,
+        "complete": bool(bench.table.table.meta.get("complete", True)),
+        "designs": len(bench.members),
+        "seeds": len(seeds),
+        "epsilon": eps,
+        "epsilon_hv": eps * scorer.best,
+        "true_hv": scorer.best,
+        "reference_point": {"alignment": scorer.ref[0], "gmacs": scorer.ref[1]},
+        "true_front": scorer.front,
+        "budget": bench.budget,
+        "rungs": bench.plan.rungs,
+        "eta": bench.plan.eta,
+        "floor_regret": floor_regret,
+        "grid": grid.tolist(),
+        "methods": rows,
+        "compute_to_epsilon": {
+            m: {"mean": r["compute_mean"], "se": r["compute_se"], "reached": r["reached"]} for m, r in rows.items()
+        },
+    }
     if "unetnas" in rows:
         ours = rows["unetnas"]["compute_to_epsilon"]
         for b in BASELINES:
@@ -210,8 +242,11 @@ def evaluate(bench: Bench, seeds: list[int], eps: float | None, methods: tuple[s
 def markdown(res: dict[str, Any]) -> str:
     """The efficiency table (one row per method) as BENCHMARKS.md shows it."""
     n = res["seeds"]
-    lines = [f"| method | reached eps ({res['epsilon']:g}) | compute to eps, FLOPs (mean +- SE) | ratio to unetnas "
-             f"[95% CI] | final regret (mean +- SE) | true front found | FLOPs spent | runs |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"| method | reached eps ({res['epsilon']:g}) | compute to eps, FLOPs (mean +- SE) | ratio to unetnas "
+        f"[95% CI] | final regret (mean +- SE) | true front found | FLOPs spent | runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for m, r in res["methods"].items():
         ratio = "1 (reference)" if m == "unetnas" else "-"
         if f"ratio_vs_{m}" in res:
@@ -219,9 +254,11 @@ def markdown(res: dict[str, Any]) -> str:
             sign = {"lower": ">= ", "upper": "<= ", "lowerupper": "~ "}.get(res[f"ratio_vs_{m}_bound"], "")
             ratio = f"{sign}{res[f'ratio_vs_{m}']:.2f}x [{lo:.2f}, {hi:.2f}]"
         bound = "" if r["reached"] == n else " (>=)"
-        lines.append(f"| {r['label']} | {r['reached']}/{n} | {r['compute_mean']:.3g} +- {r['compute_se']:.2g}{bound} "
-                     f"| {ratio} | {r['final_regret_mean']:.3f} +- {r['final_regret_se']:.3f} | {r['front_recall_mean']:.0%} | "
-                     f"{r['spent_mean']:.3g} | {r['runs_mean']:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {r['label']} | {r['reached']}/{n} | {r['compute_mean']:.3g} +- {r['compute_se']:.2g}{bound} "
+            f"| {ratio} | {r['final_regret_mean']:.3f} +- {r['final_regret_se']:.3f} | {r['front_recall_mean']:.0%} | "
+            f"{r['spent_mean']:.3g} | {r['runs_mean']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -230,9 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
     ap.add_argument("--space", default=None, help="space file (default: the table's)")
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--epsilon", type=float, default=None,
-                    help="relative regret threshold, a share of the true HV (default: 0.05, or twice the floor regret "
-                         "where that is larger)")  # fmt: skip
+    ap.add_argument(
+        "--epsilon",
+        type=float,
+        default=None,
+        help="relative regret threshold, a share of the true HV (default: 0.05, or twice the floor regret "
+        "where that is larger)",
+    )
     ap.add_argument("--budget", type=float, default=None, help="FLOPs per search (default: exhaust the space)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--plot", default=None, help="write the anytime plot here (.png via Chromium, or .html)")
@@ -257,18 +298,28 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=1))
     if args.json:
-        print(json.dumps({k: v for k, v in res.items() if k != "grid"} | {
-            "methods": {m: {k: v for k, v in r.items() if k not in ("regret_mean", "regret_se")}
-                        for m, r in res["methods"].items()}}))  # fmt: skip
+        print(
+            json.dumps(
+                {k: v for k, v in res.items() if k != "grid"}
+                | {
+                    "methods": {
+                        m: {k: v for k, v in r.items() if k not in ("regret_mean", "regret_se")}
+                        for m, r in res["methods"].items()
+                    }
+                }
+            )
+        )
         return 0
     m = res["machine"]
     print(
         f"command: python -m bench search-efficiency {' '.join(argv or [])}; {res['wall_s']:.0f} s on "
         f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}, Optuna {m['optuna']}), {res['date']}"
     )
-    print(f"{res['designs']} designs, {res['seeds']} seeds, table {res['table']} ({'complete' if res['complete'] else 'PARTIAL'}); "
-          f"true front {res['true_front']}, HV {res['true_hv']:.4g}; epsilon {res['epsilon']:g} of it; "
-          f"regret floor (all members measured at the last rung) {res['floor_regret']:.3f}")  # fmt: skip
+    print(
+        f"{res['designs']} designs, {res['seeds']} seeds, table {res['table']} ({'complete' if res['complete'] else 'PARTIAL'}); "
+        f"true front {res['true_front']}, HV {res['true_hv']:.4g}; epsilon {res['epsilon']:g} of it; "
+        f"regret floor (all members measured at the last rung) {res['floor_regret']:.3f}"
+    )
     print(markdown(res))
     if "goal_met" in res:
         print(f"goal (>= 5x vs random, > 1x vs every baseline): {'met' if res['goal_met'] else 'NOT met'}")
@@ -300,15 +351,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if raw is not None and not raw.get("meta", {}).get("complete", True):
             if not args.partial:
                 have = len({r["design"] for r in raw.get("runs", [])})
-                raise UserError(f"is still being written ({have} of {len(raw.get('designs', []))} designs have runs); "
-                                "pass --partial to benchmark its finished part", field="--table", value=str(table))  # fmt: skip
+                raise UserError(
+                    f"is still being written ({have} of {len(raw.get('designs', []))} designs have runs); "
+                    "pass --partial to benchmark its finished part",
+                    field="--table",
+                    value=str(table),
+                )
             table, space = partial(raw, Path(tmp), space)
         gt = GroundTruth.load(table)
         bench = make_bench(gt, space, args.budget)
         t0 = time.perf_counter()
         res = evaluate(bench, list(range(args.seeds)), args.epsilon, methods, progress=not args.json)
-    return res | {"table": str(args.table), "wall_s": time.perf_counter() - t0, "machine": machine(),
-                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+    return res | {
+        "table": str(args.table),
+        "wall_s": time.perf_counter() - t0,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -317,8 +376,13 @@ def machine() -> dict[str, Any]:
 
     import optuna
 
-    return {"platform": platform.platform(), "python": platform.python_version(), "optuna": optuna.__version__,
-            "cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "optuna": optuna.__version__,
+        "cpus": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 def partial(raw: dict[str, Any], tmp: Path, space: Path | None) -> tuple[Path, Path]:
@@ -333,8 +397,9 @@ def partial(raw: dict[str, Any], tmp: Path, space: Path | None) -> tuple[Path, P
     raw = {**raw, "designs": [d for d in raw["designs"] if d["id"] in ran]}
     covered = {design_key(d["spec"]) for d in raw["designs"]}
     sp = load_space(space or ROOT / raw["meta"]["space"])
-    widths = [c for c in sp.base_channels
-              if all(design_key(m) in covered for m in members(sp, 10**9) if m.base_channels == c)]  # fmt: skip
+    widths = [
+        c for c in sp.base_channels if all(design_key(m) in covered for m in members(sp, 10**9) if m.base_channels == c)
+    ]
     if not widths:
         raise UserError("has no base width whose members all have runs yet", field="--table", value="--partial")
     (tmp / "table.json").write_text(json.dumps(raw))

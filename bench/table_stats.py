@@ -42,8 +42,10 @@ def load(path: str | Path = DEFAULT_TABLE) -> tuple[dict[str, Any], dict[str, De
     raw = json.loads(Path(path).read_text())
     if raw.get("meta", {}).get("complete", True):
         GroundTruth.load(path)  # schema check (one-line error); a table still being written lacks some runs
-    designs = {d["id"]: Design(d["id"], d["spec"], float(d["params"]), float(d["gmacs"]), bool(d["text_blind"]))
-               for d in raw["designs"]}  # fmt: skip
+    designs = {
+        d["id"]: Design(d["id"], d["spec"], float(d["params"]), float(d["gmacs"]), bool(d["text_blind"]))
+        for d in raw["designs"]
+    }
     for run in raw["runs"]:
         designs[run["design"]].runs[int(run["seed"])] = sorted(run["checkpoints"], key=lambda c: c["train_flops"])
     return raw["meta"], {k: v for k, v in sorted(designs.items()) if 0 in v.runs}

@@ -54,9 +54,17 @@ def make_table(path: Path, space_path: Path = SPACE, recipe_path: Path = RECIPE,
     for i, spec in enumerate(space.enumerate()):
         c = cost(spec)
         did = f"d{i:03d}"
-        designs.append({"id": did, "spec": spec.model_dump(mode="json"), "params": c.params, "gmacs": c.gmacs,
-                        "train_flops_per_sample": c.train_flops_per_sample, "text_blind": cross_depth(spec) == 0,
-                        "tags": []})  # fmt: skip
+        designs.append(
+            {
+                "id": did,
+                "spec": spec.model_dump(mode="json"),
+                "params": c.params,
+                "gmacs": c.gmacs,
+                "train_flops_per_sample": c.train_flops_per_sample,
+                "text_blind": cross_depth(spec) == 0,
+                "tags": [],
+            }
+        )
         a_inf = true_alignment(spec)
         for run_seed in (0, 1) if i % 3 == 0 else (0,):
             offset = rng.normal(0, 0.01)
@@ -65,12 +73,28 @@ def make_table(path: Path, space_path: Path = SPACE, recipe_path: Path = RECIPE,
                 f = horizon / 2**j
                 steps = int(f // (c.train_flops_per_sample * recipe.batch_size))
                 align = a_inf * (f / horizon) ** 0.25 + offset + rng.normal(0, 0.005)
-                cks.append({"train_flops": f, "steps": steps, "samples": steps * recipe.batch_size,
-                            "wall_s": f / 5e10, "eval_flops": 1e10, "eval_s": 2.0,
-                            "val_loss": 0.05 + 0.1 * (f / horizon) ** -0.3 * (1 - 0.02 * math.log2(spec.base_channels / 16)),
-                            "tifa": align + FLOOR, "tifa_se": SE, "alignment": align, "alignment_se": SE})  # fmt: skip
+                cks.append(
+                    {
+                        "train_flops": f,
+                        "steps": steps,
+                        "samples": steps * recipe.batch_size,
+                        "wall_s": f / 5e10,
+                        "eval_flops": 1e10,
+                        "eval_s": 2.0,
+                        "val_loss": 0.05
+                        + 0.1 * (f / horizon) ** -0.3 * (1 - 0.02 * math.log2(spec.base_channels / 16)),
+                        "tifa": align + FLOOR,
+                        "tifa_se": SE,
+                        "alignment": align,
+                        "alignment_se": SE,
+                    }
+                )
             runs.append({"design": did, "seed": run_seed, "checkpoints": cks})
-    meta = {"space": str(Path(space_path).resolve()), "recipe": str(Path(recipe_path).resolve()),
-            "proxy": {"prompts": s.tifa_prompts, "images": s.tifa_images}, "synthetic": True}  # fmt: skip
+    meta = {
+        "space": str(Path(space_path).resolve()),
+        "recipe": str(Path(recipe_path).resolve()),
+        "proxy": {"prompts": s.tifa_prompts, "images": s.tifa_images},
+        "synthetic": True,
+    }
     path.write_text(json.dumps({"version": 1, "meta": meta, "designs": designs, "runs": runs}))
     return path

@@ -34,8 +34,9 @@ class Postgres:
 
     def start(self) -> None:
         opts = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.data / "log"), "-w",
-                  "start")  # fmt: skip
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.data / "log"), "-w", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -49,8 +50,9 @@ class Postgres:
         import sqlalchemy as sa
 
         if db not in self._dbs:
-            eng = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres",
-                                   isolation_level="AUTOCOMMIT")  # fmt: skip
+            eng = sa.create_engine(
+                f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres", isolation_level="AUTOCOMMIT"
+            )
             with eng.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}"'))
                 conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
@@ -64,8 +66,9 @@ def _postgres_bindir() -> Path | None:
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if
-                      p.parts[-3].isdigit() else 0)  # fmt: skip
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
+    )
     return versions[-1].parent if versions else None
 
 
@@ -76,8 +79,9 @@ def private_server(port: int) -> Iterator[Postgres]:
     if bindir is None:
         raise Unavailable("PostgreSQL binaries (initdb, pg_ctl) not installed")
     root_user = os.geteuid() == 0
-    if root_user and (shutil.which("runuser") is None or
-                      subprocess.run(["id", "postgres"], capture_output=True).returncode):  # fmt: skip
+    if root_user and (
+        shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True).returncode
+    ):
         raise Unavailable("running as root without a `postgres` user to run the server")
     root = Path(tempfile.mkdtemp(prefix="unetnas-pg-"))
     if root_user:

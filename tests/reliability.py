@@ -30,14 +30,30 @@ from unetnas.search.storage import engine_for  # noqa: E402
 
 
 def create(url: str, study: str, table: Path, budget: str, folder: Path) -> None:
-    p = start(["study", "create", "--storage", url, "--study", study, "--budget", budget, "--replay", str(table)],
-              folder / f"{study}-create.log", folder)  # fmt: skip
+    p = start(
+        ["study", "create", "--storage", url, "--study", study, "--budget", budget, "--replay", str(table)],
+        folder / f"{study}-create.log",
+        folder,
+    )
     if p.wait(timeout=300):
         raise RuntimeError((folder / f"{study}-create.log").read_text()[-2000:])
 
 
-def run(pg, table: Path, folder: Path, *, study: str, workers: int, budget: str, pace: str, kills: int = 0,
-        restarts: int = 0, lease_s: float = 10.0, seed: int = 0, timeout_s: float = 600) -> dict:  # fmt: skip
+def run(
+    pg,
+    table: Path,
+    folder: Path,
+    *,
+    study: str,
+    workers: int,
+    budget: str,
+    pace: str,
+    kills: int = 0,
+    restarts: int = 0,
+    lease_s: float = 10.0,
+    seed: int = 0,
+    timeout_s: float = 600,
+) -> dict:
     """Create a study, run ``workers`` worker processes to the end (replacing each killed one), SIGKILL a worker
     holding a rung mid-way ``kills`` times and restart the database ``restarts`` times (after the first kill);
     return the figures and the checked account (``workers_util.account``)."""
@@ -75,8 +91,10 @@ def run(pg, table: Path, folder: Path, *, study: str, workers: int, budget: str,
                 p.send_signal(signal.SIGKILL)
                 p.wait()
                 killed += 1
-                events.append(f"{time.monotonic() - t0:.1f} s: SIGKILL worker {p.pid} mid-rung {lease.rung} of "
-                              f"trial {lease.trial_number}")  # fmt: skip
+                events.append(
+                    f"{time.monotonic() - t0:.1f} s: SIGKILL worker {p.pid} mid-rung {lease.rung} of "
+                    f"trial {lease.trial_number}"
+                )
                 procs.append(launch())
                 last_event = time.monotonic()
         elif killed >= min(kills, 1) and restarted < restarts and time.monotonic() - last_event > 1.0:
@@ -93,12 +111,23 @@ def run(pg, table: Path, folder: Path, *, study: str, workers: int, budget: str,
     led = acc["ledger"]
     done = sum(o["runs"]["done"] for o in outs)
     active = max((o["wall_s"] for o in outs), default=wall)  # in the search loop: process start-up left out
-    return {"workers": workers, "trials": len(acc["trials"]), "rungs_done": done, "kills": killed,
-            "db_restarts": restarted, "events": events,
-            "recovered_rungs": sum(len(t.user_attrs.get("recovered", [])) for t in acc["trials"]),
-            "spent": led["spent"], "budget": led["budget"], "overshoot": max(0.0, led["spent"] - led["budget"]),
-            "flops_lost": acc["lost"], "wall_s": wall, "active_s": active, "rungs_per_min": done / active * 60,
-            "train_flops_per_s": led["by_kind"].get("train", 0.0) / active}  # fmt: skip
+    return {
+        "workers": workers,
+        "trials": len(acc["trials"]),
+        "rungs_done": done,
+        "kills": killed,
+        "db_restarts": restarted,
+        "events": events,
+        "recovered_rungs": sum(len(t.user_attrs.get("recovered", [])) for t in acc["trials"]),
+        "spent": led["spent"],
+        "budget": led["budget"],
+        "overshoot": max(0.0, led["spent"] - led["budget"]),
+        "flops_lost": acc["lost"],
+        "wall_s": wall,
+        "active_s": active,
+        "rungs_per_min": done / active * 60,
+        "train_flops_per_s": led["by_kind"].get("train", 0.0) / active,
+    }
 
 
 def main() -> None:
@@ -121,11 +150,18 @@ def main() -> None:
         common = {"budget": args.budget, "pace": args.pace}
         one = run(pg, table, folder, study="scale1", workers=1, **common)
         many = run(pg, table, folder, study=f"scale{args.workers}", workers=args.workers, **common)
-        chaos = run(pg, table, folder, study="chaos", workers=args.workers, kills=args.kills, restarts=args.restarts,
-                    **common)  # fmt: skip
-    out = {"machine": socket.gethostname(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "command": " ".join(sys.argv), "one": one, "many": many, "chaos": chaos,
-           "speedup": many["rungs_per_min"] / one["rungs_per_min"]}  # fmt: skip
+        chaos = run(
+            pg, table, folder, study="chaos", workers=args.workers, kills=args.kills, restarts=args.restarts, **common
+        )
+    out = {
+        "machine": socket.gethostname(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join(sys.argv),
+        "one": one,
+        "many": many,
+        "chaos": chaos,
+        "speedup": many["rungs_per_min"] / one["rungs_per_min"],
+    }
     print(json.dumps(out, indent=1))
 
 

@@ -26,8 +26,9 @@ def test_parse_recovers_the_scene_from_pixels(answerer: Answerer) -> None:
 
 
 def test_parse_takes_uint8_and_float_layouts_alike(answerer: Answerer) -> None:
-    scene = Scene((WorldObject("triangle", "cyan", "small", 0.3, 0.6),
-                   WorldObject("diamond", "red", "large", 0.7, 0.3)))
+    scene = Scene(
+        (WorldObject("triangle", "cyan", "small", 0.3, 0.6), WorldObject("diamond", "red", "large", 0.7, 0.3))
+    )
     img = render(scene, 32)
     tensor = to_tensor(img[None])[0]
     parses = [answerer.parse(x) for x in (img, tensor, tensor.numpy().transpose(1, 2, 0))]
@@ -43,14 +44,25 @@ def test_parse_takes_uint8_and_float_layouts_alike(answerer: Answerer) -> None:
 
 
 def _q(question: str, choices: list[str], answer: str, etype: str) -> dict:
-    return {"id": "p", "caption": "c", "question": question, "choices": choices, "answer": answer,
-            "element_type": etype, "element": answer}
+    return {
+        "id": "p",
+        "caption": "c",
+        "question": question,
+        "choices": choices,
+        "answer": answer,
+        "element_type": etype,
+        "element": answer,
+    }
 
 
 def test_answers_follow_the_pixels_not_the_question(answerer: Answerer) -> None:
-    scene = Scene((WorldObject("square", "green", "large", 0.25, 0.5),
-                   WorldObject("circle", "blue", "small", 0.75, 0.5),
-                   WorldObject("circle", "blue", "small", 0.75, 0.2)))
+    scene = Scene(
+        (
+            WorldObject("square", "green", "large", 0.25, 0.5),
+            WorldObject("circle", "blue", "small", 0.75, 0.5),
+            WorldObject("circle", "blue", "small", 0.75, 0.2),
+        )
+    )
     img = render(scene, 32)
     colors = ["red", "green", "blue", "yellow"]
     asked = {
@@ -63,8 +75,10 @@ def test_answers_follow_the_pixels_not_the_question(answerer: Answerer) -> None:
         "What color is the red square?": (colors, "green"),  # wrong colour in the question: relaxed to the shape
         "What shape is the green object?": (["circle", "square", "triangle", "diamond"], "square"),
         "Is the green square small or large?": (["small", "large"], "large"),
-        "Where is the green square relative to the blue circles?": (["left of", "right of", "above", "below"],
-                                                                    "left of"),
+        "Where is the green square relative to the blue circles?": (
+            ["left of", "right of", "above", "below"],
+            "left of",
+        ),
     }
     qs = [_q(text, choices, ans, "x") for text, (choices, ans) in asked.items()]
     assert answerer.answer_batch([img], [qs]) == [[q["answer"] for q in qs]]
@@ -83,12 +97,15 @@ def test_empty_image_degrades_to_no_zero_and_a_valid_choice(answerer: Answerer) 
 
 
 def test_blur_keeps_colour_and_size(answerer: Answerer) -> None:
-    scene = Scene((WorldObject("circle", "yellow", "small", 0.3, 0.3),
-                   WorldObject("square", "magenta", "large", 0.7, 0.7)))
+    scene = Scene(
+        (WorldObject("circle", "yellow", "small", 0.3, 0.3), WorldObject("square", "magenta", "large", 0.7, 0.7))
+    )
     img = render(scene, 32).astype(np.float32)[None] / 127.5 - 1
     found = answerer.parse(gaussian_blur(img, 1.0)[0])
-    assert sorted((d.color, d.shape, d.size) for d in found) == [("magenta", "square", "large"),
-                                                                  ("yellow", "circle", "small")]
+    assert sorted((d.color, d.shape, d.size) for d in found) == [
+        ("magenta", "square", "large"),
+        ("yellow", "circle", "small"),
+    ]
 
 
 def test_flops_estimate(answerer: Answerer) -> None:

@@ -88,21 +88,37 @@ def test_string_rules_need_no_model() -> None:
 # issue 11 item 3: (free-form answer, choices, the choice it names; None = names none, scores wrong), whole kinds
 ANSWERS = [
     # zero / none / no in counting questions
-    ("none", ["0", "1", "2", "3"], "0"), ("no", ["0", "1", "2", "3"], "0"), ("zero", ["0", "1", "2"], "0"),
-    ("There are no dogs.", ["0", "1", "2"], "0"), ("nothing", ["zero", "one", "two"], "zero"),
-    ("no, there are two", ["0", "1", "2", "3"], "2"), ("no", ["yes", "no"], "no"),
+    ("none", ["0", "1", "2", "3"], "0"),
+    ("no", ["0", "1", "2", "3"], "0"),
+    ("zero", ["0", "1", "2"], "0"),
+    ("There are no dogs.", ["0", "1", "2"], "0"),
+    ("nothing", ["zero", "one", "two"], "zero"),
+    ("no, there are two", ["0", "1", "2", "3"], "2"),
+    ("no", ["yes", "no"], "no"),
     # numbers in words and digits, both sides
-    ("twenty one", ["21", "20", "1"], "21"), ("twenty-one", ["21", "20", "1"], "21"),
-    ("21", ["twenty-one", "twenty", "one"], "twenty-one"), ("20", ["twenty-one", "twenty", "one"], "twenty"),
-    ("Fifteen.", ["5", "15", "50"], "15"), ("a hundred and five", ["105", "100", "5"], "105"),
-    ("2,000", ["2000", "2"], "2000"), ("three cats", ["two", "three"], "three"), ("10", ["ten", "one"], "ten"),
+    ("twenty one", ["21", "20", "1"], "21"),
+    ("twenty-one", ["21", "20", "1"], "21"),
+    ("21", ["twenty-one", "twenty", "one"], "twenty-one"),
+    ("20", ["twenty-one", "twenty", "one"], "twenty"),
+    ("Fifteen.", ["5", "15", "50"], "15"),
+    ("a hundred and five", ["105", "100", "5"], "105"),
+    ("2,000", ["2000", "2"], "2000"),
+    ("three cats", ["two", "three"], "three"),
+    ("10", ["ten", "one"], "ten"),
     # negation
-    ("It is not blue, it is red", ["blue", "red"], "red"), ("it isn't blue", ["blue", "red"], "red"),
-    ("isnt blue, red", ["blue", "red", "green"], "red"), ("not the dog", ["cat", "dog"], "cat"),
-    ("It is not blue", ["yes", "no"], "no"), ("it doesn't", ["yes", "no"], "no"), ("yes it is", ["yes", "no"], "yes"),
+    ("It is not blue, it is red", ["blue", "red"], "red"),
+    ("it isn't blue", ["blue", "red"], "red"),
+    ("isnt blue, red", ["blue", "red", "green"], "red"),
+    ("not the dog", ["cat", "dog"], "cat"),
+    ("It is not blue", ["yes", "no"], "no"),
+    ("it doesn't", ["yes", "no"], "no"),
+    ("yes it is", ["yes", "no"], "yes"),
     # empty answers answer nothing
-    ("", ["yes", "no"], None), ("  ", ["0", "1"], None), ("the", ["red", "blue"], None), ("?", ["yes", "no"], None),
-]  # fmt: skip
+    ("", ["yes", "no"], None),
+    ("  ", ["0", "1"], None),
+    ("the", ["red", "blue"], None),
+    ("?", ["yes", "no"], None),
+]
 
 
 @pytest.mark.parametrize("answer, choices, want", ANSWERS, ids=[repr(a[0]) for a in ANSWERS])

@@ -43,7 +43,7 @@ SPEC_ERRORS = {
     "null channel_mult with shorthand layers": ({"channel_mult": None, "layers_per_block": 2}, ["channel_mult"]),
     "absurdly large width": ({"base_channels": 32 * 10**200}, ["base_channels"]),
     "line break in an unknown key": ({"bad\rkey": 1, "other\u2028key": 2}, ["Extra inputs"]),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(SPEC_ERRORS))
@@ -111,17 +111,27 @@ def test_bad_space_file(run_cli, assert_one_line_error, tmp_path, case, command)
 
 @pytest.mark.parametrize(
     "argv, needles",
-    [(["cost", "sdxl", "--resolution", "100"], ["resolution=100"]),
-     (["cost", "sdxl", "--resolution", "-256"], ["resolution=-256"]),
-     (["cost", "sdxl", "--text-len", "0"], ["text_len=0"]),
-     (["cost", "sdxl", "--resolution", "abc"], ["--resolution", "integer"]),  # typer's message omits the value
-     (["cost"], ["SPEC"]),
-     (["cost", "sdxl", "--bogus"], ["--bogus"]),
-     (["space", "sample", "space/tiny.yaml", "-n", "0"], ["-n", "1"]),
-     (["no-such-command"], ["no-such-command"])],
-    ids=["resolution not a multiple", "negative resolution", "zero tokens", "non-integer flag", "missing argument",
-         "unknown option", "zero samples", "unknown command"],
-)  # fmt: skip
+    [
+        (["cost", "sdxl", "--resolution", "100"], ["resolution=100"]),
+        (["cost", "sdxl", "--resolution", "-256"], ["resolution=-256"]),
+        (["cost", "sdxl", "--text-len", "0"], ["text_len=0"]),
+        (["cost", "sdxl", "--resolution", "abc"], ["--resolution", "integer"]),  # typer's message omits the value
+        (["cost"], ["SPEC"]),
+        (["cost", "sdxl", "--bogus"], ["--bogus"]),
+        (["space", "sample", "space/tiny.yaml", "-n", "0"], ["-n", "1"]),
+        (["no-such-command"], ["no-such-command"]),
+    ],
+    ids=[
+        "resolution not a multiple",
+        "negative resolution",
+        "zero tokens",
+        "non-integer flag",
+        "missing argument",
+        "unknown option",
+        "zero samples",
+        "unknown command",
+    ],
+)
 def test_bad_flags(run_cli, assert_one_line_error, argv, needles):
     assert_one_line_error(*run_cli(argv), *needles)
 
@@ -129,8 +139,9 @@ def test_bad_flags(run_cli, assert_one_line_error, argv, needles):
 # -- real processes ---------------------------------------------------------------------------------------------
 def _unetnas(*args: str) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("unetnas")
-    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"}
+    )
 
 
 def test_subprocess_unknown_field(tmp_path, assert_one_line_error):
@@ -147,19 +158,29 @@ def test_subprocess_unknown_preset(assert_one_line_error):
 
 def test_python_dash_m_entry_point():
     # `python -m unetnas.cli.app` runs the module as __main__; the commands must still be there
-    proc = subprocess.run([sys.executable, "-m", "unetnas.cli.app", "cost", "tiny", "--json"], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "unetnas.cli.app", "cost", "tiny", "--json"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-500:]
     assert "params" in json.loads(proc.stdout)
 
 
 # -- hypothesis: mutate a valid spec YAML ---------------------------------------------------------------------
 _scalar = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-4, max_value=600), st.floats(allow_nan=True),
-    st.text(max_size=8), st.sampled_from(["none", "self", "cross", "sd", "if", "silu", "group_norm", ""]),
-)  # fmt: skip
-_value = st.one_of(_scalar, st.lists(_scalar, max_size=5), st.lists(st.integers(0, 8), max_size=5),
-                   st.dictionaries(st.text(max_size=5), _scalar, max_size=3))  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-4, max_value=600),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.sampled_from(["none", "self", "cross", "sd", "if", "silu", "group_norm", ""]),
+)
+_value = st.one_of(
+    _scalar,
+    st.lists(_scalar, max_size=5),
+    st.lists(st.integers(0, 8), max_size=5),
+    st.dictionaries(st.text(max_size=5), _scalar, max_size=3),
+)
 _key = st.sampled_from(sorted(VALID))
 
 

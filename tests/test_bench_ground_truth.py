@@ -17,9 +17,28 @@ DATA = Path(__file__).parent / "data"
 
 def test_ground_truth_writes_and_resumes_a_table(tmp_path) -> None:
     out, work = tmp_path / "gt.json", tmp_path / "work"
-    argv = ["--space", str(DATA / "micro.yaml"), "--recipe", str(DATA / "smoke.yaml"), "--horizon", "6e9",
-            "--checkpoints", "2", "--ratio", "3", "--prompts", "4", "--second-seeds", "1", "--only", "d00",
-            "--out", str(out), "--work", str(work)]  # fmt: skip
+    argv = [
+        "--space",
+        str(DATA / "micro.yaml"),
+        "--recipe",
+        str(DATA / "smoke.yaml"),
+        "--horizon",
+        "6e9",
+        "--checkpoints",
+        "2",
+        "--ratio",
+        "3",
+        "--prompts",
+        "4",
+        "--second-seeds",
+        "1",
+        "--only",
+        "d00",
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+    ]
     assert ground_truth.main(argv) == 0
     table = json.loads(out.read_text())
     assert table["version"] == 1 and table["meta"]["complete"]
@@ -65,14 +84,26 @@ def _synthetic(path: Path, n_prompts: int = 64) -> Path:
             for k, share in enumerate((1 / 16, 1 / 4, 1.0)):
                 mean = true * share**0.3 + rng.normal(0, 0.01)
                 per = mean + rng.normal(0, 0.15, n_prompts)
-                cks.append({"train_flops": 2.4e12 * share, "steps": 10 * (k + 1), "samples": 320 * (k + 1),
-                            "wall_s": 1.0 + k, "eval_flops": 1e9, "eval_s": 0.1, "val_loss": 0.1 - 0.2 * mean,
-                            "tifa": 0.2 + mean, "tifa_se": 0.02, "alignment": float(per.mean()),
-                            "alignment_se": float(per.std(ddof=1) / math.sqrt(n_prompts)),
-                            "per_prompt_alignment": per.tolist()})  # fmt: skip
+                cks.append(
+                    {
+                        "train_flops": 2.4e12 * share,
+                        "steps": 10 * (k + 1),
+                        "samples": 320 * (k + 1),
+                        "wall_s": 1.0 + k,
+                        "eval_flops": 1e9,
+                        "eval_s": 0.1,
+                        "val_loss": 0.1 - 0.2 * mean,
+                        "tifa": 0.2 + mean,
+                        "tifa_se": 0.02,
+                        "alignment": float(per.mean()),
+                        "alignment_se": float(per.std(ddof=1) / math.sqrt(n_prompts)),
+                        "per_prompt_alignment": per.tolist(),
+                    }
+                )
             runs.append({"design": d["id"], "seed": seed, "checkpoints": cks})
-    path.write_text(json.dumps({"version": 1, "meta": {"space": "space/tiny.yaml", "complete": True},
-                                "designs": ds, "runs": runs}))  # fmt: skip
+    path.write_text(
+        json.dumps({"version": 1, "meta": {"space": "space/tiny.yaml", "complete": True}, "designs": ds, "runs": runs})
+    )
     return path
 
 

@@ -45,8 +45,7 @@ def test_diffusers_config_builds_the_same_model(name):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_from_diffusers_config_round_trips_every_preset(name):
     spec = PRESETS[name]
-    back = from_diffusers_config(to_diffusers_config(spec), text_len=spec.text_len,
-                                 vae_downsample=spec.vae_downsample)  # fmt: skip
+    back = from_diffusers_config(to_diffusers_config(spec), text_len=spec.text_len, vae_downsample=spec.vae_downsample)
     assert back.model_dump(exclude={"name"}) == spec.model_dump(exclude={"name"})
 
 
@@ -65,15 +64,27 @@ def test_from_diffusers_config_round_trips_space_members(path):
 def test_from_diffusers_config_reads_diffusers_own_sd21_config():
     # the relevant keys of stabilityai/stable-diffusion-2-1/unet/config.json, as published
     cfg = {
-        "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": [5, 10, 20, 20],
-        "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False, "cross_attention_dim": 1024,
+        "_class_name": "UNet2DConditionModel",
+        "act_fn": "silu",
+        "attention_head_dim": [5, 10, 20, 20],
+        "block_out_channels": [320, 640, 1280, 1280],
+        "center_input_sample": False,
+        "cross_attention_dim": 1024,
         "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-        "downsample_padding": 1, "dual_cross_attention": False, "flip_sin_to_cos": True, "freq_shift": 0,
-        "in_channels": 4, "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05,
-        "norm_num_groups": 32, "out_channels": 4, "sample_size": 96,
+        "downsample_padding": 1,
+        "dual_cross_attention": False,
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+        "in_channels": 4,
+        "layers_per_block": 2,
+        "mid_block_scale_factor": 1,
+        "norm_eps": 1e-05,
+        "norm_num_groups": 32,
+        "out_channels": 4,
+        "sample_size": 96,
         "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
         "use_linear_projection": True,
-    }  # fmt: skip
+    }
     spec = from_diffusers_config(cfg)
     assert spec.model_dump(exclude={"name"}) == PRESETS["sd2.1-original"].model_dump(exclude={"name"})
     with torch.device("meta"):
@@ -144,6 +155,9 @@ def test_unet_kwargs_are_json_serialisable():
 def test_only_the_builder_constructs_unets():
     # "One path; nothing else constructs UNets": no other module calls the constructor
     root = Path(unetnas.__file__).parent
-    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if p.name != "build.py" and re.search(r"UNet2DConditionModel\(", p.read_text())]  # fmt: skip
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if p.name != "build.py" and re.search(r"UNet2DConditionModel\(", p.read_text())
+    ]
     assert not offenders

@@ -29,8 +29,19 @@ def test_chaos_two_kills_and_a_database_restart(postgres, tmp_path) -> None:
     time) and the server restarted once: every trial ends terminal, spent <= budget, no FLOP lost or counted twice,
     and the killed rungs were settled and resumed by the others."""
     table = make_table(tmp_path / "gt.json")
-    out = run(postgres, table, tmp_path, study="chaos", workers=3, budget="1e14", pace="2e12", kills=2, restarts=1,
-              lease_s=10.0, seed=1)  # fmt: skip
+    out = run(
+        postgres,
+        table,
+        tmp_path,
+        study="chaos",
+        workers=3,
+        budget="1e14",
+        pace="2e12",
+        kills=2,
+        restarts=1,
+        lease_s=10.0,
+        seed=1,
+    )
     assert out["kills"] == 2 and out["db_restarts"] == 1, out["events"]
     assert out["recovered_rungs"] >= 2, out
     assert out["overshoot"] == 0.0 and out["flops_lost"] == pytest.approx(0.0, abs=1.0)
@@ -38,8 +49,20 @@ def test_chaos_two_kills_and_a_database_restart(postgres, tmp_path) -> None:
 
 # -- one machine, real training ------------------------------------------------------------------------------------
 def _search(tmp_path: Path, recipe: Path, study: str = "s", budget: str = "6e11") -> list[str]:
-    return ["search", "--budget", budget, "--space", str(DATA / "micro.yaml"), "--recipe", str(recipe),
-            "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--study", study, "--json"]  # fmt: skip
+    return [
+        "search",
+        "--budget",
+        budget,
+        "--space",
+        str(DATA / "micro.yaml"),
+        "--recipe",
+        str(recipe),
+        "--storage",
+        f"sqlite:///{tmp_path / 'study.db'}",
+        "--study",
+        study,
+        "--json",
+    ]
 
 
 @pytest.mark.slow
@@ -59,8 +82,9 @@ def test_kill_9_mid_rung_then_rerun_continues_and_charges_what_ran(tmp_path) -> 
     assert p.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
     p.send_signal(signal.SIGKILL)
     p.wait()
-    again = subprocess.run([sys.executable, "-m", "unetnas", *args], capture_output=True, text=True, cwd=tmp_path,
-                           env=env(), timeout=600)  # fmt: skip
+    again = subprocess.run(
+        [sys.executable, "-m", "unetnas", *args], capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=600
+    )
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr[-3000:]
     acc = account(url, "s")
     t = next(t for t in acc["trials"] if t.number == 0)
@@ -73,8 +97,12 @@ def test_nan_recipe_fails_its_trials_with_the_reason_and_exports_nothing(tmp_pat
     """lr 1e4 trains to a non-finite loss: each trial is told FAIL with the reason stored, the search goes on to
     its end (exit 0), and `unetnas export` finds no design to write."""
     recipe = tmp_path / "nan.yaml"
-    recipe.write_text((DATA / "search_recipe.yaml").read_text().replace("lr: 0.002", "lr: 1.0e+4")
-                      .replace("../../trials", str(ROOT / "trials")))  # fmt: skip
+    recipe.write_text(
+        (DATA / "search_recipe.yaml")
+        .read_text()
+        .replace("lr: 0.002", "lr: 1.0e+4")
+        .replace("../../trials", str(ROOT / "trials"))
+    )
     code, out, err = run_cli(_search(tmp_path, recipe, study="nan"))
     assert code == 0, err[-3000:]
     study = optuna.load_study(study_name="nan", storage=f"sqlite:///{tmp_path / 'study.db'}")
@@ -82,8 +110,17 @@ def test_nan_recipe_fails_its_trials_with_the_reason_and_exports_nothing(tmp_pat
     assert failed and all("TrainingDiverged" in t.user_attrs["reason"] for t in failed)
     assert not study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert all(t.state.is_finished() for t in study.get_trials())
-    code, out, err = run_cli(["export", "--study", "nan", "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--out",
-                              str(tmp_path / "exported")])  # fmt: skip
+    code, out, err = run_cli(
+        [
+            "export",
+            "--study",
+            "nan",
+            "--storage",
+            f"sqlite:///{tmp_path / 'study.db'}",
+            "--out",
+            str(tmp_path / "exported"),
+        ]
+    )
     assert code != 0 and not list((tmp_path / "exported").glob("**/*.safetensors"))
 
 
@@ -102,8 +139,13 @@ def test_a_run_killed_during_the_op_build_leaves_nothing_that_hangs(tmp_path) ->
     dead.kill()
     dead.wait()
     code = "from unetnas.train.engine import ensure_distributed; print(ensure_distributed())"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env(),
-                          "TORCH_EXTENSIONS_DIR": str(ext)}, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env(), "TORCH_EXTENSIONS_DIR": str(ext)},
+        timeout=900,
+    )
     assert done.returncode == 0 and "(0, 1)" in done.stdout, done.stderr[-2000:]
     assert not (op / "lock").exists()
 
@@ -113,12 +155,33 @@ def test_worker_with_two_cpu_ranks_runs_trials_and_reports_once(tmp_path, run_cl
     """`unetnas worker --gpus 2`: each rung runs on two gloo ranks through the DeepSpeed launcher; only the worker
     talks to the study, so every rung is recorded and charged once."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    code, out, err = run_cli(["study", "create", "--storage", url, "--study", "s", "--budget", "6e11", "--space",
-                              str(DATA / "micro.yaml"), "--recipe", str(DATA / "search_recipe.yaml"), "--runs-dir",
-                              str(tmp_path)])  # fmt: skip
+    code, out, err = run_cli(
+        [
+            "study",
+            "create",
+            "--storage",
+            url,
+            "--study",
+            "s",
+            "--budget",
+            "6e11",
+            "--space",
+            str(DATA / "micro.yaml"),
+            "--recipe",
+            str(DATA / "search_recipe.yaml"),
+            "--runs-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0, err
-    done = subprocess.run([sys.executable, "-m", "unetnas", "worker", "--storage", url, "--study", "s", "--gpus", "2",
-                           "--json"], capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=1200)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "unetnas", "worker", "--storage", url, "--study", "s", "--gpus", "2", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env(),
+        timeout=1200,
+    )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     acc = account(url, "s")
     runs = json.loads(done.stdout.splitlines()[-1])["runs"]

@@ -37,14 +37,18 @@ def _check(spec) -> None:
 
 def _spec_id(spec) -> str:
     td = "-".join(f"{a[0]}{d}" if a != "none" else "0" for a, d in zip(spec.attention, spec.transformer_depth))
-    return f"C{spec.base_channels}_m{''.join(map(str, spec.channel_mult))}_l{spec.layers_per_block[0]}_td{td}" \
-           f"_mid{spec.mid_attention[0]}{spec.mid_depth}"  # fmt: skip
+    return (
+        f"C{spec.base_channels}_m{''.join(map(str, spec.channel_mult))}_l{spec.layers_per_block[0]}_td{td}"
+        f"_mid{spec.mid_attention[0]}{spec.mid_depth}"
+    )
 
 
 def _random_params(path: str, fast: int) -> list:
     specs = load_space(path).sample(N_RANDOM, seed=SEED)
-    return [pytest.param(s, id=f"{i:03d}-{_spec_id(s)}", marks=() if i < fast else pytest.mark.slow)
-            for i, s in enumerate(specs)]  # fmt: skip
+    return [
+        pytest.param(s, id=f"{i:03d}-{_spec_id(s)}", marks=() if i < fast else pytest.mark.slow)
+        for i, s in enumerate(specs)
+    ]
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -133,9 +137,13 @@ def _ptflops_macs(spec, math_attention: bool = False) -> int:
     ctx = torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH) if math_attention else _null()
     with ctx:
         macs, params = get_model_complexity_info(
-            model, (1,), input_constructor=lambda _: example_inputs(spec), as_strings=False, backend="aten",
+            model,
+            (1,),
+            input_constructor=lambda _: example_inputs(spec),
+            as_strings=False,
+            backend="aten",
             print_per_layer_stat=False,
-        )  # fmt: skip
+        )
     assert params == cost(spec).params
     return macs
 
@@ -150,8 +158,11 @@ class _null:
 
 def _tiny_specs() -> list:
     # the tiny preset and two tiny-space members with cross-attention (one 2-level, one with TD 2)
-    members = [s for s in load_space("space/tiny.yaml").enumerate() if "self" not in s.attention
-               and s.attention[-1] == "cross" and s.base_channels == 16]  # fmt: skip
+    members = [
+        s
+        for s in load_space("space/tiny.yaml").enumerate()
+        if "self" not in s.attention and s.attention[-1] == "cross" and s.base_channels == 16
+    ]
     picks = [members[0], next(s for s in members if max(s.transformer_depth) == 2)]
     return [pytest.param(PRESETS["tiny"], id="tiny")] + [pytest.param(s, id=_spec_id(s)) for s in picks]
 
@@ -208,9 +219,14 @@ def test_training_flops_factor_matches_a_measured_backward():
 
 
 @pytest.mark.parametrize(
-    "kwargs, field", [({"resolution": 100}, "resolution"), ({"resolution": 0}, "resolution"),
-                      ({"resolution": -32}, "resolution"), ({"text_len": 0}, "text_len")],
-)  # fmt: skip
+    "kwargs, field",
+    [
+        ({"resolution": 100}, "resolution"),
+        ({"resolution": 0}, "resolution"),
+        ({"resolution": -32}, "resolution"),
+        ({"text_len": 0}, "text_len"),
+    ],
+)
 def test_bad_resolution_or_text_len_is_a_user_error(kwargs, field):
     with pytest.raises(UserError, match=field):
         cost(PRESETS["sdxl"], **kwargs)

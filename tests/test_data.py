@@ -356,8 +356,24 @@ def test_bad_items_are_skipped_and_counted_never_fatal(inputs, tmp_path, run_cli
     assert meta["n_samples"] == 3
     assert meta["skipped"] == {"unreadable image": 1, "no caption (txt, or json with a caption)": 1}
     # the command line says what was skipped
-    code, out, err = run_cli(["data", "prepare", "--images", str(imgs), "--vae", str(inputs["vae"]), "--text-encoder",
-                              str(inputs["bert"]), "--resolution", "32", "--shard-size", "8", "--out",
-                              str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    code, out, err = run_cli(
+        [
+            "data",
+            "prepare",
+            "--images",
+            str(imgs),
+            "--vae",
+            str(inputs["vae"]),
+            "--text-encoder",
+            str(inputs["bert"]),
+            "--resolution",
+            "32",
+            "--shard-size",
+            "8",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
     assert code == 0, err
     assert "17 samples in 3 shards" in out and "4 skipped (3 unreadable image, 1 no caption" in out

@@ -30,13 +30,29 @@ LAUNCHER = shutil.which("deepspeed", path=f"{BIN}{os.pathsep}{os.environ.get('PA
 pytestmark = pytest.mark.skipif(LAUNCHER is None, reason="no `deepspeed` launcher")
 
 SPEC = PRESETS["tiny"].with_(
-    name="mini", base_channels=8, channel_mult=(1, 2), layers_per_block=(1, 1), attention=("none", "cross"),
-    transformer_depth=(0, 1), mid_attention="cross", mid_depth=1, latent_size=16, head_dim=8, norm_num_groups=4,
+    name="mini",
+    base_channels=8,
+    channel_mult=(1, 2),
+    layers_per_block=(1, 1),
+    attention=("none", "cross"),
+    transformer_depth=(0, 1),
+    mid_attention="cross",
+    mid_depth=1,
+    latent_size=16,
+    head_dim=8,
+    norm_num_groups=4,
     text_len=16,
-)  # fmt: skip
+)
 # global batch 8: one rank runs 2 micro-batches of 4 (gradient accumulation), each of two ranks one micro-batch of 4
-RECIPE = {"batch_size": 8, "micro_batch": 4, "val_samples": 8, "val_timesteps": [100, 500, 900], "world_pool": 64,
-          "log_every": 1, "deepspeed": str(ROOT / "trials" / "deepspeed" / "zero2.json")}  # fmt: skip
+RECIPE = {
+    "batch_size": 8,
+    "micro_batch": 4,
+    "val_samples": 8,
+    "val_timesteps": [100, 500, 900],
+    "world_pool": 64,
+    "log_every": 1,
+    "deepspeed": str(ROOT / "trials" / "deepspeed" / "zero2.json"),
+}
 RTOL = 1e-4  # all-reduce and accumulation sum in different orders
 
 
@@ -54,13 +70,21 @@ def one_rank(files, tmp_path_factory) -> dict:
     saved = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: OpenMP teams spin badly on 2 shared, loaded cores
     try:
-        t = Trainer(SPEC, load_recipe(files["recipe"]), WorldSource(pool=64, resolution=16, text_len=16),
-                    tmp_path_factory.mktemp("one-rank"), seed=0)  # fmt: skip
+        t = Trainer(
+            SPEC,
+            load_recipe(files["recipe"]),
+            WorldSource(pool=64, resolution=16, text_len=16),
+            tmp_path_factory.mktemp("one-rank"),
+            seed=0,
+        )
         ref = {}
         for step in (4, 6):
             t.train_to(step)
-            ref[step] = {"history": list(t.history), "val": t.val_loss()[0],
-                         "weights": {k: v.detach().clone() for k, v in t.engine.module.state_dict().items()}}  # fmt: skip
+            ref[step] = {
+                "history": list(t.history),
+                "val": t.val_loss()[0],
+                "weights": {k: v.detach().clone() for k, v in t.engine.module.state_dict().items()},
+            }
         return ref
     finally:
         torch.set_num_threads(saved)
@@ -68,11 +92,32 @@ def one_rank(files, tmp_path_factory) -> dict:
 
 def launch(files: dict, out: Path, steps: int, *more: str, port: int) -> dict:
     """`deepspeed --num_gpus 2 ... unetnas trial` on two CPU ranks; returns the JSON summary."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"  # 2 ranks x 1 thread on 2 cores
-    cmd = [LAUNCHER, "--no_local_rank", "--num_gpus", "2", "--master_port", str(port), "--module", "unetnas",
-           "trial", str(files["spec"]), "--steps", str(steps), "--recipe", str(files["recipe"]), "--out", str(out),
-           "--json", *more]  # fmt: skip
+    cmd = [
+        LAUNCHER,
+        "--no_local_rank",
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(port),
+        "--module",
+        "unetnas",
+        "trial",
+        str(files["spec"]),
+        "--steps",
+        str(steps),
+        "--recipe",
+        str(files["recipe"]),
+        "--out",
+        str(out),
+        "--json",
+        *more,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=files["root"], timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summaries = json_objects(proc.stdout)
@@ -93,8 +138,12 @@ def json_objects(text: str) -> list[dict]:
 
 def check_against(out: Path, ref: dict, steps: int) -> None:
     ckpt = out / "checkpoint"
-    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "state.json", "optimizer-rank0.pt",
-                                                "optimizer-rank1.pt"}  # fmt: skip
+    assert {p.name for p in ckpt.iterdir()} == {
+        "model.safetensors",
+        "state.json",
+        "optimizer-rank0.pt",
+        "optimizer-rank1.pt",
+    }
     state = json.loads((ckpt / "state.json").read_text())
     assert state["world_size"] == 2 and state["step"] == steps
     torch.testing.assert_close(torch.tensor(state["history"]), torch.tensor(ref["history"]), rtol=RTOL, atol=0)
@@ -117,7 +166,9 @@ def test_two_ranks_match_one_rank(two_ranks, one_rank) -> None:
     assert summary["steps"] == 4 and summary["samples"] == 32
     assert summary["val_loss"] == pytest.approx(ref["val"], rel=RTOL)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["kind"], r["step"]) for r in records] == [("train", s) for s in range(1, 5)] + [("val", 4)]  # rank 0 only
+    assert [(r["kind"], r["step"]) for r in records] == [("train", s) for s in range(1, 5)] + [
+        ("val", 4)
+    ]  # rank 0 only
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(ref["history"]), rtol=RTOL, atol=0)
     shards = [torch.load(out / "checkpoint" / f"optimizer-rank{r}.pt", weights_only=False) for r in (0, 1)]
@@ -125,8 +176,9 @@ def test_two_ranks_match_one_rank(two_ranks, one_rank) -> None:
 
 
 @pytest.mark.slow
-def test_two_ranks_stopped_then_continued_equal_one_uninterrupted_rank(files, two_ranks, one_rank, free_port,
-                                                                       tmp_path) -> None:
+def test_two_ranks_stopped_then_continued_equal_one_uninterrupted_rank(
+    files, two_ranks, one_rank, free_port, tmp_path
+) -> None:
     out = tmp_path / "trial"
     shutil.copytree(two_ranks[0], out)
     summary = launch(files, out, 6, "--resume", port=free_port())

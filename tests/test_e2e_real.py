@@ -26,8 +26,15 @@ BUDGET = LATENT_BUDGET
 
 
 def _q(pid: str, caption: str, question: str, choices: list[str], answer: str, etype: str) -> dict:
-    return {"id": pid, "caption": caption, "question": question, "choices": choices, "answer": answer,
-            "element_type": etype, "element": answer}  # fmt: skip
+    return {
+        "id": pid,
+        "caption": caption,
+        "question": question,
+        "choices": choices,
+        "answer": answer,
+        "element_type": etype,
+        "element": answer,
+    }
 
 
 QUESTIONS = [
@@ -43,11 +50,33 @@ def e2e(tmp_path_factory, run_cli) -> dict:
     """Images, tiny models in folders, `data prepare` through the CLI, a question file, the space and recipe."""
     root = tmp_path_factory.mktemp("e2e")
     f = tiny_latent_search(root, prepare_data=False)
-    f.update(blip=tiny_blip_vqa(root / "blip"), clip=tiny_clip(root / "clip"),
-             questions=root / "tifa_v1.0_question_answers.json", db=root / "runs" / "study.db")  # fmt: skip
-    code, _, err = run_cli(["data", "prepare", "--out", str(f["data"]), "--vae", str(f["vae"]), "--images",
-                            str(root / "imgs"), "--text-encoder", str(f["bert"]), "--resolution", "32",
-                            "--shard-size", "16", "--batch-size", "16", "--no-progress"])  # fmt: skip
+    f.update(
+        blip=tiny_blip_vqa(root / "blip"),
+        clip=tiny_clip(root / "clip"),
+        questions=root / "tifa_v1.0_question_answers.json",
+        db=root / "runs" / "study.db",
+    )
+    code, _, err = run_cli(
+        [
+            "data",
+            "prepare",
+            "--out",
+            str(f["data"]),
+            "--vae",
+            str(f["vae"]),
+            "--images",
+            str(root / "imgs"),
+            "--text-encoder",
+            str(f["bert"]),
+            "--resolution",
+            "32",
+            "--shard-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--no-progress",
+        ]
+    )
     assert code == 0, err
     f["db"].parent.mkdir()
     f["questions"].write_text(json.dumps(QUESTIONS))
@@ -55,9 +84,23 @@ def e2e(tmp_path_factory, run_cli) -> dict:
 
 
 def search_args(f: dict, study: str, *proxy: str, db: Path | None = None) -> list[str]:
-    return ["search", "--budget", BUDGET, "--data", str(f["data"]), "--space", str(f["space"]), "--recipe",
-            str(f["recipe"]), "--storage", f"sqlite:///{db or f['db']}", "--study", study, "--json",
-            *proxy]  # fmt: skip
+    return [
+        "search",
+        "--budget",
+        BUDGET,
+        "--data",
+        str(f["data"]),
+        "--space",
+        str(f["space"]),
+        "--recipe",
+        str(f["recipe"]),
+        "--storage",
+        f"sqlite:///{db or f['db']}",
+        "--study",
+        study,
+        "--json",
+        *proxy,
+    ]
 
 
 def _search(f: dict, run_cli, study: str, *proxy: str) -> dict:
@@ -105,8 +148,19 @@ def _check_records(f: dict, study_name: str, proxy: str) -> None:
 def test_vqa_tifa_search_then_export_then_from_pretrained(e2e, run_cli, tmp_path) -> None:
     from diffusers import UNet2DConditionModel
 
-    s = _search(e2e, run_cli, "vqa", "--proxy", "vqa-tifa", "--questions", str(e2e["questions"]), "--vqa",
-                str(e2e["blip"]), "--vae", str(e2e["vae"]))  # fmt: skip
+    s = _search(
+        e2e,
+        run_cli,
+        "vqa",
+        "--proxy",
+        "vqa-tifa",
+        "--questions",
+        str(e2e["questions"]),
+        "--vqa",
+        str(e2e["blip"]),
+        "--vae",
+        str(e2e["vae"]),
+    )
     assert s["proxy"] == "vqa_tifa" and s["n_complete"] >= 1 and s["pareto"]
     _check_records(e2e, "vqa", "vqa_tifa")
     out = tmp_path / "exported"
@@ -121,8 +175,19 @@ def test_vqa_tifa_search_then_export_then_from_pretrained(e2e, run_cli, tmp_path
 
 
 def test_clipscore_search(e2e, run_cli) -> None:
-    s = _search(e2e, run_cli, "clip", "--proxy", "clipscore", "--questions", str(e2e["questions"]), "--clip",
-                str(e2e["clip"]), "--vae", str(e2e["vae"]))  # fmt: skip
+    s = _search(
+        e2e,
+        run_cli,
+        "clip",
+        "--proxy",
+        "clipscore",
+        "--questions",
+        str(e2e["questions"]),
+        "--clip",
+        str(e2e["clip"]),
+        "--vae",
+        str(e2e["vae"]),
+    )
     assert s["proxy"] == "clipscore" and s["n_complete"] >= 1
     _check_records(e2e, "clip", "clipscore")
 
@@ -142,13 +207,21 @@ def test_clipscore_search(e2e, run_cli) -> None:
         (["--proxy", "val-loss", "--clip", "CLIP"], "is not used by proxy 'val_loss'"),
     ],
 )
-def test_a_proxy_that_cannot_run_stops_before_anything_is_stored(e2e, run_cli, assert_one_line_error, flags,
-                                                                  match) -> None:  # fmt: skip
+def test_a_proxy_that_cannot_run_stops_before_anything_is_stored(
+    e2e, run_cli, assert_one_line_error, flags, match
+) -> None:
     root = e2e["root"]
     (root / "prompts.txt").write_text("a red circle\na blue square\n")
     (root / "one.json").write_text(json.dumps(QUESTIONS[:2]))
-    paths = {"Q": e2e["questions"], "BLIP": e2e["blip"], "VAE": e2e["vae"], "CLIP": e2e["clip"],
-             "NOPE": root / "nope", "PROMPTS": root / "prompts.txt", "ONE": root / "one.json"}  # fmt: skip
+    paths = {
+        "Q": e2e["questions"],
+        "BLIP": e2e["blip"],
+        "VAE": e2e["vae"],
+        "CLIP": e2e["clip"],
+        "NOPE": root / "nope",
+        "PROMPTS": root / "prompts.txt",
+        "ONE": root / "one.json",
+    }
     db = root / "bad" / "s.db"
     code, out, err = run_cli(search_args(e2e, "bad", *(str(paths.get(x, x)) for x in flags), db=db))
     assert_one_line_error(code, out, err, match)
@@ -170,8 +243,21 @@ def test_the_recipe_can_choose_the_proxy_and_a_study_keeps_its_proxy(e2e, run_cl
     code, out, err = run_cli(args)
     assert code == 0, err
     by_recipe = json.loads(out)
-    code, out, err = run_cli(search_args(e2e, "dry", *dry, "--proxy", "vqa-tifa", "--questions", str(e2e["questions"]),
-                                         "--vqa", str(e2e["blip"]), "--vae", str(e2e["vae"])))  # fmt: skip
+    code, out, err = run_cli(
+        search_args(
+            e2e,
+            "dry",
+            *dry,
+            "--proxy",
+            "vqa-tifa",
+            "--questions",
+            str(e2e["questions"]),
+            "--vqa",
+            str(e2e["blip"]),
+            "--vae",
+            str(e2e["vae"]),
+        )
+    )
     assert code == 0, err
     by_flags = json.loads(out)
     assert by_recipe["proxy"] == by_flags["proxy"] == "vqa_tifa"
@@ -181,6 +267,20 @@ def test_the_recipe_can_choose_the_proxy_and_a_study_keeps_its_proxy(e2e, run_cl
     code, out, err = run_cli(search_args(e2e, "dry", *dry, "--proxy", "val-loss"))
     assert code == 0 and json.loads(out)["plan"]["tifa_rungs"] == [], err
     if e2e["db"].exists():  # after the searches above: study "vqa" keeps its proxy
-        assert_one_line_error(*run_cli(search_args(e2e, "vqa", "--proxy", "clipscore", "--questions",
-                                                   str(e2e["questions"]), "--clip", str(e2e["clip"]), "--vae",
-                                                   str(e2e["vae"]))), "was started with recipe")  # fmt: skip
+        assert_one_line_error(
+            *run_cli(
+                search_args(
+                    e2e,
+                    "vqa",
+                    "--proxy",
+                    "clipscore",
+                    "--questions",
+                    str(e2e["questions"]),
+                    "--clip",
+                    str(e2e["clip"]),
+                    "--vae",
+                    str(e2e["vae"]),
+                )
+            ),
+            "was started with recipe",
+        )

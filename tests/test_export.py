@@ -59,10 +59,21 @@ def make_study(root: Path, name: str = "s", with_se: bool = True) -> tuple[Path,
         records = _records(i, with_se)
         last = records["rung_1"]
         align = (last["alignment"] if with_se else -last["val_loss"]) - (1.0 if spec.name == "worse" else 0.0)
-        study.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE, values=[align, c.gmacs, c.params],
-            user_attrs={"spec": spec.model_dump(mode="json"), "gmacs": c.gmacs, "params": c.params, "rung": 1,
-                        "dir": str(folder), "flops_spent": 3e9, **records}))  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE,
+                values=[align, c.gmacs, c.params],
+                user_attrs={
+                    "spec": spec.model_dump(mode="json"),
+                    "gmacs": c.gmacs,
+                    "params": c.params,
+                    "rung": 1,
+                    "dir": str(folder),
+                    "flops_spent": 3e9,
+                    **records,
+                },
+            )
+        )
     return db, specs
 
 

@@ -39,8 +39,11 @@ def test_micro_batch_search_doubles_until_out_of_memory_cap_or_deadline() -> Non
         return 0.01 * m
 
     best, log = gt.largest_micro_batch(probe, start=2, cap=256, deadline=math.inf)
-    assert best == 16 and [p["micro_batch"] for p in log] == [2, 4, 8, 16, 32] and log[-1] == {"micro_batch": 32,
-                                                                                            "oom": True}  # fmt: skip
+    assert (
+        best == 16
+        and [p["micro_batch"] for p in log] == [2, 4, 8, 16, 32]
+        and log[-1] == {"micro_batch": 32, "oom": True}
+    )
     assert gt.largest_micro_batch(probe, start=2, cap=8, deadline=math.inf)[0] == 8
     ticks = iter(range(100))  # a clock that advances one second per reading
     best, log = gt.largest_micro_batch(probe, start=1, cap=256, deadline=2.5, clock=lambda: next(ticks))
@@ -107,7 +110,18 @@ def test_without_cuda_the_real_run_is_refused(tmp_path, capsys, assert_one_line_
 @pytest.mark.slow
 def test_smoke_with_compile_channels_last_and_zero1(tmp_path, capsys) -> None:
     out = tmp_path / "levers.json"
-    argv = ["--smoke", "--out", str(out), "--presets", "sd2", "--compile", "aot_eager", "--channels-last", "--zero", "1"]  # fmt: skip
+    argv = [
+        "--smoke",
+        "--out",
+        str(out),
+        "--presets",
+        "sd2",
+        "--compile",
+        "aot_eager",
+        "--channels-last",
+        "--zero",
+        "1",
+    ]
     assert run(argv, capsys)[0] == 0
     res = json.loads(out.read_text())
     assert res["settings"]["compile"] == "aot_eager" and res["settings"]["zero"] == 1
@@ -118,7 +132,20 @@ def test_smoke_with_compile_channels_last_and_zero1(tmp_path, capsys) -> None:
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 def test_gpu_measurement_of_a_paper_preset(tmp_path, capsys) -> None:
     out = tmp_path / "gpu.json"
-    argv = ["--presets", "sd2", "--rounds", "2", "--steps", "2", "--max-micro", "64", "--search-s", "20", "--out", str(out)]  # fmt: skip
+    argv = [
+        "--presets",
+        "sd2",
+        "--rounds",
+        "2",
+        "--steps",
+        "2",
+        "--max-micro",
+        "64",
+        "--search-s",
+        "20",
+        "--out",
+        str(out),
+    ]
     code, stdout, _ = run(argv, capsys)
     assert code == 0, stdout
     res = json.loads(out.read_text())

@@ -22,8 +22,12 @@ def built_heads(spec: UNetSpec) -> list[tuple[str, int, int, int]]:
     blocks = [(f"down.{i}", b, spec.widths[i]) for i, b in enumerate(model.down_blocks)]
     blocks += [("mid", model.mid_block, spec.widths[-1])]
     blocks += [(f"up.{i}", b, spec.widths[n - 1 - i]) for i, b in enumerate(model.up_blocks)]
-    return [(name, width, m.heads, m.to_q.out_features // m.heads)
-            for name, block, width in blocks for m in block.modules() if isinstance(m, Attention)]  # fmt: skip
+    return [
+        (name, width, m.heads, m.to_q.out_features // m.heads)
+        for name, block, width in blocks
+        for m in block.modules()
+        if isinstance(m, Attention)
+    ]
 
 
 def _members() -> dict[str, UNetSpec]:
@@ -54,15 +58,25 @@ TINY_BASE = {k: v for k, v in PRESETS["tiny"].model_dump().items() if k != "name
 # size in self-attention blocks (the up path reads the mirrored level's entry), so no list gives every block 16-d heads
 REFUSED = {
     "self last level under a cross mid block": (
-        {**TINY_BASE, "base_channels": 16, "channel_mult": [1, 2], "layers_per_block": [1, 1],
-         "attention": ["none", "self"], "transformer_depth": [0, 1], "mid_attention": "cross", "mid_depth": 1},
+        {
+            **TINY_BASE,
+            "base_channels": 16,
+            "channel_mult": [1, 2],
+            "layers_per_block": [1, 1],
+            "attention": ["none", "self"],
+            "transformer_depth": [0, 1],
+            "mid_attention": "cross",
+            "mid_depth": 1,
+        },
         "attention_head_dim[1] is read by the level-1 self-attention down block as head size (16) and by the "
-        "cross-attention mid block as heads (2)"),
+        "cross-attention mid block as heads (2)",
+    ),
     "self level 0 facing a transformer last level": (
         {**TINY_BASE, "attention": ["self", "cross", "cross"], "transformer_depth": [1, 1, 1]},
         "attention_head_dim[2] is read by the level-0 self-attention up block as head size (16) and by the level-2 "
-        "transformer blocks as heads (4)"),
-}  # fmt: skip
+        "transformer blocks as heads (4)",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
@@ -90,8 +104,11 @@ def test_the_same_kinds_build_where_the_widths_allow():
 def test_a_config_with_mixed_head_sizes_is_outside_the_space():
     # what the builder used to write for the issue's first design: its mid block had 16 heads of 2 channels
     spec = UNetSpec.model_validate(REFUSED["self last level under a cross mid block"][0])
-    cfg = {**to_diffusers_config(spec.with_(mid_attention="none", mid_depth=0)),
-           "mid_block_type": "UNetMidBlock2DCrossAttn", "attention_head_dim": [16, 16]}  # fmt: skip
+    cfg = {
+        **to_diffusers_config(spec.with_(mid_attention="none", mid_depth=0)),
+        "mid_block_type": "UNetMidBlock2DCrossAttn",
+        "attention_head_dim": [16, 16],
+    }
     assert ("mid", 16, 2) in block_heads(cfg)
     with pytest.raises(UserError, match=r"attention_head_dim=\[16, 16\]: attention blocks get head sizes \[2, 16\]"):
         from_diffusers_config(cfg, text_len=32, vae_downsample=1)

@@ -303,18 +303,25 @@ def postgres_url(free_port) -> Iterator[str]:
     data = root / "data"
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
     try:
-        subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-N"],
-                       check=True, capture_output=True)
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
-                        "-w", "start"], check=True, capture_output=True)
+        subprocess.run(
+            [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-N"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
     except subprocess.CalledProcessError as err:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"could not start a PostgreSQL cluster: {err.stderr.decode(errors='replace')[-200:]}")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -19,8 +19,8 @@ from unetnas.cost import cost
 from unetnas.errors import UserError
 from unetnas.io import load_space
 from unetnas.search.plan import (
-    WARMUP_FACTOR,
     MARGIN,
+    WARMUP_FACTOR,
     WORLD_VAL_CAPTIONS,
     Plan,
     caption_flops,
@@ -89,13 +89,15 @@ def check_structure(plan: Plan, space, recipe, s, extra: int = 0) -> None:
     assert Plan.from_dict(json.loads(json.dumps(plan.as_dict()))) == plan  # stored in the study, read on resume
 
 
-SEARCH = st.fixed_dictionaries({
-    "eta": st.integers(2, 4),
-    "n_top": st.integers(1, 4),
-    "max_rungs": st.integers(1, 4),
-    "min_steps": st.integers(1, 30),
-    "tifa_rungs": st.sampled_from([(-1,), (), (0,), (-2, -1), (0, 1, 2, 3, 4)]),
-})  # fmt: skip
+SEARCH = st.fixed_dictionaries(
+    {
+        "eta": st.integers(2, 4),
+        "n_top": st.integers(1, 4),
+        "max_rungs": st.integers(1, 4),
+        "min_steps": st.integers(1, 30),
+        "tifa_rungs": st.sampled_from([(-1,), (), (0,), (-2, -1), (0, 1, 2, 3, 4)]),
+    }
+)
 
 
 @settings(max_examples=80, deadline=None)
@@ -149,8 +151,9 @@ def test_evaluation_estimates_are_the_proxies_own(micro, smoke) -> None:
         stub = Subject(m, None, smoke)
         assert val_flops(m, smoke) == ValLoss().flops(stub)
         proxy = WorldTifa(prompts=s.tifa_prompts, images_per_prompt=s.tifa_images)
-        assert math.isclose(tifa_flops(m, smoke, s) + caption_flops(m.text_len) * (s.tifa_prompts + 1),
-                            proxy.flops(stub), rel_tol=1e-12)  # fmt: skip
+        assert math.isclose(
+            tifa_flops(m, smoke, s) + caption_flops(m.text_len) * (s.tifa_prompts + 1), proxy.flops(stub), rel_tol=1e-12
+        )
 
 
 def test_prepared_data_is_scored_by_validation_loss_and_encodes_nothing(micro, smoke) -> None:
@@ -164,8 +167,19 @@ def test_budget_too_small_is_one_line(micro, smoke, run_cli) -> None:
         make_plan(1e6, micro, smoke, smoke.search)
     msg = str(info.value)
     assert msg.startswith("--budget=") and "too small" in msg and "\n" not in msg
-    code, out, err = run_cli(["search", "--budget", "1e6", "--space", str(DATA / "micro.yaml"),
-                              "--recipe", str(DATA / "smoke.yaml"), "--dry-run", "--json"])  # fmt: skip
+    code, out, err = run_cli(
+        [
+            "search",
+            "--budget",
+            "1e6",
+            "--space",
+            str(DATA / "micro.yaml"),
+            "--recipe",
+            str(DATA / "smoke.yaml"),
+            "--dry-run",
+            "--json",
+        ]
+    )
     assert code == 2 and out == ""
     assert err.startswith("error: --budget=") and err.count("\n") == 1 and "Traceback" not in err
 
@@ -179,8 +193,18 @@ def test_bad_settings_are_refused(micro, smoke) -> None:
 
 def test_paper_space_dry_run_shows_what_the_budget_buys(run_cli) -> None:
     """`unetnas search --budget 2e20 --space space/paper.yaml --recipe trials/gpu.yaml --dry-run [--json]`."""
-    args = ["search", "--space", str(ROOT / "space" / "paper.yaml"), "--recipe", str(ROOT / "trials" / "gpu.yaml"),
-            "--dry-run", "--gpus", "64", "--tflops-per-gpu", "400"]  # fmt: skip
+    args = [
+        "search",
+        "--space",
+        str(ROOT / "space" / "paper.yaml"),
+        "--recipe",
+        str(ROOT / "trials" / "gpu.yaml"),
+        "--dry-run",
+        "--gpus",
+        "64",
+        "--tflops-per-gpu",
+        "400",
+    ]
     code, out, err = run_cli([*args, "--budget", "2e20", "--json"])
     assert code == 0, err
     d = json.loads(out)

@@ -62,8 +62,10 @@ def test_fronts_two_objectives_with_ties() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(*[st.floats(0, 10, allow_nan=False)] * 2), min_size=1, max_size=9),
-       st.lists(st.tuples(*[st.floats(0, 10, allow_nan=False)] * 3), min_size=1, max_size=7))  # fmt: skip
+@given(
+    st.lists(st.tuples(*[st.floats(0, 10, allow_nan=False)] * 2), min_size=1, max_size=9),
+    st.lists(st.tuples(*[st.floats(0, 10, allow_nan=False)] * 3), min_size=1, max_size=7),
+)
 def test_hypervolume_matches_optuna(pts2, pts3) -> None:
     for pts in (pts2, pts3):
         ref = [11.0] * len(pts[0])

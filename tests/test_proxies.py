@@ -30,8 +30,16 @@ REAL_RECIPE = RECIPE.model_copy(update={"val_samples": 2})  # 16 samples hold ou
 
 
 def _q(pid, caption: str, question: str, choices: list[str], answer: str, etype: str) -> dict:
-    return {"id": pid, "caption": caption, "question": question, "choices": choices, "answer": answer,
-            "element_type": etype, "element": answer, "question_type": etype}  # fmt: skip
+    return {
+        "id": pid,
+        "caption": caption,
+        "question": question,
+        "choices": choices,
+        "answer": answer,
+        "element_type": etype,
+        "element": answer,
+        "question_type": etype,
+    }
 
 
 QUESTIONS = [  # a 2-prompt TIFA v1.0 file (one numeric id and an extra key, as the official file may have)
@@ -50,10 +58,23 @@ def real(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("real")
     tiny_image_folder(root / "imgs", n=16, size=(32, 32))
-    f = {"root": root, "vae": tiny_vae(root / "vae"), "bert": tiny_bert(root / "bert"),
-         "blip": tiny_blip_vqa(root / "blip"), "clip": tiny_clip(root / "clip")}  # fmt: skip
-    prepare(out_dir=root / "data", vae_path=f["vae"], text_encoder_path=f["bert"], images_dir=root / "imgs",
-            resolution=32, shard_size=16, batch_size=16, progress=False)  # fmt: skip
+    f = {
+        "root": root,
+        "vae": tiny_vae(root / "vae"),
+        "bert": tiny_bert(root / "bert"),
+        "blip": tiny_blip_vqa(root / "blip"),
+        "clip": tiny_clip(root / "clip"),
+    }
+    prepare(
+        out_dir=root / "data",
+        vae_path=f["vae"],
+        text_encoder_path=f["bert"],
+        images_dir=root / "imgs",
+        resolution=32,
+        shard_size=16,
+        batch_size=16,
+        progress=False,
+    )
     f["data"], f["trial"] = root / "data", root / "trial"
     run_trial(REAL_SPEC, REAL_RECIPE, ShardSource(f["data"]), f["trial"], steps=3)
     f["questions"] = root / "tifa_v1.0_question_answers.json"
@@ -77,7 +98,9 @@ def test_world_tifa_scores_deterministically_within_its_flops(world) -> None:
     d = first.details
     assert -1.0 <= first.value <= 1.0 and len(d["per_prompt_alignment"]) == 4 and d["images"].shape == (4, 16, 16, 3)
     assert first.value == d["alignment"] == pytest.approx(np.mean(d["per_prompt_alignment"]), abs=1e-5)  # corrected
-    assert d["tifa"] == pytest.approx(np.mean(d["per_prompt_tifa"]), abs=1e-5)  # raw TIFA: per prompt first, then over prompts
+    assert d["tifa"] == pytest.approx(
+        np.mean(d["per_prompt_tifa"]), abs=1e-5
+    )  # raw TIFA: per prompt first, then over prompts
     assert d["alignment"] == pytest.approx(d["tifa"] - d["blind_tifa"])
     assert d["tifa_se"] >= 0 and d["alignment_se"] >= 0
     assert set(d["by_category"]) <= set(CATEGORIES) and all(0 <= v <= 1 for v in d["by_category"].values())
@@ -112,7 +135,9 @@ def test_vqa_tifa_on_a_latent_trial(real) -> None:
     assert len(d["per_prompt"]) == 2 and d["prompt_ids"] == ["coco_1", "7"] and d["n_questions"] == 4
     # text-blind-corrected as the built-in TIFA: own questions minus the other prompt's, SEs over prompts
     assert res.value == d["alignment"] == pytest.approx(np.mean(d["per_prompt_alignment"]), abs=1e-5)
-    assert d["tifa"] == pytest.approx(np.mean(d["per_prompt"])) and d["alignment"] == pytest.approx(d["tifa"] - d["blind_tifa"])
+    assert d["tifa"] == pytest.approx(np.mean(d["per_prompt"])) and d["alignment"] == pytest.approx(
+        d["tifa"] - d["blind_tifa"]
+    )
     assert d["alignment_se"] >= 0 and d["tifa_se"] >= 0 and set(d["alignment_by_category"]) == set(d["by_category"])
     assert d["pairs"] == 2 * (4 + 4)  # 2 images x (own 2 + foil 2 questions) per prompt: foils cost VQA passes
     assert set(d["by_category"]) == {"object", "color", "counting"}
@@ -124,8 +149,7 @@ def test_vqa_tifa_on_a_latent_trial(real) -> None:
     assert again.value == res.value and np.array_equal(again.details["images"], d["images"])
     assert again.flops < res.flops and again.flops <= proxy.flops(subject)  # states cached, probe billed once
     assert again.details["flops_parts"]["decode"] == parts["decode"]  # shape-determined, as the bound assumes
-    first1 = VqaTifa(real["questions"], real["blip"], vae=real["vae"], images_per_prompt=1, steps=2, prompts=1,
-                     foils=0)  # fmt: skip
+    first1 = VqaTifa(real["questions"], real["blip"], vae=real["vae"], images_per_prompt=1, steps=2, prompts=1, foils=0)
     assert first1.prompt_ids == ["coco_1"] and len(first1.items) == 2
     raw = first1.score(subject)  # foils=0: uncorrected raw TIFA, within the bound
     assert "alignment" not in raw.details and raw.value == raw.details["tifa"] and raw.details["pairs"] == 2
@@ -133,8 +157,9 @@ def test_vqa_tifa_on_a_latent_trial(real) -> None:
 
 def test_clipscore_on_a_latent_trial(real) -> None:
     subject = Subject.from_checkpoint(str(real["trial"]))
-    proxy = ClipScore(real["clip"], ["a red circle", "two blue squares on the left"], vae=real["vae"],
-                      images_per_prompt=2, steps=3)  # fmt: skip
+    proxy = ClipScore(
+        real["clip"], ["a red circle", "two blue squares on the left"], vae=real["vae"], images_per_prompt=2, steps=3
+    )
     bound = proxy.flops(subject)
     res = proxy.score(subject)
     d = res.details
@@ -200,9 +225,11 @@ def test_cli_scores_a_latent_trial(real, run_cli) -> None:
     res = json.loads(out)
     assert {"score", "by_category", "eval_flops", "per_prompt"} <= res.keys() and res["prompt_ids"] == ["coco_1", "7"]
     assert 0 <= res["score"] <= 1 and res["eval_flops"] > 0 and len(res["per_prompt"]) == 2
-    for argv, msg in [(base, "trained on latents; score it with --questions"),
-                      ([*base, *real_args], "pass --vae"),
-                      ([*base, *real_args, "--vae", str(real["root"] / "nope")], "nope: does not exist")]:
+    for argv, msg in [
+        (base, "trained on latents; score it with --questions"),
+        ([*base, *real_args], "pass --vae"),
+        ([*base, *real_args, "--vae", str(real["root"] / "nope")], "nope: does not exist"),
+    ]:
         code, out, err = run_cli(argv)
         assert code == 2 and "Traceback" not in out + err, err
         assert len(err.strip().splitlines()) == 1 and err.startswith("error:") and msg in err, err

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-QUESTION = {"id": "p1", "caption": "a red circle", "question": "is there a circle?", "choices": ["yes", "no"],
-            "answer": "yes", "element_type": "object", "element": "circle"}  # fmt: skip
+QUESTION = {
+    "id": "p1",
+    "caption": "a red circle",
+    "question": "is there a circle?",
+    "choices": ["yes", "no"],
+    "answer": "yes",
+    "element_type": "object",
+    "element": "circle",
+}
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +24,17 @@ def files(world, tmp_path_factory) -> dict[str, Path]:
     """A micro world trial (conftest's, 3 steps at 16 px), a valid and an invalid TIFA file, and a folder that is
     no trial."""
     root = tmp_path_factory.mktemp("proxy-cli")
-    f = {"root": root, "trial": world["trial"], "good": root / "good.json", "bad": root / "bad.json",
-         "not_json": root / "not.json", "not_trial": root / "not-a-trial"}  # fmt: skip
-    f["good"].write_text(json.dumps([QUESTION, {**QUESTION, "id": "p2", "caption": "a dog", "question": "is there a dog?"}]))
+    f = {
+        "root": root,
+        "trial": world["trial"],
+        "good": root / "good.json",
+        "bad": root / "bad.json",
+        "not_json": root / "not.json",
+        "not_trial": root / "not-a-trial",
+    }
+    f["good"].write_text(
+        json.dumps([QUESTION, {**QUESTION, "id": "p2", "caption": "a dog", "question": "is there a dog?"}])
+    )
     f["one"] = root / "one.json"
     f["one"].write_text(json.dumps([QUESTION]))
     f["bad"].write_text(json.dumps([QUESTION, {**QUESTION, "choices": "yes"}]))
@@ -63,8 +78,21 @@ def test_tifa_with_a_vqa_judge_reads_the_question_file_first(files, run_cli, tmp
     from tiny_models import tiny_vilt_vqa
 
     vilt = tiny_vilt_vqa(tmp_path / "vilt")
-    argv = ["proxy", "tifa", "--checkpoint", str(files["trial"]), "--steps", "2", "--images", "1", "--json",
-            "--questions", str(files["good"]), "--vqa", str(vilt)]  # fmt: skip
+    argv = [
+        "proxy",
+        "tifa",
+        "--checkpoint",
+        str(files["trial"]),
+        "--steps",
+        "2",
+        "--images",
+        "1",
+        "--json",
+        "--questions",
+        str(files["good"]),
+        "--vqa",
+        str(vilt),
+    ]
     code, out, err = run_cli(argv)
     assert code == 0, err
     res = _json(out)

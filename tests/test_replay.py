@@ -29,8 +29,20 @@ from unetnas.search.replay import GroundTruth, replay_search
 DATA = Path(__file__).parent / "data"
 BUDGET = 3e14  # about 25 candidates of replay_space.yaml under replay_recipe.yaml
 TIMING = {"wall_s", "train_s", "eval_s", "overhead_share", "storage"}
-RECORD_KEYS = {"rung", "steps", "samples", "train_flops", "val_loss", "gmacs", "params", "wall_s", "tifa", "tifa_se",
-               "alignment", "alignment_se"}  # fmt: skip
+RECORD_KEYS = {
+    "rung",
+    "steps",
+    "samples",
+    "train_flops",
+    "val_loss",
+    "gmacs",
+    "params",
+    "wall_s",
+    "tifa",
+    "tifa_se",
+    "alignment",
+    "alignment_se",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +52,9 @@ def table(tmp_path_factory) -> GroundTruth:
 
 @pytest.fixture(scope="module")
 def micro_table(tmp_path_factory) -> GroundTruth:
-    return GroundTruth.load(make_table(tmp_path_factory.mktemp("gt") / "micro.json", DATA / "micro.yaml",
-                                       DATA / "smoke.yaml"))  # fmt: skip
+    return GroundTruth.load(
+        make_table(tmp_path_factory.mktemp("gt") / "micro.json", DATA / "micro.yaml", DATA / "smoke.yaml")
+    )
 
 
 def replay(table, seed: int = 0, sampler: str = "tpe", budget: float = BUDGET, **kw):
@@ -69,17 +82,22 @@ def test_values_are_interpolated_in_log_flops_with_the_runs_seed(table) -> None:
     mid = math.sqrt(a.train_flops * b.train_flops)  # halfway in log(FLOPs)
     got = table.at(spec, mid, seed)
     assert math.isclose(got["alignment"], (a.alignment + b.alignment) / 2, rel_tol=1e-9)
-    assert math.isclose(got["wall_s"], a.wall_s + (mid - a.train_flops) / (b.train_flops - a.train_flops)
-                        * (b.wall_s - a.wall_s), rel_tol=1e-9)  # fmt: skip
+    assert math.isclose(
+        got["wall_s"],
+        a.wall_s + (mid - a.train_flops) / (b.train_flops - a.train_flops) * (b.wall_s - a.wall_s),
+        rel_tol=1e-9,
+    )
     assert table.at(spec, mid, other)["alignment"] != got["alignment"]  # the other seed's noise
     with pytest.raises(UserError, match="out of reach"):
         table.at(spec, runs[0].checkpoints[-1].train_flops * 3, seed)
 
 
 def test_bad_tables_are_one_line(tmp_path, table) -> None:
-    cases = {"not-json": "{", "no-version": json.dumps({"designs": [], "runs": []}),
-             "bad-spec": json.dumps({"version": 1, "designs": [{"id": "d0", "spec": {"base_channels": -1}}],
-                                     "runs": []})}  # fmt: skip
+    cases = {
+        "not-json": "{",
+        "no-version": json.dumps({"designs": [], "runs": []}),
+        "bad-spec": json.dumps({"version": 1, "designs": [{"id": "d0", "spec": {"base_channels": -1}}], "runs": []}),
+    }
     for name, text in cases.items():
         p = tmp_path / f"{name}.json"
         p.write_text(text)
@@ -218,8 +236,13 @@ def test_baseline_cycles_and_run_callbacks(table) -> None:
     """Benchmarks run baselines through the bracket cycle: (top,) trains every candidate straight to the last rung,
     (0,) is successive halving from rung 0 only; ``on_done`` sees every run with the budget spent so far."""
     seen = []
-    out, study = replay(table, seed=1, sampler="random", cycle=(2,),
-                        on_done=lambda search, job, o: seen.append((search.ledger.summary()["spent"], job.rung)))  # fmt: skip
+    out, study = replay(
+        table,
+        seed=1,
+        sampler="random",
+        cycle=(2,),
+        on_done=lambda search, job, o: seen.append((search.ledger.summary()["spent"], job.rung)),
+    )
     assert {b["start"] for b in out["bracket_sizes"]} == {2} and out["n_complete"] == out["candidates"] == len(seen)
     assert [s for s, _ in seen] == sorted(s for s, _ in seen) and {r for _, r in seen} == {2}
     out, _ = replay(table, seed=1, cycle=(0,))
@@ -231,8 +254,18 @@ def test_baseline_cycles_and_run_callbacks(table) -> None:
 
 def test_cli_replay_json_then_resume_is_a_no_op(table, run_cli, tmp_path) -> None:
     db = tmp_path / "r.db"
-    args = ["search", "--budget", "1e14", "--replay", str(table.path), "--storage", f"sqlite:///{db}",
-            "--study", "rep", "--json"]  # fmt: skip
+    args = [
+        "search",
+        "--budget",
+        "1e14",
+        "--replay",
+        str(table.path),
+        "--storage",
+        f"sqlite:///{db}",
+        "--study",
+        "rep",
+        "--json",
+    ]
     code, out, err = run_cli(args)
     assert code == 0, err[-2000:]
     first = json.loads(out)

@@ -14,11 +14,20 @@ ETA = 2
 SE = (0.0, 0.0)
 
 
-def cand(number: int, bracket: int = 0, *, rung: int = -1, target: int | None = None, status: str = "waiting",
-         align: dict[int, float] | None = None, gmacs: float = 1.0) -> Candidate:  # fmt: skip
+def cand(
+    number: int,
+    bracket: int = 0,
+    *,
+    rung: int = -1,
+    target: int | None = None,
+    status: str = "waiting",
+    align: dict[int, float] | None = None,
+    gmacs: float = 1.0,
+) -> Candidate:
     points = {k: ((-a, gmacs), SE) for k, a in (align or {}).items()}
-    return Candidate(number, 1000 + number, bracket, rung, rung if target is None else target, status, points,
-                     key=f"design-{number}")  # fmt: skip
+    return Candidate(
+        number, 1000 + number, bracket, rung, rung if target is None else target, status, points, key=f"design-{number}"
+    )
 
 
 def test_new_candidates_fill_the_first_bracket_with_room() -> None:
@@ -29,12 +38,17 @@ def test_new_candidates_fill_the_first_bracket_with_room() -> None:
     # bracket 0 full at rung 0, 4 results: promotions come before new candidates (quota 4 // 2 = 2)
     job = s.next_job(brackets, full)
     assert job is not None and job.kind == "promote" and job.rung == 1
-    done = [cand(i, rung=0, status="pruned" if i > 1 else "waiting", target=1 if i < 2 else 0, align={0: 0.1})
-            for i in range(4)]  # fmt: skip
+    done = [
+        cand(i, rung=0, status="pruned" if i > 1 else "waiting", target=1 if i < 2 else 0, align={0: 0.1})
+        for i in range(4)
+    ]
     done = [c if c.number > 1 else cand(c.number, rung=0, target=1, status="training", align={0: 0.1}) for c in done]
     assert s.next_job(brackets, done).kind == "resume"  # an unfinished rung first
-    done = [cand(0, rung=1, target=1, align={0: 0.1, 1: 0.2}), cand(1, rung=1, target=1, align={0: 0.1, 1: 0.3}),
-            *(cand(i, rung=0, status="pruned", align={0: 0.1}) for i in (2, 3))]  # fmt: skip
+    done = [
+        cand(0, rung=1, target=1, align={0: 0.1, 1: 0.2}),
+        cand(1, rung=1, target=1, align={0: 0.1, 1: 0.3}),
+        *(cand(i, rung=0, status="pruned", align={0: 0.1}) for i in (2, 3)),
+    ]
     job = s.next_job(brackets, done)
     assert job == Job("promote", 0, 2, 1, 1001)  # the better of the two at rung 1
     done[1] = cand(1, rung=2, target=2, status="complete", align={0: 0.1, 1: 0.3, 2: 0.4})
@@ -52,20 +66,29 @@ def test_promotion_is_asynchronous_and_ranks_by_alignment_and_cost() -> None:
     cs[1] = cand(1, rung=1, target=1, align={0: 0.5, 1: 0.6})
     assert s.next_job(brackets, cs) == Job("new", 0, 0)  # quota 1 used; the rest of the rung must come first
     # a cheaper design with an alignment within noise is preferred to a dearer one
-    noisy = [Candidate(i, i, 0, 0, 0, "waiting", {0: ((-a, g), (0.03, 0.0))}, f"k{i}")
-             for i, (a, g) in enumerate([(0.50, 2.0), (0.48, 1.0)])]  # fmt: skip
+    noisy = [
+        Candidate(i, i, 0, 0, 0, "waiting", {0: ((-a, g), (0.03, 0.0))}, f"k{i}")
+        for i, (a, g) in enumerate([(0.50, 2.0), (0.48, 1.0)])
+    ]
     assert s.next_job(brackets, noisy) == Job("promote", 0, 1, 1, 1)
 
 
 def test_decided_candidates_stop_with_a_reason() -> None:
     s = Scheduler(COSTS, ETA)
     brackets = [Bracket(0, (4, 2, 1)), Bracket(0, (2,))]
-    cs = [cand(0, rung=1, target=1, align={0: 0.4, 1: 0.5}), cand(1, rung=1, target=1, align={0: 0.3, 1: 0.1}),
-          cand(2, rung=0, align={0: 0.1}), cand(3, rung=0, align={0: 0.2}),
-          cand(4, 1, rung=0, align={0: 0.9})]  # fmt: skip
+    cs = [
+        cand(0, rung=1, target=1, align={0: 0.4, 1: 0.5}),
+        cand(1, rung=1, target=1, align={0: 0.3, 1: 0.1}),
+        cand(2, rung=0, align={0: 0.1}),
+        cand(3, rung=0, align={0: 0.2}),
+        cand(4, 1, rung=0, align={0: 0.9}),
+    ]
     stopped = {c.number: why for c, why in s.decided(brackets, cs)}
-    assert stopped == {2: "not among the best 2 of 4 at rung 0", 3: "not among the best 2 of 4 at rung 0",
-                       4: "its bracket ends at rung 0"}  # fmt: skip
+    assert stopped == {
+        2: "not among the best 2 of 4 at rung 0",
+        3: "not among the best 2 of 4 at rung 0",
+        4: "its bracket ends at rung 0",
+    }
     # rung 1 of bracket 0 is not decided until its promotion is made
     assert 1 not in stopped
     cs[0] = cand(0, rung=2, target=2, status="complete", align={0: 0.4, 1: 0.5, 2: 0.6})

@@ -45,9 +45,25 @@ TIMING_KEYS = {"wall_s", "train_s", "eval_s", "overhead_share"}
 
 
 def search_args(db: Path, study: str, *extra: str) -> list[str]:
-    return ["search", "--budget", f"{BUDGET:g}", "--space", str(SPACE), "--recipe", str(RECIPE),
-            "--storage", f"sqlite:///{db}", "--study", study, "--objectives", ",".join(OBJECTIVES),
-            "--seed", str(SEED), "--json", *extra]  # fmt: skip
+    return [
+        "search",
+        "--budget",
+        f"{BUDGET:g}",
+        "--space",
+        str(SPACE),
+        "--recipe",
+        str(RECIPE),
+        "--storage",
+        f"sqlite:///{db}",
+        "--study",
+        study,
+        "--objectives",
+        ",".join(OBJECTIVES),
+        "--seed",
+        str(SEED),
+        "--json",
+        *extra,
+    ]
 
 
 def load(db: Path, study: str) -> optuna.Study:
@@ -142,7 +158,8 @@ def test_ledger_accounts_for_every_flop(full, run_cli) -> None:
     assert code == 0, err
     shown = json.loads(out)  # `unetnas ledger --json`: the same account (JSON keys are strings)
     assert {k: shown[k] for k in ("budget", "spent", "reserved", "remaining", "by_kind")} == {
-        k: led[k] for k in ("budget", "spent", "reserved", "remaining", "by_kind")}  # fmt: skip
+        k: led[k] for k in ("budget", "spent", "reserved", "remaining", "by_kind")
+    }
     assert shown["by_trial"] == {("null" if k is None else str(k)): v for k, v in led["by_trial"].items()}
     assert math.isclose(math.fsum(led["by_trial"].values()), led["spent"], rel_tol=1e-12)
     assert math.isclose(math.fsum(led["by_kind"].values()), led["spent"], rel_tol=1e-12)
@@ -238,8 +255,13 @@ def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_pat
         t = study.trials[row["trial"]]
         spec = S.spec_of(t)
         c = cost(spec)
-        assert {p.name for p in d.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors", "spec.yaml",
-                                                  "metrics.json", "README.md"}  # fmt: skip
+        assert {p.name for p in d.iterdir()} == {
+            "config.json",
+            "diffusion_pytorch_model.safetensors",
+            "spec.yaml",
+            "metrics.json",
+            "README.md",
+        }
         unet, info = UNet2DConditionModel.from_pretrained(d, output_loading_info=True)
         assert not any(info.values()), info  # no missing, unexpected or mismatched keys
         assert sum(p.numel() for p in unet.parameters()) == c.params
@@ -262,11 +284,23 @@ def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_pat
     # an --out that cannot be a folder: one line, exit 2
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    assert_one_line_error(*run_cli(["export", "--study", full.study, "--storage", f"sqlite:///{full.db}", "--out",
-                                    str(blocker)]))  # fmt: skip
+    assert_one_line_error(
+        *run_cli(["export", "--study", full.study, "--storage", f"sqlite:///{full.db}", "--out", str(blocker)])
+    )
     # --top keeps the best alignments
-    code, _, err = run_cli(["export", "--study", full.study, "--storage", f"sqlite:///{full.db}",
-                            "--out", str(tmp_path / "top1"), "--top", "1"])  # fmt: skip
+    code, _, err = run_cli(
+        [
+            "export",
+            "--study",
+            full.study,
+            "--storage",
+            f"sqlite:///{full.db}",
+            "--out",
+            str(tmp_path / "top1"),
+            "--top",
+            "1",
+        ]
+    )
     assert code == 0, err
     assert [f.name for f in (tmp_path / "top1").iterdir()] == [f"trial-{pareto[0]['trial']:04d}"]
 
@@ -277,7 +311,8 @@ def test_resuming_a_finished_search_is_a_no_op(full, run_cli, db_bytes) -> None:
     assert code == 0, err[-3000:]
     again = json.loads(out)
     assert {k: v for k, v in again.items() if k not in TIMING_KEYS} == {
-        k: v for k, v in full.summary.items() if k not in TIMING_KEYS}  # fmt: skip
+        k: v for k, v in full.summary.items() if k not in TIMING_KEYS
+    }
     assert db_bytes(full.db) == before  # nothing trained, reserved or told
     # another --budget: the stored one stays (a warning on stderr; stdout is still one JSON object)
     args = search_args(full.db, full.study)
@@ -289,12 +324,15 @@ def test_resuming_a_finished_search_is_a_no_op(full, run_cli, db_bytes) -> None:
     assert db_bytes(full.db) == before
 
 
-@pytest.mark.parametrize("change", [
-    ["--space", str(DATA / "micro.yaml")],
-    ["--objectives", "alignment,gmacs"],
-    ["--recipe", str(DATA / "smoke.yaml")],
-    ["--data", "no-such-data-dir"],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change",
+    [
+        ["--space", str(DATA / "micro.yaml")],
+        ["--objectives", "alignment,gmacs"],
+        ["--recipe", str(DATA / "smoke.yaml")],
+        ["--data", "no-such-data-dir"],
+    ],
+)
 def test_stored_study_with_other_settings_refuses(full, run_cli, assert_one_line_error, db_bytes, change) -> None:
     before = db_bytes(full.db)
     args = search_args(full.db, full.study)
@@ -323,8 +361,15 @@ def test_trial_raising_mid_rung_is_failed_and_settled(tmp_path) -> None:
 
     db = tmp_path / "boom" / "s.db"
     db.parent.mkdir()
-    cfg = SearchConfig(budget=BUDGET, space=SPACE, recipe=RECIPE, storage=f"sqlite:///{db}", study="boom",
-                       objectives=OBJECTIVES, seed=SEED)  # fmt: skip
+    cfg = SearchConfig(
+        budget=BUDGET,
+        space=SPACE,
+        recipe=RECIPE,
+        storage=f"sqlite:///{db}",
+        study="boom",
+        objectives=OBJECTIVES,
+        seed=SEED,
+    )
     search, _ = open_search(prepare(cfg))
     ledger = search.ledger
     checks = 0
@@ -391,8 +436,11 @@ def test_trial_raising_mid_rung_is_failed_and_settled(tmp_path) -> None:
 
 
 def _eval_of(db: Path, number: int, note: str) -> float:
-    return math.fsum(r.actual for r in reservation_rows(db, "boom")
-                     if r.trial_number == number and r.note == note and r.kind == "eval")  # fmt: skip
+    return math.fsum(
+        r.actual
+        for r in reservation_rows(db, "boom")
+        if r.trial_number == number and r.note == note and r.kind == "eval"
+    )
 
 
 # -- Ctrl-C and resume ------------------------------------------------------------------------------------------
@@ -401,8 +449,16 @@ def _eval_of(db: Path, number: int, note: str) -> float:
 def clean_env() -> dict[str, str]:
     """This process's environment for a fresh CLI process: one thread, no distributed settings that in-process
     training left behind."""
-    drop = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK",
-            "CROSS_SIZE"}  # fmt: skip
+    drop = {
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "LOCAL_WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "CROSS_RANK",
+        "CROSS_SIZE",
+    }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["OMP_NUM_THREADS"] = "1"
     return env
@@ -415,7 +471,9 @@ def trial_attr(db: Path, number: int, key: str):
         try:
             row = con.execute(
                 "SELECT a.value_json FROM trial_user_attributes a JOIN trials t ON a.trial_id = t.trial_id "
-                "WHERE t.number = ? AND a.key = ?", (number, key)).fetchone()  # fmt: skip
+                "WHERE t.number = ? AND a.key = ?",
+                (number, key),
+            ).fetchone()
         finally:
             con.close()
     except sqlite3.Error:
@@ -437,8 +495,14 @@ def test_sigint_then_resume_equals_an_uninterrupted_search(full, run_cli, tmp_pa
     and FLOPs, no FLOPs lost or counted twice."""
     db = tmp_path / "intr" / "s.db"
     db.parent.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "unetnas.cli.app", *search_args(db, "intr")], cwd=tmp_path,
-                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unetnas.cli.app", *search_args(db, "intr")],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while True:  # wait until trial 0 finished rung 0 and trial 1 has trained a step of its rung 0
@@ -514,8 +578,9 @@ def _draws(sampler_of, split: int | None, n: int = 10) -> list[dict]:
 
     space = load_space(DATA / "micro.yaml")
     storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize", "minimize"],
-                                sampler=sampler_of())  # fmt: skip
+    study = optuna.create_study(
+        study_name="s", storage=storage, directions=["maximize", "minimize", "minimize"], sampler=sampler_of()
+    )
     out = []
     for i in range(n):
         if i == split:

@@ -38,8 +38,13 @@ def kept(tmp_path_factory) -> Path:
 
 
 def search_args(db: Path, **change: str) -> list[str]:
-    opts = {"--budget": f"{BUDGET:g}", "--space": str(MICRO), "--recipe": str(SMOKE), "--storage": f"sqlite:///{db}",
-            "--study": "keep"}  # fmt: skip
+    opts = {
+        "--budget": f"{BUDGET:g}",
+        "--space": str(MICRO),
+        "--recipe": str(SMOKE),
+        "--storage": f"sqlite:///{db}",
+        "--study": "keep",
+    }
     opts.update({f"--{k.replace('_', '-')}": v for k, v in change.items()})
     return ["search", *(x for kv in opts.items() for x in kv)]
 
@@ -89,26 +94,40 @@ def test_bad_search_input_is_one_line_and_leaves_the_study_alone(
 
 def test_bad_storage_never_prints_the_password(run_cli, assert_one_line_error, tmp_path) -> None:
     url = f"postgresql+psycopg://user:{PASSWORD}@127.0.0.1:1/db?sslmode=disable"
-    for argv in (search_args(tmp_path / "unused.db", storage=url),
-                 ["ledger", "--study", "keep", "--storage", url],
-                 ["export", "--study", "keep", "--storage", url, "--out", str(tmp_path / "x")]):  # fmt: skip
+    for argv in (
+        search_args(tmp_path / "unused.db", storage=url),
+        ["ledger", "--study", "keep", "--storage", url],
+        ["export", "--study", "keep", "--storage", url, "--out", str(tmp_path / "x")],
+    ):
         code, out, err = run_cli(argv)
         assert_one_line_error(code, out, err, quiet=True)
         assert PASSWORD not in out + err and "user:***@127.0.0.1:1" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "unused.db").exists()
 
 
-@pytest.mark.parametrize("argv", [
-    ["ledger", "--study", "missing", "--storage", "{url}"],
-    ["ledger", "--study", "missing"],
-    ["ledger", "--study", "keep", "--storage", "sqlite:///{dir}/no-such.db"],
-    ["export", "--study", "missing", "--storage", "{url}", "--out", "{dir}/out"],
-    ["export", "--study", "missing", "--out", "{dir}/out"],
-    ["export", "--study", "keep", "--storage", "{url}", "--out", "{dir}/out"],  # nothing completed yet
-    ["export", "--study", "keep", "--storage", "{url}", "--out", "{dir}/out", "--top", "0"],
-    ["dashboard", "--study", "missing"],
-], ids=["ledger-missing-study", "ledger-no-default-db", "ledger-missing-file", "export-missing-study",
-        "export-no-default-db", "export-nothing-complete", "export-top-0", "dashboard-missing-study"])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ledger", "--study", "missing", "--storage", "{url}"],
+        ["ledger", "--study", "missing"],
+        ["ledger", "--study", "keep", "--storage", "sqlite:///{dir}/no-such.db"],
+        ["export", "--study", "missing", "--storage", "{url}", "--out", "{dir}/out"],
+        ["export", "--study", "missing", "--out", "{dir}/out"],
+        ["export", "--study", "keep", "--storage", "{url}", "--out", "{dir}/out"],  # nothing completed yet
+        ["export", "--study", "keep", "--storage", "{url}", "--out", "{dir}/out", "--top", "0"],
+        ["dashboard", "--study", "missing"],
+    ],
+    ids=[
+        "ledger-missing-study",
+        "ledger-no-default-db",
+        "ledger-missing-file",
+        "export-missing-study",
+        "export-no-default-db",
+        "export-nothing-complete",
+        "export-top-0",
+        "dashboard-missing-study",
+    ],
+)
 def test_reading_commands_refuse_missing_studies(
     kept, run_cli, assert_one_line_error, db_bytes, tmp_path, monkeypatch, argv
 ) -> None:
@@ -153,8 +172,11 @@ def test_dry_run_prints_the_plan_and_touches_nothing(run_cli, tmp_path) -> None:
     d = json.loads(out)
     assert {"plan", "candidates", "brackets", "max_horizon_flops", "flops_per_s", "wall_s", "presets"} <= set(d)
     assert d["presets"] == [] and d["plan"] == json.loads(json.dumps(plan.as_dict()))
-    assert (d["candidates"], d["brackets"], d["max_horizon_flops"]) == (plan.candidates, len(plan.brackets),
-                                                                        plan.rungs[-1])  # fmt: skip
+    assert (d["candidates"], d["brackets"], d["max_horizon_flops"]) == (
+        plan.candidates,
+        len(plan.brackets),
+        plan.rungs[-1],
+    )
     # 2 workers at 1.5 TFLOP/s: the work per worker, or the longest chain of rungs if longer (plan.wall_time)
     assert d["flops_per_s"] == 3e12 and d["wall_s"] == pytest.approx(max(plan.total / 3e12, d["span_s"]))
     assert d["workers"] == 2 and d["ranks_per_trial"] == 1 and d["wall_s"] >= plan.total / 3e12
@@ -182,8 +204,20 @@ def test_ledger_json_keys(kept, run_cli, db_bytes) -> None:
 def test_enqueue_presets_adds_the_presets_that_fit(run_cli, tmp_path) -> None:
     """tests/data/preset_space.yaml holds the `tiny` preset: --enqueue-presets adds it to the first bracket."""
     space = DATA / "preset_space.yaml"
-    args = ["search", "--budget", "4e13", "--space", str(space), "--enqueue-presets", "--dry-run", "--json",
-            "--gpus", "1", "--tflops-per-gpu", "1"]  # fmt: skip
+    args = [
+        "search",
+        "--budget",
+        "4e13",
+        "--space",
+        str(space),
+        "--enqueue-presets",
+        "--dry-run",
+        "--json",
+        "--gpus",
+        "1",
+        "--tflops-per-gpu",
+        "1",
+    ]
     code, out, err = run_cli(args)
     assert code == 0, err
     d = json.loads(out)
@@ -204,7 +238,8 @@ def test_enqueue_presets_adds_the_presets_that_fit(run_cli, tmp_path) -> None:
     t = search.study.trials[job.number]
     assert t.user_attrs["preset"] == "tiny"
     assert {k: v for k, v in t.user_attrs["spec"].items() if k != "name"} == PRESETS["tiny"].model_dump(
-        mode="json", exclude={"name"})  # fmt: skip
+        mode="json", exclude={"name"}
+    )
     del search
     # resuming does not enqueue it again
     search, _ = open_search(prepare(cfg))

@@ -125,8 +125,21 @@ def test_ratio_is_a_ratio_of_means_with_a_paired_bootstrap() -> None:
 
 def test_cli_json_and_plot(table_path, tmp_path, capsys) -> None:
     plot, whole = tmp_path / "eff.html", tmp_path / "res" / "eff.json"
-    code = SE.main(["--table", str(table_path), "--seeds", "2", "--methods", "unetnas,random,tpe,topk",
-                    "--plot", str(plot), "--out", str(whole), "--json"])  # fmt: skip
+    code = SE.main(
+        [
+            "--table",
+            str(table_path),
+            "--seeds",
+            "2",
+            "--methods",
+            "unetnas,random,tpe,topk",
+            "--plot",
+            str(plot),
+            "--out",
+            str(whole),
+            "--json",
+        ]
+    )
     assert code == 0
     res = json.loads(capsys.readouterr().out)
     assert json.loads(whole.read_text())["methods"]["unetnas"]["regret_mean"]  # --out keeps the curves
@@ -144,8 +157,9 @@ def test_markdown_table_has_one_row_per_method(bench) -> None:
     assert len(md) == 4 and md[2].startswith("| unetnas") and "x [" in md[3]
 
 
-def test_a_partial_table_needs_partial_and_keeps_covered_widths(table_path, tmp_path, capsys,
-                                                                assert_one_line_error) -> None:  # fmt: skip
+def test_a_partial_table_needs_partial_and_keeps_covered_widths(
+    table_path, tmp_path, capsys, assert_one_line_error
+) -> None:
     raw = json.loads(table_path.read_text())
     gone = {d["id"] for d in raw["designs"] if d["spec"]["base_channels"] == 32}
     gone.add(next(d["id"] for d in raw["designs"] if d["spec"]["base_channels"] == 24))
@@ -161,10 +175,17 @@ def test_a_partial_table_needs_partial_and_keeps_covered_widths(table_path, tmp_
     assert json.loads(out)["designs"] == 11 and "base widths [16]" in err  # C16 only: one C24 member lacks runs
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--seeds", "0"], "--seeds='0'"), (["--epsilon", "1.5"], "--epsilon="), (["--methods", "bohb"], "--methods="),
-    (["--plot", "x.svg"], "--plot="), (["--budget", "-1"], "--budget="), (["--table", "/nonexistent.json"], "--replay"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--seeds", "0"], "--seeds='0'"),
+        (["--epsilon", "1.5"], "--epsilon="),
+        (["--methods", "bohb"], "--methods="),
+        (["--plot", "x.svg"], "--plot="),
+        (["--budget", "-1"], "--budget="),
+        (["--table", "/nonexistent.json"], "--replay"),
+    ],
+)
 def test_bad_input_is_one_line(args, needle, table_path, capsys, assert_one_line_error) -> None:
     code = SE.main(["--table", str(table_path), *args])
     out, err = capsys.readouterr()

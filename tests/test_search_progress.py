@@ -26,12 +26,42 @@ def test_progress_lines_appear_while_the_search_runs(tmp_path) -> None:
     db = tmp_path / "runs" / "prog" / "study.db"
     db.parent.mkdir(parents=True)
     log = tmp_path / "search.log"
-    argv = [sys.executable, "-m", "unetnas.cli.app", "search", "--budget", LATENT_BUDGET, "--data", str(f["data"]),
-            "--space", str(f["space"]), "--recipe", str(f["recipe"]), "--storage", f"sqlite:///{db}", "--study",
-            "prog", "--proxy", "clipscore", "--clip", str(clip), "--questions", str(tmp_path / "prompts.txt"),
-            "--vae", str(f["vae"])]  # fmt: skip
-    drop = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK",
-            "CROSS_SIZE"}  # distributed settings in-process training (another test) left behind  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "unetnas.cli.app",
+        "search",
+        "--budget",
+        LATENT_BUDGET,
+        "--data",
+        str(f["data"]),
+        "--space",
+        str(f["space"]),
+        "--recipe",
+        str(f["recipe"]),
+        "--storage",
+        f"sqlite:///{db}",
+        "--study",
+        "prog",
+        "--proxy",
+        "clipscore",
+        "--clip",
+        str(clip),
+        "--questions",
+        str(tmp_path / "prompts.txt"),
+        "--vae",
+        str(f["vae"]),
+    ]
+    drop = {
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "LOCAL_WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "CROSS_RANK",
+        "CROSS_SIZE",
+    }  # distributed settings in-process training (another test) left behind
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(UNETNAS_PROGRESS_INTERVAL_S="0.2", OMP_NUM_THREADS="1", COLUMNS="60")
     seen_running: list[str] = []
@@ -56,12 +86,16 @@ def test_progress_lines_appear_while_the_search_runs(tmp_path) -> None:
     lines = [ln for ln in log.read_text().splitlines() if LINE.match(ln)]  # (libraries may log there too)
     assert len(lines) >= 6, log.read_text()
     assert any(" rung-done " in ln and "alignment=" in ln for ln in lines), log.read_text() + err[-2000:]
-    assert sum(" budget " in ln for ln in lines) >= 2 and any(" trial " in ln and "status=complete" in ln
-                                                              for ln in lines)  # fmt: skip
+    assert sum(" budget " in ln for ln in lines) >= 2 and any(
+        " trial " in ln and "status=complete" in ln for ln in lines
+    )
     assert "\x1b[" not in log.read_text()  # no terminal control codes in a file
     # hints: whole commands on one line each (never broken at the 60 columns), naming the paths used
-    hints = {ln.split(":", 1)[0]: ln.split(":", 1)[1].strip() for ln in err.splitlines()
-             if ln.startswith(("export:", "report:", "dashboard:"))}  # fmt: skip
+    hints = {
+        ln.split(":", 1)[0]: ln.split(":", 1)[1].strip()
+        for ln in err.splitlines()
+        if ln.startswith(("export:", "report:", "dashboard:"))
+    }
     assert set(hints) == {"export", "report", "dashboard"}, err
     export = shlex.split(hints["export"])
     assert export[:2] == ["unetnas", "export"] and export[export.index("--storage") + 1] == f"sqlite:///{db}"

@@ -31,14 +31,24 @@ def paper() -> SearchSpace:
 # here so the hand counts below do not follow later edits of the file (the file itself is in SPACE_FILES).
 TINY_V1 = {
     "name": "tiny",
-    "base": {"cross_attention_dim": 384, "text_len": 32, "latent_channels": 3, "latent_size": 32, "vae_downsample": 1,
-             "head_dim": 16, "norm_num_groups": 8},
-    "base_channels": [16, 24, 32], "channel_mult": [[1, 2], [1, 2, 2]],
-    "levels": [{"transformer_depth": [0], "layers_per_block": [1]},
-               {"transformer_depth": [0, 1, 2], "attention": ["self", "cross"]},
-               {"transformer_depth": [0, 1, 2], "attention": ["cross"]}],
+    "base": {
+        "cross_attention_dim": 384,
+        "text_len": 32,
+        "latent_channels": 3,
+        "latent_size": 32,
+        "vae_downsample": 1,
+        "head_dim": 16,
+        "norm_num_groups": 8,
+    },
+    "base_channels": [16, 24, 32],
+    "channel_mult": [[1, 2], [1, 2, 2]],
+    "levels": [
+        {"transformer_depth": [0], "layers_per_block": [1]},
+        {"transformer_depth": [0, 1, 2], "attention": ["self", "cross"]},
+        {"transformer_depth": [0, 1, 2], "attention": ["cross"]},
+    ],
     "mid_depth": [0, 1],
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -62,37 +72,81 @@ def test_space_yaml_round_trip_is_lossless(path, tmp_path):
 # or a self-attention last level under a cross-attention mid block).
 HANDCRAFTED = {
     # 2 C x mult [1,2]: level0 {none} x level1 {none->mid{none (text-blind), cross1}, cross1, cross2} = 3 -> 6
-    "two-level": ({"base_channels": [16, 32], "channel_mult": [[1, 2]],
-                   "levels": [{"transformer_depth": [0]}, {"transformer_depth": [0, 1, 2]}],
-                   "mid_depth": [0, 1]}, 6, {"text-blind": 2, "heads": 0}),
+    "two-level": (
+        {
+            "base_channels": [16, 32],
+            "channel_mult": [[1, 2]],
+            "levels": [{"transformer_depth": [0]}, {"transformer_depth": [0, 1, 2]}],
+            "mid_depth": [0, 1],
+        },
+        6,
+        {"text-blind": 2, "heads": 0},
+    ),
     # 1 C, two mults; untied res blocks; self-attention levels have depth 1 (so "self" at TD 2 is no option);
     # the mid block is free (none or cross 2; the repeated 0 counts once) when the last level is not cross.
     # [1,2]:   lpb 2x1=2 ; level0 {none, self1 (heads: faces cross1), cross1} ; level1 {cross1}     -> 2*2     = 4
     # [1,2,2]: lpb 2x1x2=4 ; level1 {cross1}; level0 none/cross1 x level2 {none->mid{none,cross2}, cross2} = 6,
     #          level0 self1 only with level2 none and mid none (its up block reads level 2's entry) = 1 -> 4*7 = 28
-    "untied": ({"base_channels": [32], "channel_mult": [[1, 2], [1, 2, 2]], "tie_layers_per_block": False,
-                "levels": [{"transformer_depth": [0, 1], "attention": ["self", "cross"], "layers_per_block": [1, 2]},
-                           {"transformer_depth": [1]},
-                           {"transformer_depth": [0, 2], "attention": ["self", "cross"], "layers_per_block": [1, 2]}],
-                "mid_depth": [0, 2, 0]}, 32, {"text-blind": 0, "heads": 2 + 8}),
+    "untied": (
+        {
+            "base_channels": [32],
+            "channel_mult": [[1, 2], [1, 2, 2]],
+            "tie_layers_per_block": False,
+            "levels": [
+                {"transformer_depth": [0, 1], "attention": ["self", "cross"], "layers_per_block": [1, 2]},
+                {"transformer_depth": [1]},
+                {"transformer_depth": [0, 2], "attention": ["self", "cross"], "layers_per_block": [1, 2]},
+            ],
+            "mid_depth": [0, 2, 0],
+        },
+        32,
+        {"text-blind": 0, "heads": 2 + 8},
+    ),
     # a self-attention last level frees the mid block, but only "none" builds under it, and that is text-blind:
     # 2 C x level1 {none->mid{none (text-blind), cross1}, self1->mid{none (text-blind), cross1 (heads)}, cross1} = 2
-    "self-last": ({"base_channels": [16, 32], "channel_mult": [[1, 2]],
-                   "levels": [{"transformer_depth": [0]},
-                              {"transformer_depth": [0, 1], "attention": ["self", "cross"]}],
-                   "mid_depth": [0, 1]}, 4, {"text-blind": 4, "heads": 2}),
+    "self-last": (
+        {
+            "base_channels": [16, 32],
+            "channel_mult": [[1, 2]],
+            "levels": [{"transformer_depth": [0]}, {"transformer_depth": [0, 1], "attention": ["self", "cross"]}],
+            "mid_depth": [0, 1],
+        },
+        4,
+        {"text-blind": 4, "heads": 2},
+    ),
     # a single member
-    "point": ({"base_channels": [32], "channel_mult": [[1, 2, 2]],
-               "levels": [{"transformer_depth": [0], "layers_per_block": [1]}, {"transformer_depth": [1]},
-                          {"transformer_depth": [1]}]}, 1, {"text-blind": 0, "heads": 0}),
-}  # fmt: skip
+    "point": (
+        {
+            "base_channels": [32],
+            "channel_mult": [[1, 2, 2]],
+            "levels": [
+                {"transformer_depth": [0], "layers_per_block": [1]},
+                {"transformer_depth": [1]},
+                {"transformer_depth": [1]},
+            ],
+        },
+        1,
+        {"text-blind": 0, "heads": 0},
+    ),
+}
 
 
 def _handcrafted(name: str, **changes) -> SearchSpace:
     fields = {**HANDCRAFTED[name][0], **changes}
-    base = {k: v for k, v in PRESETS["tiny"].model_dump().items()
-            if k in ("cross_attention_dim", "text_len", "latent_channels", "latent_size", "vae_downsample",
-                     "head_dim", "norm_num_groups")}  # fmt: skip
+    base = {
+        k: v
+        for k, v in PRESETS["tiny"].model_dump().items()
+        if k
+        in (
+            "cross_attention_dim",
+            "text_len",
+            "latent_channels",
+            "latent_size",
+            "vae_downsample",
+            "head_dim",
+            "norm_num_groups",
+        )
+    }
     return SearchSpace.model_validate({"name": name, "base": base, **fields})
 
 
@@ -162,8 +216,9 @@ def test_sample_covers_the_choices(paper):
 
 
 def test_suggest_with_fixed_trial_gives_the_tiny_preset(tiny):
-    trial = optuna.trial.FixedTrial({"base_channels": 32, "channel_mult": "1-2-2", "level_1": "cross-1",
-                                     "level_2": "cross-1"})  # fmt: skip
+    trial = optuna.trial.FixedTrial(
+        {"base_channels": 32, "channel_mult": "1-2-2", "level_1": "cross-1", "level_2": "cross-1"}
+    )
     spec = tiny.suggest(trial)
     assert spec.model_dump(exclude={"name"}) == PRESETS["tiny"].model_dump(exclude={"name"})
 
@@ -178,8 +233,22 @@ def test_params_of_inverts_suggest(path):
             assert _key(again) == _key(spec)
 
 
-PAPER_MEMBERS = {"sd2", "sd2-c512", "sdxl-c128", "sdxl-c192", "sdxl", "sdxl-c384", "sdxl-td2", "sdxl-td4", "sdxl-td12",
-                 "sdxl-td14", "sdxl-td4_4", "sdxl-td4_8", "sdxl-td4_12", "sdxl-c384-td4_12"}  # fmt: skip
+PAPER_MEMBERS = {
+    "sd2",
+    "sd2-c512",
+    "sdxl-c128",
+    "sdxl-c192",
+    "sdxl",
+    "sdxl-c384",
+    "sdxl-td2",
+    "sdxl-td4",
+    "sdxl-td12",
+    "sdxl-td14",
+    "sdxl-td4_4",
+    "sdxl-td4_8",
+    "sdxl-td4_12",
+    "sdxl-c384-td4_12",
+}
 
 
 def test_contains_presets(paper, tiny):
@@ -191,13 +260,19 @@ def test_contains_presets(paper, tiny):
 
 @pytest.mark.parametrize(
     "changes",
-    [{"base_channels": 48}, {"transformer_depth": (0, 1, 3), "mid_depth": 3}, {"head_dim": 32},
-     {"layers_per_block": (2, 2, 2)}, {"text_len": 7}, {"channel_mult": (1, 2, 4)},
-     {"attention": ("none", "cross", "self"), "transformer_depth": (0, 1, 1)},
-     {"attention": ("self", "cross", "cross"), "transformer_depth": (1, 1, 1)},
-     {"attention": ("none", "cross", "none"), "transformer_depth": (0, 1, 0), "mid_depth": 2}],
+    [
+        {"base_channels": 48},
+        {"transformer_depth": (0, 1, 3), "mid_depth": 3},
+        {"head_dim": 32},
+        {"layers_per_block": (2, 2, 2)},
+        {"text_len": 7},
+        {"channel_mult": (1, 2, 4)},
+        {"attention": ("none", "cross", "self"), "transformer_depth": (0, 1, 1)},
+        {"attention": ("self", "cross", "cross"), "transformer_depth": (1, 1, 1)},
+        {"attention": ("none", "cross", "none"), "transformer_depth": (0, 1, 0), "mid_depth": 2},
+    ],
     ids=str,
-)  # fmt: skip
+)
 def test_contains_rejects_non_members(tiny, changes):
     spec = PRESETS["tiny"].with_(**changes)
     assert not tiny.contains(spec)
@@ -217,19 +292,45 @@ def test_feasible_applies_constraints(tiny):
 
 @pytest.mark.parametrize(
     "changes, field",
-    [({"levels": [{"transformer_depth": [0]}]}, "levels"),
-     ({"base": {"base_channels": 64}}, "base"),
-     ({"base_channels": [20]}, "base_channels"),
-     ({"base_channels": []}, "base_channels"),
-     ({"levels": [{"transformer_depth": [0]}, {"transformer_depth": [1]},
-                  {"transformer_depth": [1], "attention": ["full"]}]}, "attention"),
-     ({"levels": [{"transformer_depth": [0]}, {"transformer_depth": [2], "attention": ["self"]},
-                  {"transformer_depth": [1]}]}, "levels"),
-     ({"mid_attention": ["cross"]}, "mid_attention"),
-     ({"colour": "blue"}, "colour")],
-    ids=["too few levels", "searched field in base", "impossible width", "no choices", "bad kind",
-         "self level deeper than 1", "mid kind is not a choice", "unknown field"],
-)  # fmt: skip
+    [
+        ({"levels": [{"transformer_depth": [0]}]}, "levels"),
+        ({"base": {"base_channels": 64}}, "base"),
+        ({"base_channels": [20]}, "base_channels"),
+        ({"base_channels": []}, "base_channels"),
+        (
+            {
+                "levels": [
+                    {"transformer_depth": [0]},
+                    {"transformer_depth": [1]},
+                    {"transformer_depth": [1], "attention": ["full"]},
+                ]
+            },
+            "attention",
+        ),
+        (
+            {
+                "levels": [
+                    {"transformer_depth": [0]},
+                    {"transformer_depth": [2], "attention": ["self"]},
+                    {"transformer_depth": [1]},
+                ]
+            },
+            "levels",
+        ),
+        ({"mid_attention": ["cross"]}, "mid_attention"),
+        ({"colour": "blue"}, "colour"),
+    ],
+    ids=[
+        "too few levels",
+        "searched field in base",
+        "impossible width",
+        "no choices",
+        "bad kind",
+        "self level deeper than 1",
+        "mid kind is not a choice",
+        "unknown field",
+    ],
+)
 def test_space_validators_reject_and_name_the_field(tiny, changes, field):
     data = {**tiny.model_dump(), **changes}
     with pytest.raises(ValidationError) as info:
@@ -243,9 +344,14 @@ def _all_draws(space: SearchSpace) -> list[dict]:
     for c, mult in itertools.product(space.base_channels, space.channel_mult):
         n = len(mult)
         levels = itertools.product(*([f"{k}-{d}" for k, d in space.levels[i].options()] for i in range(n)))
-        lpb = ([{"layers_per_block": k} for k in space.levels[0].layers_per_block] if space.tie_layers_per_block else
-               [{f"layers_{i}": k for i, k in enumerate(p)}
-                for p in itertools.product(*(space.levels[i].layers_per_block for i in range(n)))])  # fmt: skip
+        lpb = (
+            [{"layers_per_block": k} for k in space.levels[0].layers_per_block]
+            if space.tie_layers_per_block
+            else [
+                {f"layers_{i}": k for i, k in enumerate(p)}
+                for p in itertools.product(*(space.levels[i].layers_per_block for i in range(n)))
+            ]
+        )
         mids = [f"{'cross' if d else 'none'}-{d}" for d in sorted(set(space.mid_depth))]
         for lv, lp in itertools.product(levels, lpb):
             for mid in mids if not lv[-1].startswith("cross") else [None]:
@@ -264,8 +370,11 @@ def _all_draws(space: SearchSpace) -> list[dict]:
 @pytest.mark.parametrize("name", ["tiny", "tiny-v1", "micro", *HANDCRAFTED])
 def test_feasible_size_enumerate_and_removed_agree_over_every_draw(name):
     # the rules are one rule: whatever suggest() can draw, feasible() keeps exactly the members enumerate() lists
-    space = {"tiny": lambda: load_space("space/tiny.yaml"), "tiny-v1": lambda: SearchSpace.model_validate(TINY_V1),
-             "micro": lambda: load_space("tests/data/micro.yaml")}.get(name, lambda: _handcrafted(name))()  # fmt: skip
+    space = {
+        "tiny": lambda: load_space("space/tiny.yaml"),
+        "tiny-v1": lambda: SearchSpace.model_validate(TINY_V1),
+        "micro": lambda: load_space("tests/data/micro.yaml"),
+    }.get(name, lambda: _handcrafted(name))()
     members = {_key(m) for m in space.enumerate()}
     broken = collections.Counter()
     kept = set()
@@ -285,8 +394,9 @@ def test_feasible_size_enumerate_and_removed_agree_over_every_draw(name):
 
 
 def test_text_blind_members_are_removed_unless_allowed(tiny):
-    blind = PRESETS["tiny"].with_(attention=("none", "self", "none"), transformer_depth=(0, 1, 0),
-                                  mid_attention="none", mid_depth=0)  # fmt: skip
+    blind = PRESETS["tiny"].with_(
+        attention=("none", "self", "none"), transformer_depth=(0, 1, 0), mid_attention="none", mid_depth=0
+    )
     assert tiny.feasible(blind).startswith("text-blind: no cross-attention level and no cross-attention mid block")
     assert not tiny.contains(blind)
     assert all("cross" in s.attention or s.mid_attention == "cross" for s in tiny.sample(200, seed=3))
@@ -300,8 +410,7 @@ def test_text_blind_members_are_removed_unless_allowed(tiny):
 
 
 def test_a_space_of_text_blind_members_only_needs_the_explicit_switch(tiny):
-    data = {**tiny.model_dump(), "levels": [{"transformer_depth": [0], "layers_per_block": [1]}] * 3,
-            "mid_depth": [0]}  # fmt: skip
+    data = {**tiny.model_dump(), "levels": [{"transformer_depth": [0], "layers_per_block": [1]}] * 3, "mid_depth": [0]}
     with pytest.raises(ValidationError, match="no member: every combination is text-blind"):
         SearchSpace.model_validate(data)
     assert SearchSpace.model_validate({**data, "allow_text_blind": True}).size() == 6
@@ -311,37 +420,74 @@ def test_head_conflicts_are_removed_and_named(tiny):
     # issue 11 item 4 (a member of tiny v1): attention [none, self] under a cross mid block, head_dim 16: diffusers
     # would build the mid block with 16 heads of 2 channels (it reads attention_head_dim[1] as heads there, as head
     # size in level 1)
-    spec = PRESETS["tiny"].with_(base_channels=16, channel_mult=(1, 2), layers_per_block=(1, 1),
-                                 attention=("none", "self"), transformer_depth=(0, 1), mid_attention="cross",
-                                 mid_depth=1)  # fmt: skip
+    spec = PRESETS["tiny"].with_(
+        base_channels=16,
+        channel_mult=(1, 2),
+        layers_per_block=(1, 1),
+        attention=("none", "self"),
+        transformer_depth=(0, 1),
+        mid_attention="cross",
+        mid_depth=1,
+    )
     why = tiny.feasible(spec)
     assert why.startswith("heads: attention=['none', 'self']: diffusers cannot give every block 16-channel heads")
     assert "mid block as heads (2)" in why and not tiny.contains(spec)
     assert spec.model_dump(exclude={"name"}) not in [m.model_dump(exclude={"name"}) for m in tiny.enumerate()]
 
 
-ISSUE_5 = {"name": "issue5", "base": {"cross_attention_dim": 384, "text_len": 32, "latent_channels": 3,
-           "latent_size": 32, "vae_downsample": 1, "head_dim": 16, "norm_num_groups": 8},
-           "base_channels": [16], "channel_mult": [[1, 3]],
-           "levels": [{"transformer_depth": [0, 1, 2], "attention": ["self", "cross"], "layers_per_block": [1]},
-                      {"transformer_depth": [1]}], "mid_depth": [1]}  # fmt: skip
+ISSUE_5 = {
+    "name": "issue5",
+    "base": {
+        "cross_attention_dim": 384,
+        "text_len": 32,
+        "latent_channels": 3,
+        "latent_size": 32,
+        "vae_downsample": 1,
+        "head_dim": 16,
+        "norm_num_groups": 8,
+    },
+    "base_channels": [16],
+    "channel_mult": [[1, 3]],
+    "levels": [
+        {"transformer_depth": [0, 1, 2], "attention": ["self", "cross"], "layers_per_block": [1]},
+        {"transformer_depth": [1]},
+    ],
+    "mid_depth": [1],
+}
 
 
 @pytest.mark.parametrize(
     "changes, message",
-    [({}, "levels.0: option self-1 is in no member diffusers can build: diffusers cannot give every block "
-          "16-channel heads: attention_head_dim[1] is read by the level-0 self-attention up block as head size (16) "
-          "and by the level-1 transformer blocks as heads (3)"),
-     ({"levels": [{"transformer_depth": [0, 1, 2]}, {"transformer_depth": [1]}], "base_channels": [16, 24]},
-      "levels.0: option cross-1 with base_channels=24, channel_mult=[1, 3]: head_dim=16: width 24 at level 0"),
-     ({"levels": [{"transformer_depth": [0]}, {"transformer_depth": [0, 1]}], "mid_depth": [0, 1, 300]},
-      "mid_depth.2"),
-     ({"levels": [{"transformer_depth": [0], "layers_per_block": [1, 0]}, {"transformer_depth": [1]}]},
-      "levels.0.layers_per_block.1"),
-     ({"base": {**ISSUE_5["base"], "family": "if"}, "levels": [{"transformer_depth": [0]}, {"transformer_depth": [0]}],
-       "mid_depth": [0]}, "mid_depth: option 0 with base_channels=16, channel_mult=[1, 3]: mid_attention='none'")],
+    [
+        (
+            {},
+            "levels.0: option self-1 is in no member diffusers can build: diffusers cannot give every block "
+            "16-channel heads: attention_head_dim[1] is read by the level-0 self-attention up block as head size (16) "
+            "and by the level-1 transformer blocks as heads (3)",
+        ),
+        (
+            {"levels": [{"transformer_depth": [0, 1, 2]}, {"transformer_depth": [1]}], "base_channels": [16, 24]},
+            "levels.0: option cross-1 with base_channels=24, channel_mult=[1, 3]: head_dim=16: width 24 at level 0",
+        ),
+        (
+            {"levels": [{"transformer_depth": [0]}, {"transformer_depth": [0, 1]}], "mid_depth": [0, 1, 300]},
+            "mid_depth.2",
+        ),
+        (
+            {"levels": [{"transformer_depth": [0], "layers_per_block": [1, 0]}, {"transformer_depth": [1]}]},
+            "levels.0.layers_per_block.1",
+        ),
+        (
+            {
+                "base": {**ISSUE_5["base"], "family": "if"},
+                "levels": [{"transformer_depth": [0]}, {"transformer_depth": [0]}],
+                "mid_depth": [0],
+            },
+            "mid_depth: option 0 with base_channels=16, channel_mult=[1, 3]: mid_attention='none'",
+        ),
+    ],
     ids=["issue-5 self option", "a non-extreme option", "mid depth bound", "res-block bound", "IF mid option"],
-)  # fmt: skip
+)
 def test_every_option_is_checked_at_load(tmp_path, changes, message, run_cli):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump({**ISSUE_5, **changes}))

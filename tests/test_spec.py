@@ -12,10 +12,26 @@ from unetnas.presets import PRESETS, get_preset
 from unetnas.spec import UNetSpec
 
 ISSUE_PRESETS = [
-    "sd2", "sd2-c512", "if-xl-c512", "if-xl", "sdxl-c128", "sdxl-c192", "sdxl", "sdxl-c384", "sdxl-td2", "sdxl-td4",
-    "sdxl-td12", "sdxl-td14", "sdxl-td4_4", "sdxl-td4_8", "sdxl-td4_12", "sdxl-c384-td4_12", "sd2.1-original",
-    "sdxl-original", "tiny",
-]  # fmt: skip
+    "sd2",
+    "sd2-c512",
+    "if-xl-c512",
+    "if-xl",
+    "sdxl-c128",
+    "sdxl-c192",
+    "sdxl",
+    "sdxl-c384",
+    "sdxl-td2",
+    "sdxl-td4",
+    "sdxl-td12",
+    "sdxl-td14",
+    "sdxl-td4_4",
+    "sdxl-td4_8",
+    "sdxl-td4_12",
+    "sdxl-c384-td4_12",
+    "sd2.1-original",
+    "sdxl-original",
+    "tiny",
+]
 
 
 def test_preset_names_are_exactly_the_issues():
@@ -81,17 +97,35 @@ INVALID = {
     "head dim not dividing a width": ({"head_dim": 24}, "head_dim"),
     "attention without depth": ({"transformer_depth": [0, 0, 1]}, "transformer_depth[1]"),
     "depth without attention": ({"transformer_depth": [2, 1, 1]}, "transformer_depth[0]"),
-    "negative depth": ({"attention": ["none", "cross", "none"], "transformer_depth": [0, 1, -1]},
-                       "transformer_depth[2]"),
+    "negative depth": (
+        {"attention": ["none", "cross", "none"], "transformer_depth": [0, 1, -1]},
+        "transformer_depth[2]",
+    ),
     "mid not tied to last level": ({"mid_depth": 2}, "mid_depth"),
     "mid kind not tied to last level": ({"mid_attention": "none", "mid_depth": 0}, "mid_depth"),
     "self-attention mid block": ({"mid_attention": "self"}, "mid_attention"),
-    "self-attention level deeper than 1": ({"attention": ["none", "self", "cross"], "transformer_depth": [0, 2, 1]},
-                                           "transformer_depth[1]"),
-    "mid none with depth": ({"attention": ["none", "cross", "none"], "transformer_depth": [0, 1, 0],
-                             "mid_attention": "none", "mid_depth": 1}, "mid_depth"),
-    "mid attention without depth": ({"attention": ["none", "cross", "none"], "transformer_depth": [0, 1, 0],
-                                     "mid_attention": "cross", "mid_depth": 0}, "mid_depth"),
+    "self-attention level deeper than 1": (
+        {"attention": ["none", "self", "cross"], "transformer_depth": [0, 2, 1]},
+        "transformer_depth[1]",
+    ),
+    "mid none with depth": (
+        {
+            "attention": ["none", "cross", "none"],
+            "transformer_depth": [0, 1, 0],
+            "mid_attention": "none",
+            "mid_depth": 1,
+        },
+        "mid_depth",
+    ),
+    "mid attention without depth": (
+        {
+            "attention": ["none", "cross", "none"],
+            "transformer_depth": [0, 1, 0],
+            "mid_attention": "cross",
+            "mid_depth": 0,
+        },
+        "mid_depth",
+    ),
     "latent not divisible by 2^(levels-1)": ({"latent_size": 30}, "latent_size"),
     "zero multiplier": ({"channel_mult": [1, 0, 2]}, "channel_mult"),
     "zero res blocks": ({"layers_per_block": [1, 0, 1]}, "layers_per_block"),
@@ -102,11 +136,12 @@ INVALID = {
     "string for int": ({"base_channels": "wide"}, "base_channels"),
     "unknown field": ({"channels": 32}, "channels"),
     "unknown nested field": ({"addition_embed": {"time_dim": 256, "pool": 1}}, "addition_embed"),
-    "if family with self-attention": ({"family": "if", "attention": ["none", "self", "cross"],
-                                       "transformer_depth": [0, 1, 1]}, "attention"),
-    "if family deeper than 1": ({"family": "if", "transformer_depth": [0, 2, 2], "mid_depth": 2},
-                                "transformer_depth"),
-}  # fmt: skip
+    "if family with self-attention": (
+        {"family": "if", "attention": ["none", "self", "cross"], "transformer_depth": [0, 1, 1]},
+        "attention",
+    ),
+    "if family deeper than 1": ({"family": "if", "transformer_depth": [0, 2, 2], "mid_depth": 2}, "transformer_depth"),
+}
 
 
 @pytest.mark.parametrize("case", list(INVALID))
@@ -136,9 +171,30 @@ def test_valid_specs_still_validate():
     # the validators are not over-strict: designs diffusers builds pass
     tiny = PRESETS["tiny"].model_dump(exclude={"name"})
     UNetSpec.model_validate({**tiny, "attention": ["none", "self", "cross"]})
-    UNetSpec.model_validate({**tiny, "attention": ["none", "cross", "self"], "transformer_depth": [0, 2, 1],
-                             "mid_attention": "cross", "mid_depth": 3})  # the mid block is free after a self level
-    UNetSpec.model_validate({**tiny, "attention": ["none", "cross", "none"], "transformer_depth": [0, 1, 0],
-                             "mid_attention": "none", "mid_depth": 0})  # fmt: skip
-    UNetSpec.model_validate({**tiny, "attention": ["none", "none", "none"], "transformer_depth": [0, 0, 0],
-                             "mid_attention": "cross", "mid_depth": 3})  # fmt: skip
+    UNetSpec.model_validate(
+        {
+            **tiny,
+            "attention": ["none", "cross", "self"],
+            "transformer_depth": [0, 2, 1],
+            "mid_attention": "cross",
+            "mid_depth": 3,
+        }
+    )  # the mid block is free after a self level
+    UNetSpec.model_validate(
+        {
+            **tiny,
+            "attention": ["none", "cross", "none"],
+            "transformer_depth": [0, 1, 0],
+            "mid_attention": "none",
+            "mid_depth": 0,
+        }
+    )
+    UNetSpec.model_validate(
+        {
+            **tiny,
+            "attention": ["none", "none", "none"],
+            "transformer_depth": [0, 0, 0],
+            "mid_attention": "cross",
+            "mid_depth": 3,
+        }
+    )

@@ -21,8 +21,10 @@ from unetnas.search.storage import engine_for, open_storage, redact, resolve_sto
         ("postgresql+psycopg://user:p%40ss@host/db", "postgresql+psycopg://user:***@host/db"),
         ("postgresql://user:a/b@c@host/db", "postgresql://user:***@host/db"),  # raw '/' and '@' in the password
         ("postgresql://user@host/db", "postgresql://user@host/db"),
-        ("postgresql://host/db?user=u&password=secret&sslmode=require",
-         "postgresql://host/db?user=u&password=***&sslmode=require"),
+        (
+            "postgresql://host/db?user=u&password=secret&sslmode=require",
+            "postgresql://host/db?user=u&password=***&sslmode=require",
+        ),
         ("sqlite:////abs/runs/s/study.db", "sqlite:////abs/runs/s/study.db"),
         ("not a url", "not a url"),
     ],
@@ -69,8 +71,18 @@ def _bad_targets(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "case",
-    ["scheme", "garbage", "driver", "missing_dir", "directory", "not_a_db", "foreign_db", "memory", "unreachable",
-     "raw_at"],
+    [
+        "scheme",
+        "garbage",
+        "driver",
+        "missing_dir",
+        "directory",
+        "not_a_db",
+        "foreign_db",
+        "memory",
+        "unreachable",
+        "raw_at",
+    ],
 )
 def test_bad_storage_is_one_line_user_error_and_leaves_no_garbage(tmp_path: Path, case: str) -> None:
     url = _bad_targets(tmp_path)[case]

@@ -81,7 +81,8 @@ def test_cache_rejects_another_encoder(minilm: TextEncoder, bert_dir, tmp_path) 
 
 
 @pytest.mark.parametrize(
-    "build", [tiny_bert, tiny_clip_text, lambda d: tiny_clip_text(d, projection=True), tiny_clip],
+    "build",
+    [tiny_bert, tiny_clip_text, lambda d: tiny_clip_text(d, projection=True), tiny_clip],
     ids=["bert", "clip-text", "clip-text-projection", "clip-full"],
 )
 def test_models_by_path(build, tmp_path) -> None:

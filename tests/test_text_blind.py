@@ -19,9 +19,20 @@ from unetnas.train.recipe import load_recipe
 from unetnas.train.source import WorldSource
 from unetnas.train.trainer import Trainer
 
-BASE = dict(cross_attention_dim=384, text_len=32, latent_channels=3, latent_size=16, vae_downsample=1, head_dim=8,
-            norm_num_groups=8, base_channels=16, channel_mult=(1, 2), layers_per_block=(1, 1),
-            attention=("none", "none"), transformer_depth=(0, 0))  # fmt: skip
+BASE = dict(
+    cross_attention_dim=384,
+    text_len=32,
+    latent_channels=3,
+    latent_size=16,
+    vae_downsample=1,
+    head_dim=8,
+    norm_num_groups=8,
+    base_channels=16,
+    channel_mult=(1, 2),
+    layers_per_block=(1, 1),
+    attention=("none", "none"),
+    transformer_depth=(0, 0),
+)
 READS = UNetSpec.model_validate({**BASE, "mid_attention": "cross", "mid_depth": 1, "name": "reads"})
 BLIND = UNetSpec.model_validate({**BASE, "mid_attention": "none", "mid_depth": 0, "name": "blind"})
 HORIZON = 1.6e12  # training FLOPs for both (the reading one takes ~470 steps of batch 32)

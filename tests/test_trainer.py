@@ -29,10 +29,19 @@ GOLDEN = Path(__file__).parent / "golden" / "tiny_losses.json"
 REGEN = "UNETNAS_REGEN_GOLDEN=1 pytest tests/test_trainer.py -k golden"
 
 SPEC = PRESETS["tiny"].with_(
-    name="mini", base_channels=8, channel_mult=(1, 2), layers_per_block=(1, 1), attention=("none", "cross"),
-    transformer_depth=(0, 1), mid_attention="cross", mid_depth=1, latent_size=16, head_dim=8, norm_num_groups=4,
+    name="mini",
+    base_channels=8,
+    channel_mult=(1, 2),
+    layers_per_block=(1, 1),
+    attention=("none", "cross"),
+    transformer_depth=(0, 1),
+    mid_attention="cross",
+    mid_depth=1,
+    latent_size=16,
+    head_dim=8,
+    norm_num_groups=4,
     text_len=16,
-)  # fmt: skip
+)
 RECIPE = load_recipe().model_copy(
     update=dict(batch_size=8, micro_batch=8, val_samples=8, val_timesteps=(100, 500, 900), log_every=1)
 )
@@ -85,22 +94,42 @@ def test_golden_losses(uninterrupted) -> None:
     assert len(losses) == N and all(math.isfinite(x) for x in losses)
     if os.environ.get("UNETNAS_REGEN_GOLDEN") or not GOLDEN.is_file():
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(json.dumps({
-            "about": "per-step global-batch losses of a seeded trial (tests/test_trainer.py)",
-            "regenerate": REGEN, "torch": torch.__version__, "seed": 0,
-            "spec": SPEC.model_dump(mode="json"), "recipe": RECIPE.model_dump(mode="json"),
-            "data": {"kind": "shapes", "pool": 64, "resolution": 16, "text_len": 16}, "losses": losses,
-        }, indent=1) + "\n")  # fmt: skip
+        GOLDEN.write_text(
+            json.dumps(
+                {
+                    "about": "per-step global-batch losses of a seeded trial (tests/test_trainer.py)",
+                    "regenerate": REGEN,
+                    "torch": torch.__version__,
+                    "seed": 0,
+                    "spec": SPEC.model_dump(mode="json"),
+                    "recipe": RECIPE.model_dump(mode="json"),
+                    "data": {"kind": "shapes", "pool": 64, "resolution": 16, "text_len": 16},
+                    "losses": losses,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         pytest.skip(f"wrote {GOLDEN}")
     golden = json.loads(GOLDEN.read_text())
     assert golden["spec"] == SPEC.model_dump(mode="json"), f"the spec changed; if intended: {REGEN}"
-    trains = set(RECIPE.model_dump(mode="json")) - {"name", "search", "sample_steps", "cfg_scale", "world_pool",
-                                                    "log_every"}  # fmt: skip
+    trains = set(RECIPE.model_dump(mode="json")) - {
+        "name",
+        "search",
+        "sample_steps",
+        "cfg_scale",
+        "world_pool",
+        "log_every",
+    }
     now = {k: v for k, v in RECIPE.model_dump(mode="json").items() if k in trains}
     assert {k: golden["recipe"].get(k) for k in trains} == now, f"the recipe changed; if intended: {REGEN}"
-    torch.testing.assert_close(torch.tensor(losses, dtype=torch.float64),
-                               torch.tensor(golden["losses"], dtype=torch.float64), rtol=1e-4, atol=0,
-                               msg=lambda m: f"{m}\nlosses differ from {GOLDEN.name}; if intended: {REGEN}")  # fmt: skip
+    torch.testing.assert_close(
+        torch.tensor(losses, dtype=torch.float64),
+        torch.tensor(golden["losses"], dtype=torch.float64),
+        rtol=1e-4,
+        atol=0,
+        msg=lambda m: f"{m}\nlosses differ from {GOLDEN.name}; if intended: {REGEN}",
+    )
 
 
 def test_train_flops_is_cost_per_sample_times_samples(uninterrupted) -> None:
@@ -148,8 +177,12 @@ def test_loss_and_val_loss_fall(world, tmp_path) -> None:
 @pytest.mark.parametrize(("zero", "precision"), [("zero2.json", "fp32"), ("cpu.json", "bf16")])
 def test_resume_with_zero_and_bf16_optimizers(world, tmp_path, zero, precision) -> None:
     """DeepSpeed wraps the optimizer for ZeRO-1/2 and bf16: its state holds DeepSpeed classes and loads per rank."""
-    recipe = RECIPE.model_copy(update={"deepspeed": str(Path(__file__).resolve().parents[1] / "trials" / "deepspeed" / zero),
-                                       "precision": precision})  # fmt: skip
+    recipe = RECIPE.model_copy(
+        update={
+            "deepspeed": str(Path(__file__).resolve().parents[1] / "trials" / "deepspeed" / zero),
+            "precision": precision,
+        }
+    )
     whole = Trainer(SPEC, recipe, world, tmp_path / "whole", seed=0)
     whole.train_to(4)
     part = Trainer(SPEC, recipe, world, tmp_path / "part", seed=0)

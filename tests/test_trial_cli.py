@@ -25,10 +25,19 @@ from unetnas.train.trial import run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = PRESETS["tiny"].with_(
-    name="mini", base_channels=8, channel_mult=(1, 2), layers_per_block=(1, 1), attention=("none", "cross"),
-    transformer_depth=(0, 1), mid_attention="cross", mid_depth=1, latent_size=16, head_dim=8, norm_num_groups=4,
+    name="mini",
+    base_channels=8,
+    channel_mult=(1, 2),
+    layers_per_block=(1, 1),
+    attention=("none", "cross"),
+    transformer_depth=(0, 1),
+    mid_attention="cross",
+    mid_depth=1,
+    latent_size=16,
+    head_dim=8,
+    norm_num_groups=4,
     text_len=16,
-)  # fmt: skip
+)
 # the same UNet on the tiny VAE's latents (4 x 16 x 16 from 32 px) and the tiny BERT's states (32-d, 16 tokens)
 REAL_SPEC = SPEC.with_(name="mini-real", latent_channels=4, cross_attention_dim=32, vae_downsample=2)
 BATCH = 8
@@ -44,9 +53,20 @@ def per_step(spec) -> float:
 def files(tmp_path_factory) -> dict[str, Path]:
     """Spec and recipe files, and a prepared data directory (32 images, 2 shards, 4 held out)."""
     root = tmp_path_factory.mktemp("cli")
-    f = {"root": root, "spec": save_model(SPEC, root / "mini.yaml"), "real_spec": save_model(REAL_SPEC, root / "real.yaml")}
-    recipe = {"batch_size": BATCH, "micro_batch": BATCH, "val_samples": 4, "val_timesteps": [100, 500, 900],
-              "world_pool": 64, "log_every": 1, "deepspeed": str(ROOT / "trials" / "deepspeed" / "cpu.json")}  # fmt: skip
+    f = {
+        "root": root,
+        "spec": save_model(SPEC, root / "mini.yaml"),
+        "real_spec": save_model(REAL_SPEC, root / "real.yaml"),
+    }
+    recipe = {
+        "batch_size": BATCH,
+        "micro_batch": BATCH,
+        "val_samples": 4,
+        "val_timesteps": [100, 500, 900],
+        "world_pool": 64,
+        "log_every": 1,
+        "deepspeed": str(ROOT / "trials" / "deepspeed" / "cpu.json"),
+    }
     f["recipe"] = root / "recipe.yaml"
     f["recipe"].write_text(json.dumps(recipe))  # JSON is YAML
     f["bad_recipe"] = root / "bad_recipe.yaml"
@@ -56,8 +76,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
     from unetnas.data.prepare import prepare
 
     f["data"] = root / "data"
-    prepare(out_dir=f["data"], vae_path=f["vae"], text_encoder_path=f["bert"], images_dir=root / "imgs",
-            resolution=32, shard_size=16, batch_size=16, progress=False)  # fmt: skip
+    prepare(
+        out_dir=f["data"],
+        vae_path=f["vae"],
+        text_encoder_path=f["bert"],
+        images_dir=root / "imgs",
+        resolution=32,
+        shard_size=16,
+        batch_size=16,
+        progress=False,
+    )
     f["corrupt"] = root / "corrupt"
     shutil.copytree(f["data"], f["corrupt"])
     shard = f["corrupt"] / "shard-00001.safetensors"
@@ -91,7 +119,9 @@ def world_trial(files, run_cli) -> tuple[Path, dict]:
     """`unetnas trial mini.yaml --horizon H --data shapes --json` with H worth 3.5 steps."""
     out = files["root"] / "world-trial"
     horizon = 3.5 * per_step(SPEC)
-    code, stdout, stderr = run_cli(trial_args(files, "spec", out, "--horizon", f"{horizon!r}", "--data", "shapes", "--json"))
+    code, stdout, stderr = run_cli(
+        trial_args(files, "spec", out, "--horizon", f"{horizon!r}", "--data", "shapes", "--json")
+    )
     assert code == 0, stderr
     return out, parse_json(stdout)
 
@@ -99,7 +129,9 @@ def world_trial(files, run_cli) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def real_trial(files, run_cli) -> tuple[Path, dict]:
     out = files["root"] / "real-trial"
-    code, stdout, stderr = run_cli(trial_args(files, "real_spec", out, "--data", str(files["data"]), "--steps", "3", "--json"))
+    code, stdout, stderr = run_cli(
+        trial_args(files, "real_spec", out, "--data", str(files["data"]), "--steps", "3", "--json")
+    )
     assert code == 0, stderr
     return out, parse_json(stdout)
 
@@ -140,8 +172,23 @@ def test_sample_writes_a_grid(world_trial, run_cli, tmp_path) -> None:
     from PIL import Image
 
     grid = tmp_path / "grid.png"
-    code, _, stderr = run_cli(["sample", "--checkpoint", str(world_trial[0]), "--prompt", "a red circle", "--prompt",
-                               "two blue squares", "-n", "2", "--steps", "3", "--out", str(grid)])  # fmt: skip
+    code, _, stderr = run_cli(
+        [
+            "sample",
+            "--checkpoint",
+            str(world_trial[0]),
+            "--prompt",
+            "a red circle",
+            "--prompt",
+            "two blue squares",
+            "-n",
+            "2",
+            "--steps",
+            "3",
+            "--out",
+            str(grid),
+        ]
+    )
     assert code == 0, stderr
     with Image.open(grid) as im:
         assert im.format == "PNG" and im.size == (2 * 16 * 4, 2 * 16 * 4)  # 2x2 tiles of 16 px, upscaled x4
@@ -156,7 +203,19 @@ def test_real_data_trial_and_sample(files, real_trial, run_cli, tmp_path) -> Non
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["data"]["kind"] == "shards" and Path(state["data"]["path"]) == files["data"].resolve()
     grid = tmp_path / "grid.png"
-    argv = ["sample", "--checkpoint", str(out), "--prompt", "a red square", "-n", "2", "--steps", "2", "--out", str(grid)]
+    argv = [
+        "sample",
+        "--checkpoint",
+        str(out),
+        "--prompt",
+        "a red square",
+        "-n",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        str(grid),
+    ]
     code, _, stderr = run_cli([*argv, "--vae", str(files["vae"])])  # decoded by the tiny VAE: 16 latent -> 32 px
     assert code == 0, stderr
     from PIL import Image
@@ -226,8 +285,9 @@ def test_bad_input_found_after_loading_data(files, run_cli, tmp_path, json_flag)
     out = tmp_path / "out"
     data = ["--data", str(files["data"])]
     below = f"{0.5 * per_step(REAL_SPEC):.6e}"
-    expect_usage_error(run_cli, trial_args(files, "real_spec", out, *data, "--horizon", below, *json_flag),
-                       "is below one step")  # fmt: skip
+    expect_usage_error(
+        run_cli, trial_args(files, "real_spec", out, *data, "--horizon", below, *json_flag), "is below one step"
+    )
     assert not out.exists()
     small = save_model(REAL_SPEC.with_(latent_size=8), tmp_path / "small.yaml")
     argv = ["trial", str(small), "--recipe", str(files["recipe"]), "--out", str(out), *data, "--steps", "1", *json_flag]
@@ -241,8 +301,19 @@ def test_existing_trial_is_never_overwritten(files, real_trial, run_cli) -> None
     argv = trial_args(files, "real_spec", out, "--data", str(files["data"]), "--steps", "1")
     expect_usage_error(run_cli, argv, "already holds a trial")
     other = save_model(REAL_SPEC.with_(base_channels=16), files["root"] / "other.yaml")
-    argv = ["trial", str(other), "--recipe", str(files["recipe"]), "--out", str(out), "--data", str(files["data"]),
-            "--steps", "9", "--resume"]  # fmt: skip
+    argv = [
+        "trial",
+        str(other),
+        "--recipe",
+        str(files["recipe"]),
+        "--out",
+        str(out),
+        "--data",
+        str(files["data"]),
+        "--steps",
+        "9",
+        "--resume",
+    ]
     expect_usage_error(run_cli, argv, "holds a different spec")
     assert snapshot(out) == before
 
@@ -276,10 +347,19 @@ def test_json_stdout_is_one_object(files, tmp_path) -> None:
     exe = Path(sys.executable).with_name("unetnas")
     if not exe.is_file():
         pytest.skip("no unetnas console script beside this Python")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"
     out = tmp_path / "trial"
-    proc = subprocess.run([str(exe), *trial_args(files, "real_spec", out, "--data", str(files["data"]), "--steps", "1", "--json")],
-                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [str(exe), *trial_args(files, "real_spec", out, "--data", str(files["data"]), "--steps", "1", "--json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["steps"] == 1, proc.stdout

@@ -26,8 +26,9 @@ def table(tmp_path_factory):
 
 
 def _create(run_cli, url: str, study: str, table, budget: str = BUDGET) -> None:
-    code, out, err = run_cli(["study", "create", "--storage", url, "--study", study, "--budget", budget, "--replay",
-                              str(table)])  # fmt: skip
+    code, out, err = run_cli(
+        ["study", "create", "--storage", url, "--study", study, "--budget", budget, "--replay", str(table)]
+    )
     assert code == 0, err
     assert "created" in out and "unetnas worker --storage" in out
 
@@ -41,12 +42,14 @@ def _wait(procs: list[subprocess.Popen], timeout: float = 240) -> None:
 def test_three_workers_on_postgres_share_one_study(postgres, table, run_cli, tmp_path) -> None:
     url = postgres.url("three")
     _create(run_cli, url, "three", table)
-    code, out, _ = run_cli(["study", "create", "--storage", url, "--study", "three", "--budget", BUDGET, "--replay",
-                            str(table)])  # fmt: skip
+    code, out, _ = run_cli(
+        ["study", "create", "--storage", url, "--study", "three", "--budget", BUDGET, "--replay", str(table)]
+    )
     assert code == 0 and "exists (unchanged)" in out  # a second create changes nothing
     logs = [tmp_path / f"w{i}.log" for i in range(3)]
-    procs = [worker(url, "three", log, tmp_path, "--replay-flops-per-s", PACE, "--lease-s", "10", "--json")
-             for log in logs]  # fmt: skip
+    procs = [
+        worker(url, "three", log, tmp_path, "--replay-flops-per-s", PACE, "--lease-s", "10", "--json") for log in logs
+    ]
     _wait(procs)
     for p, log in zip(procs, logs):
         text = log.read_text()

@@ -62,7 +62,7 @@ def test_scenes_are_valid_layouts() -> None:
         for o in s.objects:
             assert MARGIN + o.half - 1e-9 <= o.x <= 1 - MARGIN - o.half + 1e-9
         for i, a in enumerate(boxes):
-            assert all(boxes_clear(a, b, GAP - 1e-9) for b in boxes[i + 1:])
+            assert all(boxes_clear(a, b, GAP - 1e-9) for b in boxes[i + 1 :])
     assert counts == {1, 2, 3, 4}
 
 
@@ -107,10 +107,13 @@ def test_captions_mention_every_object_and_round_trip() -> None:
         assert parse_caption(cap.text) == cap
         assert sum(m.count for m in cap.mentions) == len(scene.objects)
         for o in scene.objects:
-            assert sum(m.color == o.color and m.shape == o.shape and m.size in (None, o.size)
-                       for m in cap.mentions) == 1
-        groups = [[o for o in scene.objects if (o.color, o.shape) == (m.color, m.shape)
-                   and m.size in (None, o.size)] for m in cap.mentions]
+            assert (
+                sum(m.color == o.color and m.shape == o.shape and m.size in (None, o.size) for m in cap.mentions) == 1
+            )
+        groups = [
+            [o for o in scene.objects if (o.color, o.shape) == (m.color, m.shape) and m.size in (None, o.size)]
+            for m in cap.mentions
+        ]
         for r in cap.relations:  # every stated relation holds in the layout
             assert relation_between(groups[r.a], groups[r.b]) == r.relation
     assert len(texts) > 250  # only short captions of one object repeat
@@ -164,8 +167,9 @@ def test_questions_follow_tifa_schema_and_only_ask_what_the_caption_says() -> No
         assert q["answer"] in q["choices"] and len(set(q["choices"])) == len(q["choices"]) >= 2
         mentions = parse_caption(q["caption"]).mentions
         for ref in question_refs(q["question"]):
-            assert any(all(getattr(ref, f) in (None, getattr(m, f)) for f in ("color", "shape", "size"))
-                       for m in mentions), (q["question"], q["caption"])
+            assert any(
+                all(getattr(ref, f) in (None, getattr(m, f)) for f in ("color", "shape", "size")) for m in mentions
+            ), (q["question"], q["caption"])
     assert 0.25 < chance(ps.questions) < 0.5
     assert chance([{"choices": ["yes", "no"]}, {"choices": ["a", "b", "c", "d"]}]) == pytest.approx(0.375)
     again = make_questions(ps.captions[0], ps.ids[0], np.random.default_rng(0))

@@ -24,8 +24,32 @@ from PIL import Image, ImageDraw
 from unetnas.text import quiet_loading
 
 _CHARS = list(string.ascii_lowercase + string.digits + ".,!?'-")
-_WORDS = ["a", "the", "of", "on", "is", "are", "there", "what", "how", "many", "color", "shape", "yes", "no", "red",
-          "green", "blue", "yellow", "two", "circle", "square", "cat", "dog", "photo"]
+_WORDS = [
+    "a",
+    "the",
+    "of",
+    "on",
+    "is",
+    "are",
+    "there",
+    "what",
+    "how",
+    "many",
+    "color",
+    "shape",
+    "yes",
+    "no",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "two",
+    "circle",
+    "square",
+    "cat",
+    "dog",
+    "photo",
+]
 _BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]  # [DEC]: BLIP's decoder start token
 VILT_LABELS = ["yes", "no", "red", "blue", "green", "two", "three", "circle", "square", "dog"]
 """The answer vocabulary (`config.id2label`) of `tiny_vilt_vqa`."""
@@ -68,18 +92,30 @@ def tiny_bert(out_dir: str | Path, hidden: int = 32, layers: int = 2, max_positi
 
     tok = bert_tokenizer()
     tok.save_pretrained(out_dir)
-    cfg = BertConfig(**_encoder_dims(hidden, layers), vocab_size=len(tok), max_position_embeddings=max_positions,
-                     pad_token_id=0)
+    cfg = BertConfig(
+        **_encoder_dims(hidden, layers), vocab_size=len(tok), max_position_embeddings=max_positions, pad_token_id=0
+    )
     return _save_seeded(lambda: BertModel(cfg), Path(out_dir), seed)
 
 
 def _clip_text_config(vocab_size: int, hidden: int, layers: int, max_positions: int) -> dict:
-    return dict(**_encoder_dims(hidden, layers), vocab_size=vocab_size, max_position_embeddings=max_positions,
-                projection_dim=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    return dict(
+        **_encoder_dims(hidden, layers),
+        vocab_size=vocab_size,
+        max_position_embeddings=max_positions,
+        projection_dim=16,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
 
 
 def tiny_clip_text(
-    out_dir: str | Path, projection: bool = False, hidden: int = 32, layers: int = 2, max_positions: int = 32,
+    out_dir: str | Path,
+    projection: bool = False,
+    hidden: int = 32,
+    layers: int = 2,
+    max_positions: int = 32,
     seed: int = 0,
 ) -> Path:
     """A CLIPTextModel (or CLIPTextModelWithProjection, projection_dim 16) plus a CLIP tokenizer in `out_dir`."""
@@ -88,8 +124,9 @@ def tiny_clip_text(
     tok = clip_tokenizer()
     tok.save_pretrained(out_dir)
     cfg = CLIPTextConfig(**_clip_text_config(len(tok), hidden, layers, max_positions))
-    return _save_seeded(lambda: (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg), Path(out_dir),
-                        seed)
+    return _save_seeded(
+        lambda: (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg), Path(out_dir), seed
+    )
 
 
 def tiny_clip(out_dir: str | Path, image_size: int = IMAGE_SIZE, hidden: int = 32, seed: int = 0) -> Path:
@@ -113,8 +150,16 @@ def tiny_blip_vqa(out_dir: str | Path, hidden: int = 32, seed: int = 0) -> Path:
     tok = bert_tokenizer()
     tok.bos_token = "[DEC]"
     vocab = tok.get_vocab()
-    text = dict(_encoder_dims(hidden), vocab_size=len(vocab), encoder_hidden_size=hidden, max_position_embeddings=64,
-                bos_token_id=vocab["[DEC]"], sep_token_id=vocab["[SEP]"], eos_token_id=vocab["[SEP]"], pad_token_id=0)
+    text = dict(
+        _encoder_dims(hidden),
+        vocab_size=len(vocab),
+        encoder_hidden_size=hidden,
+        max_position_embeddings=64,
+        bos_token_id=vocab["[DEC]"],
+        sep_token_id=vocab["[SEP]"],
+        eos_token_id=vocab["[SEP]"],
+        pad_token_id=0,
+    )
     vision = dict(_encoder_dims(hidden), image_size=IMAGE_SIZE, patch_size=8)
     cfg = BlipConfig(text_config=text, vision_config=vision, projection_dim=hidden)
     images = BlipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
@@ -129,9 +174,17 @@ def tiny_vilt_vqa(out_dir: str | Path, hidden: int = 32, labels: list[str] | Non
 
     labels = list(VILT_LABELS if labels is None else labels)
     tok = bert_tokenizer()
-    cfg = ViltConfig(**_encoder_dims(hidden), vocab_size=len(tok), max_position_embeddings=40,
-                     image_size=IMAGE_SIZE, patch_size=8, pad_token_id=0, num_labels=len(labels),
-                     id2label=dict(enumerate(labels)), label2id={w: i for i, w in enumerate(labels)})
+    cfg = ViltConfig(
+        **_encoder_dims(hidden),
+        vocab_size=len(tok),
+        max_position_embeddings=40,
+        image_size=IMAGE_SIZE,
+        patch_size=8,
+        pad_token_id=0,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={w: i for i, w in enumerate(labels)},
+    )
     images = ViltImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, size_divisor=8)
     ViltProcessor(image_processor=images, tokenizer=tok).save_pretrained(out_dir)
     return _save_seeded(lambda: ViltForQuestionAnswering(cfg), Path(out_dir), seed)
@@ -146,11 +199,16 @@ def tiny_vae(
     n = len(block_out_channels)
     return _save_seeded(
         lambda: AutoencoderKL(
-            block_out_channels=block_out_channels, down_block_types=("DownEncoderBlock2D",) * n,
-            up_block_types=("UpDecoderBlock2D",) * n, layers_per_block=1, latent_channels=latent_channels,
-            norm_num_groups=4, sample_size=32,
+            block_out_channels=block_out_channels,
+            down_block_types=("DownEncoderBlock2D",) * n,
+            up_block_types=("UpDecoderBlock2D",) * n,
+            layers_per_block=1,
+            latent_channels=latent_channels,
+            norm_num_groups=4,
+            sample_size=32,
         ),
-        Path(out_dir), seed,
+        Path(out_dir),
+        seed,
     )
 
 
@@ -181,21 +239,42 @@ def tiny_image_folder(
 
 LATENT_SPACE = {  # the micro space on tiny_vae's latents (4 x 16 x 16 from 32 px) and tiny_bert's states (32-d, 16)
     "name": "micro-latent",
-    "base": {"cross_attention_dim": 32, "text_len": 16, "latent_channels": 4, "latent_size": 16,
-             "vae_downsample": 2, "head_dim": 8, "norm_num_groups": 4},
+    "base": {
+        "cross_attention_dim": 32,
+        "text_len": 16,
+        "latent_channels": 4,
+        "latent_size": 16,
+        "vae_downsample": 2,
+        "head_dim": 8,
+        "norm_num_groups": 4,
+    },
     "base_channels": [8, 16],
     "channel_mult": [[1, 2]],
-    "levels": [{"transformer_depth": [0], "layers_per_block": [1]},
-               {"transformer_depth": [1], "attention": ["cross"]}],
+    "levels": [{"transformer_depth": [0], "layers_per_block": [1]}, {"transformer_depth": [1], "attention": ["cross"]}],
     "mid_depth": [0],
-}  # fmt: skip
+}
 LATENT_RECIPE = {  # 2 rungs, eta 2, one candidate to the last rung; alignment scored at rung 1 on 2 prompts x 1 image
-    "name": "tiny-latent", "lr": 0.002, "warmup_flops": 1.0e7, "batch_size": 8, "micro_batch": 8,
-    "deepspeed": str(Path(__file__).resolve().parents[1] / "trials" / "deepspeed" / "cpu.json"), "val_samples": 2,
-    "val_timesteps": [200, 600], "sample_steps": 2, "cfg_scale": 2.0, "log_every": 1,
-    "search": {"eta": 2, "n_top": 1, "max_rungs": 2, "min_steps": 2, "tifa_rungs": [-1], "tifa_prompts": 2,
-               "tifa_images": 1},
-}  # fmt: skip
+    "name": "tiny-latent",
+    "lr": 0.002,
+    "warmup_flops": 1.0e7,
+    "batch_size": 8,
+    "micro_batch": 8,
+    "deepspeed": str(Path(__file__).resolve().parents[1] / "trials" / "deepspeed" / "cpu.json"),
+    "val_samples": 2,
+    "val_timesteps": [200, 600],
+    "sample_steps": 2,
+    "cfg_scale": 2.0,
+    "log_every": 1,
+    "search": {
+        "eta": 2,
+        "n_top": 1,
+        "max_rungs": 2,
+        "min_steps": 2,
+        "tifa_rungs": [-1],
+        "tifa_prompts": 2,
+        "tifa_images": 1,
+    },
+}
 LATENT_BUDGET = "4e11"  # LATENT_RECIPE's plan on LATENT_SPACE with a real proxy fits in it
 
 
@@ -205,14 +284,29 @@ def tiny_latent_search(root: str | Path, prepare_data: bool = True) -> dict[str,
     import yaml
 
     root = Path(root)
-    f = {"root": root, "vae": tiny_vae(root / "vae"), "bert": tiny_bert(root / "bert"), "imgs": root / "imgs",
-         "data": root / "data", "space": root / "space.yaml", "recipe": root / "recipe.yaml"}  # fmt: skip
+    f = {
+        "root": root,
+        "vae": tiny_vae(root / "vae"),
+        "bert": tiny_bert(root / "bert"),
+        "imgs": root / "imgs",
+        "data": root / "data",
+        "space": root / "space.yaml",
+        "recipe": root / "recipe.yaml",
+    }
     tiny_image_folder(f["imgs"], n=16, size=(32, 32))
     f["space"].write_text(yaml.safe_dump(LATENT_SPACE))
     f["recipe"].write_text(yaml.safe_dump(LATENT_RECIPE))
     if prepare_data:
         from unetnas.data.prepare import prepare
 
-        prepare(out_dir=f["data"], vae_path=f["vae"], text_encoder_path=f["bert"], images_dir=f["imgs"],
-                resolution=32, shard_size=16, batch_size=16, progress=False)  # fmt: skip
+        prepare(
+            out_dir=f["data"],
+            vae_path=f["vae"],
+            text_encoder_path=f["bert"],
+            images_dir=f["imgs"],
+            resolution=32,
+            shard_size=16,
+            batch_size=16,
+            progress=False,
+        )
     return f

@@ -31,8 +31,13 @@ def env() -> dict[str, str]:
 def start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
     """``python -m unetnas ARGS`` in the background at low priority; stdout and stderr to ``log``."""
     fh = open(log, "ab")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "unetnas", *args], stdout=fh,
-                            stderr=subprocess.STDOUT, cwd=cwd, env=env())  # fmt: skip
+    return subprocess.Popen(
+        ["nice", "-n", "10", sys.executable, "-m", "unetnas", *args],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=env(),
+    )
 
 
 def worker(url: str, study: str, log: Path, cwd: Path, *extra: str) -> subprocess.Popen:

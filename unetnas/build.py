@@ -17,12 +17,25 @@ from unetnas.heads import block_heads, head_layout
 from unetnas.spec import TextTimeEmbedding, UNetSpec
 
 # Block type names per family and attention kind (data, not if/elif chains).
-_DOWN = {("sd", "none"): "DownBlock2D", ("sd", "self"): "AttnDownBlock2D", ("sd", "cross"): "CrossAttnDownBlock2D",
-         ("if", "none"): "ResnetDownsampleBlock2D", ("if", "cross"): "SimpleCrossAttnDownBlock2D"}  # fmt: skip
-_UP = {("sd", "none"): "UpBlock2D", ("sd", "self"): "AttnUpBlock2D", ("sd", "cross"): "CrossAttnUpBlock2D",
-       ("if", "none"): "ResnetUpsampleBlock2D", ("if", "cross"): "SimpleCrossAttnUpBlock2D"}  # fmt: skip
-_MID = {("sd", "none"): "UNetMidBlock2D", ("sd", "cross"): "UNetMidBlock2DCrossAttn",
-        ("if", "cross"): "UNetMidBlock2DSimpleCrossAttn"}  # fmt: skip
+_DOWN = {
+    ("sd", "none"): "DownBlock2D",
+    ("sd", "self"): "AttnDownBlock2D",
+    ("sd", "cross"): "CrossAttnDownBlock2D",
+    ("if", "none"): "ResnetDownsampleBlock2D",
+    ("if", "cross"): "SimpleCrossAttnDownBlock2D",
+}
+_UP = {
+    ("sd", "none"): "UpBlock2D",
+    ("sd", "self"): "AttnUpBlock2D",
+    ("sd", "cross"): "CrossAttnUpBlock2D",
+    ("if", "none"): "ResnetUpsampleBlock2D",
+    ("if", "cross"): "SimpleCrossAttnUpBlock2D",
+}
+_MID = {
+    ("sd", "none"): "UNetMidBlock2D",
+    ("sd", "cross"): "UNetMidBlock2DCrossAttn",
+    ("if", "cross"): "UNetMidBlock2DSimpleCrossAttn",
+}
 
 
 def unet_kwargs(spec: UNetSpec) -> dict[str, Any]:

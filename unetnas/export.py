@@ -83,12 +83,14 @@ def _check_weights(path: Path, spec: UNetSpec, number: int) -> None:
             got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
             if got != want:
                 bad = sorted(set(got) ^ set(want)) or sorted(k for k in got if got[k] != want[k])
-                raise UserError(f"the weights do not match the trial's design (e.g. {bad[0]}); not exported",
-                                source=where)  # fmt: skip
+                raise UserError(
+                    f"the weights do not match the trial's design (e.g. {bad[0]}); not exported", source=where
+                )
             for key in f.keys():  # noqa: SIM118
                 if not bool(torch.isfinite(f.get_tensor(key)).all()):
-                    raise UserError(f"weights are not all finite (NaN/inf in {key}); a diverged trial is not "
-                                    "exported", source=where)  # fmt: skip
+                    raise UserError(
+                        f"weights are not all finite (NaN/inf in {key}); a diverged trial is not exported", source=where
+                    )
     except (SafetensorError, OSError) as err:
         raise UserError(f"cannot read the weights ({str(err)[:80]}); not exported", source=where) from None
 
@@ -107,9 +109,12 @@ def _designs(study, objectives, storage_url: str, study_name: str, top: int | No
         weights = next((p for p in places if p.is_file()), None)
         if weights is None and not config_only:
             seen = ", ".join(str(p) for p in places) or "no folder recorded"
-            raise UserError(f"no checkpoint found (looked at {seen}); export refuses a design without its weights: "
-                            "restore the trial folders, or pass --config-only for configs and cards without weights",
-                            field=FIELD, value=f"{study_name} trial {t.number}")  # fmt: skip
+            raise UserError(
+                f"no checkpoint found (looked at {seen}); export refuses a design without its weights: "
+                "restore the trial folders, or pass --config-only for configs and cards without weights",
+                field=FIELD,
+                value=f"{study_name} trial {t.number}",
+            )
         if weights is not None:
             _check_weights(weights, spec, t.number)
         out.append(_Design(row, t, spec, record, None if config_only else weights))
@@ -216,14 +221,23 @@ def export(
         if d.weights is not None:
             shutil.copyfile(d.weights, folder / WEIGHTS)
         rung = d.row.get("rung", t.user_attrs.get("rung"))
-        metrics = {"trial": t.number, "rung": rung, "alignment": d.row["alignment"],
-                   "alignment_se": d.record.get("alignment_se", d.row.get("alignment_se")),
-                   "tifa": d.record.get("tifa"), "tifa_se": d.record.get("tifa_se"),
-                   "val_loss": d.record.get("val_loss"), "objectives": list(objectives), "values": list(t.values),
-                   "gmacs": c.gmacs, "gflops": c.gflops, "params": c.params,
-                   "flops_spent": t.user_attrs.get("flops_spent"),
-                   "rungs": {k: v for k, v in t.user_attrs.items() if k.startswith("rung_")},
-                   "weights": d.weights is not None}  # fmt: skip
+        metrics = {
+            "trial": t.number,
+            "rung": rung,
+            "alignment": d.row["alignment"],
+            "alignment_se": d.record.get("alignment_se", d.row.get("alignment_se")),
+            "tifa": d.record.get("tifa"),
+            "tifa_se": d.record.get("tifa_se"),
+            "val_loss": d.record.get("val_loss"),
+            "objectives": list(objectives),
+            "values": list(t.values),
+            "gmacs": c.gmacs,
+            "gflops": c.gflops,
+            "params": c.params,
+            "flops_spent": t.user_attrs.get("flops_spent"),
+            "rungs": {k: v for k, v in t.user_attrs.items() if k.startswith("rung_")},
+            "weights": d.weights is not None,
+        }
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
         (folder / "README.md").write_text(_card(d, c, study_name, n_rungs))
         folders.append(folder)

@@ -26,8 +26,13 @@ from unetnas.spec import UNetSpec
 
 # Block types whose `attention_head_dim` entry is the number of heads / the head size (others have no attention).
 _READS_HEADS = {"CrossAttnDownBlock2D", "CrossAttnUpBlock2D", "UNetMidBlock2DCrossAttn"}
-_READS_SIZE = {"AttnDownBlock2D", "AttnUpBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnUpBlock2D",
-               "UNetMidBlock2DSimpleCrossAttn"}  # fmt: skip
+_READS_SIZE = {
+    "AttnDownBlock2D",
+    "AttnUpBlock2D",
+    "SimpleCrossAttnDownBlock2D",
+    "SimpleCrossAttnUpBlock2D",
+    "UNetMidBlock2DSimpleCrossAttn",
+}
 
 
 def head_layout(spec: UNetSpec) -> list[int] | int:

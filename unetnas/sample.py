@@ -19,16 +19,32 @@ from unetnas.train.recipe import Recipe
 def ddim(recipe: Recipe, steps: int):
     from diffusers import DDIMScheduler
 
-    s = DDIMScheduler(num_train_timesteps=recipe.num_train_timesteps, beta_start=recipe.beta_start,
-                      beta_end=recipe.beta_end, beta_schedule=recipe.beta_schedule, prediction_type="epsilon",
-                      clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")  # fmt: skip
+    s = DDIMScheduler(
+        num_train_timesteps=recipe.num_train_timesteps,
+        beta_start=recipe.beta_start,
+        beta_end=recipe.beta_end,
+        beta_schedule=recipe.beta_schedule,
+        prediction_type="epsilon",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        timestep_spacing="trailing",
+    )
     s.set_timesteps(steps)
     return s
 
 
 @torch.no_grad()
-def sample(unet, text: torch.Tensor, uncond: torch.Tensor, *, recipe: Recipe, steps: int = 50, cfg: float = 7.5,
-           seeds: list[int], batch: int = 32) -> torch.Tensor:  # fmt: skip
+def sample(
+    unet,
+    text: torch.Tensor,
+    uncond: torch.Tensor,
+    *,
+    recipe: Recipe,
+    steps: int = 50,
+    cfg: float = 7.5,
+    seeds: list[int],
+    batch: int = 32,
+) -> torch.Tensor:
     """Images (N, C, H, W) for text states (N, T, D); image i starts from noise seeded by ``seeds[i]``."""
     cfg_ = unet.config
     shape = (cfg_.in_channels, cfg_.sample_size, cfg_.sample_size)
@@ -36,7 +52,9 @@ def sample(unet, text: torch.Tensor, uncond: torch.Tensor, *, recipe: Recipe, st
     out = []
     for lo in range(0, len(text), batch):
         cond = text[lo : lo + batch].to(dev, dtype)
-        x = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds[lo : lo + batch]])
+        x = torch.stack(
+            [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds[lo : lo + batch]]
+        )
         x = x.to(dev, dtype)
         un = uncond.to(dev, dtype).expand_as(cond)
         sched = ddim(recipe, steps)

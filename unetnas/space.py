@@ -25,8 +25,10 @@ Depth = Annotated[int, Field(ge=0, le=256)]  # UNetSpec's bounds on a transforme
 ResBlocks = Annotated[int, Field(ge=1, le=64)]  # UNetSpec's bounds on res blocks per level
 TEXT_BLIND = "text-blind"
 HEADS = "heads"
-RULES = {TEXT_BLIND: "no cross-attention level and no cross-attention mid block (set allow_text_blind: true to keep)",
-         HEADS: "diffusers cannot give every attention block head_dim-sized heads (unetnas.heads)"}  # fmt: skip
+RULES = {
+    TEXT_BLIND: "no cross-attention level and no cross-attention mid block (set allow_text_blind: true to keep)",
+    HEADS: "diffusers cannot give every attention block head_dim-sized heads (unetnas.heads)",
+}
 """Rules that remove members from every space: name -> what the removed members are."""
 
 
@@ -42,8 +44,13 @@ class LevelChoices(BaseModel):
     def options(self) -> list[tuple[str, int]]:
         """(attention, depth) pairs this level can take (self-attention levels have depth 1)."""
         out = [("none", 0)] if 0 in self.transformer_depth else []
-        out += [(k, d) for d in dict.fromkeys(self.transformer_depth) if d > 0 for k in dict.fromkeys(self.attention)
-                if k == "cross" or d == 1]  # fmt: skip
+        out += [
+            (k, d)
+            for d in dict.fromkeys(self.transformer_depth)
+            if d > 0
+            for k in dict.fromkeys(self.attention)
+            if k == "cross" or d == 1
+        ]
         return out
 
 
@@ -75,8 +82,15 @@ class SearchSpace(BaseModel):
         n = max(len(m) for m in self.channel_mult)
         if len(self.levels) < n:
             raise ValueError(f"levels: has {len(self.levels)} entries but channel_mult needs {n}")
-        bad = set(self.base) & {"base_channels", "channel_mult", "layers_per_block", "attention",
-                                "transformer_depth", "mid_attention", "mid_depth"}  # fmt: skip
+        bad = set(self.base) & {
+            "base_channels",
+            "channel_mult",
+            "layers_per_block",
+            "attention",
+            "transformer_depth",
+            "mid_attention",
+            "mid_depth",
+        }
         if not all(lv.options() for lv in self.levels):
             raise ValueError("levels: a level has no option (self-attention needs transformer_depth 1)")
         if bad:
@@ -93,8 +107,15 @@ class SearchSpace(BaseModel):
         none = [("none", 0)] * n
         quiet = ("cross", 1) if self._fixed("family") == "if" else ("none", 0)  # IF mid blocks always attend
         cases = [("", none, quiet)]
-        cases += [(f"levels.{i}: option {k}-{d}", none[:i] + [(k, d)] + none[i + 1:], (k, d) if i == n - 1 and
-                   k == "cross" else quiet) for i in range(n) for k, d in self.levels[i].options()]  # fmt: skip
+        cases += [
+            (
+                f"levels.{i}: option {k}-{d}",
+                none[:i] + [(k, d)] + none[i + 1 :],
+                (k, d) if i == n - 1 and k == "cross" else quiet,
+            )
+            for i in range(n)
+            for k, d in self.levels[i].options()
+        ]
         cases += [(f"mid_depth: option {d}", none, m) for d, m in zip(sorted(set(self.mid_depth)), self._mid_options())]
         lpb = [self.levels[i].layers_per_block[0] for i in range(n)]
         for where, levels, mid in cases:
@@ -117,16 +138,19 @@ class SearchSpace(BaseModel):
             for o in lv.options():
                 key = ("level", (i, o))
                 if key in first_reason and key not in used:
-                    raise ValueError(f"levels.{i}: option {o[0]}-{o[1]} is in no member diffusers can build: "
-                                     f"{first_reason[key]}")  # fmt: skip
+                    raise ValueError(
+                        f"levels.{i}: option {o[0]}-{o[1]} is in no member diffusers can build: {first_reason[key]}"
+                    )
         for m in self._mid_options():
             if ("mid", m) in first_reason and ("mid", m) not in used:
                 raise ValueError(
                     f"mid_depth: option {m[1]} is in no member diffusers can build: {first_reason['mid', m]}"
                 )
         if self.size() == 0:
-            raise ValueError("the space has no member: every combination is text-blind (no cross-attention); "
-                             "add a cross-attention option, or set allow_text_blind: true")  # fmt: skip
+            raise ValueError(
+                "the space has no member: every combination is text-blind (no cross-attention); "
+                "add a cross-attention option, or set allow_text_blind: true"
+            )
 
     def _fixed(self, name: str) -> Any:
         """A fixed UNetSpec field: from ``base``, else UNetSpec's default."""
@@ -136,11 +160,18 @@ class SearchSpace(BaseModel):
         attn = [a for a, _ in pick["levels"]]
         depth = [d for _, d in pick["levels"]]
         mid_attn, mid_depth = (attn[-1], depth[-1]) if attn[-1] == "cross" and tie else pick["mid"]
-        return UNetSpec.model_validate({
-            **self.base, "base_channels": c, "channel_mult": mult, "layers_per_block": tuple(pick["lpb"]),
-            "attention": tuple(attn), "transformer_depth": tuple(depth),
-            "mid_attention": mid_attn, "mid_depth": mid_depth,
-        })  # fmt: skip
+        return UNetSpec.model_validate(
+            {
+                **self.base,
+                "base_channels": c,
+                "channel_mult": mult,
+                "layers_per_block": tuple(pick["lpb"]),
+                "attention": tuple(attn),
+                "transformer_depth": tuple(depth),
+                "mid_attention": mid_attn,
+                "mid_depth": mid_depth,
+            }
+        )
 
     def _mid_options(self) -> list[tuple[str, int]]:
         return [("cross", d) if d else ("none", 0) for d in sorted(set(self.mid_depth))]
@@ -158,8 +189,9 @@ class SearchSpace(BaseModel):
         combinations each rule removed; per option, why the first combination holding it that diffusers cannot
         build fails; and the options in some combination it can build (text-blind or not).
         Computed once per set of choices (plain values, no spec validation)."""
-        key = self.model_dump_json(include={"base", "base_channels", "channel_mult", "levels", "mid_depth",
-                                            "allow_text_blind"})  # fmt: skip
+        key = self.model_dump_json(
+            include={"base", "base_channels", "channel_mult", "levels", "mid_depth", "allow_text_blind"}
+        )
         if key not in self._cache:
             fam, h = self._fixed("family"), self._fixed("head_dim")
             out = {}
@@ -259,8 +291,10 @@ class SearchSpace(BaseModel):
 
     def size(self) -> int:
         """Number of members (combinations of choices that pass the rules), counted without building specs."""
-        return sum(sum(len(mids) for _, mids in kept) * len(self._lpb_options(len(mult)))
-                   for (_, mult), (kept, _, _, _) in self._combos().items())  # fmt: skip
+        return sum(
+            sum(len(mids) for _, mids in kept) * len(self._lpb_options(len(mult)))
+            for (_, mult), (kept, _, _, _) in self._combos().items()
+        )
 
     def enumerate(self, limit: int = 100_000) -> Iterator[UNetSpec]:
         """Every member (for small spaces); refuses spaces larger than ``limit``."""
@@ -277,8 +311,9 @@ class SearchSpace(BaseModel):
         fixed = UNetSpec.model_validate({**spec.model_dump(), **self.base})
         if fixed.model_dump(exclude={"name"}) != spec.model_dump(exclude={"name"}):
             return False
-        return any(m.model_dump(exclude={"name"}) == spec.model_dump(exclude={"name"})
-                   for m in self._members_like(spec))  # fmt: skip
+        return any(
+            m.model_dump(exclude={"name"}) == spec.model_dump(exclude={"name"}) for m in self._members_like(spec)
+        )
 
     def _members_like(self, spec: UNetSpec) -> Iterator[UNetSpec]:
         for pick in self._per_mult(spec.base_channels, spec.channel_mult):
@@ -294,8 +329,13 @@ class SearchSpace(BaseModel):
             if len(self.levels[0].layers_per_block) > 1:
                 p["layers_per_block"] = spec.layers_per_block[0]
         else:
-            p.update({f"layers_{i}": k for i, k in enumerate(spec.layers_per_block)
-                      if len(self.levels[i].layers_per_block) > 1})  # fmt: skip
+            p.update(
+                {
+                    f"layers_{i}": k
+                    for i, k in enumerate(spec.layers_per_block)
+                    if len(self.levels[i].layers_per_block) > 1
+                }
+            )
         if spec.attention[-1] != "cross" and len(self._mid_options()) > 1:
             p["mid"] = f"{spec.mid_attention}-{spec.mid_depth}"
         return p

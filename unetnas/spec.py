@@ -44,7 +44,9 @@ class UNetSpec(BaseModel):
         description="block family: 'sd' = SD/SDXL blocks (transformer blocks, conv down/up-sampling); "
         "'if' = DeepFloyd IF blocks (simple cross-attention, ResNet down/up-sampling)",
     )
-    base_channels: int = Field(320, gt=0, le=1 << 16, description="C: width of level 0; level i has C x channel_mult[i]")
+    base_channels: int = Field(
+        320, gt=0, le=1 << 16, description="C: width of level 0; level i has C x channel_mult[i]"
+    )
     channel_mult: tuple[int, ...] = Field((1, 2, 4), min_length=1, description="width multiplier per level")
     layers_per_block: tuple[int, ...] = Field((2, 2, 2), description="res blocks per down level (up: +1)")
     attention: tuple[Attention, ...] = Field(("none", "cross", "cross"), description="attention kind per level")
@@ -56,7 +58,9 @@ class UNetSpec(BaseModel):
     text_len: int = Field(77, gt=0, le=1 << 16, description="text tokens per prompt")
     latent_channels: int = Field(4, gt=0, le=1 << 16, description="channels of the diffused latent (3 for pixel space)")
     latent_size: int = Field(32, gt=0, le=1 << 16, description="latent height = width (256 px / 8 = 32)")
-    vae_downsample: int = Field(8, gt=0, le=1 << 16, description="pixels per latent cell (8 for the SD VAE, 1 in pixel space)")
+    vae_downsample: int = Field(
+        8, gt=0, le=1 << 16, description="pixels per latent cell (8 for the SD VAE, 1 in pixel space)"
+    )
     norm_num_groups: int = Field(32, gt=0, le=1 << 16, description="GroupNorm groups; every width must divide by it")
     act_fn: Literal["silu", "gelu"] = Field("silu", description="activation (IF uses gelu)")
     use_linear_projection: bool = Field(True, description="transformer proj_in/out as Linear (else 1x1 conv)")
@@ -86,14 +90,17 @@ class UNetSpec(BaseModel):
     @classmethod
     def _scalars_to_lists(cls, data: object) -> object:
         # `layers_per_block: 2` is shorthand for the same count at every level.
-        if isinstance(data, dict) and isinstance(data.get("layers_per_block"), int) \
-                and isinstance(data.get("channel_mult", ()), (list, tuple)):  # fmt: skip
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("layers_per_block"), int)
+            and isinstance(data.get("channel_mult", ()), (list, tuple))
+        ):
             n = len(data.get("channel_mult", (1, 2, 4)))
             data = {**data, "layers_per_block": (data["layers_per_block"],) * n}
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "UNetSpec":
+    def _check(self) -> UNetSpec:
         n = self.n_levels
         for field in ("layers_per_block", "attention", "transformer_depth"):
             value = getattr(self, field)
@@ -116,7 +123,9 @@ class UNetSpec(BaseModel):
             raise ValueError(f"mid_depth={self.mid_depth}: must be 0 exactly when mid_attention is 'none'")
         for i, (kind, depth) in enumerate(zip(self.attention, self.transformer_depth)):
             if kind == "self" and depth != 1:
-                raise ValueError(f"transformer_depth[{i}]={depth}: a self-attention level has depth 1 (one layer per res block)")
+                raise ValueError(
+                    f"transformer_depth[{i}]={depth}: a self-attention level has depth 1 (one layer per res block)"
+                )
         if self.attention[-1] == "cross" and (self.mid_attention, self.mid_depth) != (
             self.attention[-1],
             self.transformer_depth[-1],
@@ -150,6 +159,6 @@ class UNetSpec(BaseModel):
                 raise ValueError("mid_attention='none': the 'if' mid block always has cross-attention")
         return self
 
-    def with_(self, **changes: object) -> "UNetSpec":
+    def with_(self, **changes: object) -> UNetSpec:
         """A validated copy with some fields changed (how presets derive variants)."""
         return UNetSpec.model_validate({**self.model_dump(), **changes})

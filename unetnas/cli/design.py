@@ -40,8 +40,17 @@ def presets(json_out: bool = typer.Option(False, "--json", help="print one JSON 
         table.add_column(col, justify="left" if col in ("name", "mult", "TD") else "right")
     for name, c in rows.items():
         s = PRESETS[name]
-        table.add_row(name, str(s.base_channels), str(list(s.channel_mult)), _fmt_td(s), str(c.resolution),
-                      f"{c.params / 1e9:.3f} B", f"{c.gmacs:.1f}", f"{c.gflops:.1f}", f"{c.attention_share:.1%}")  # fmt: skip
+        table.add_row(
+            name,
+            str(s.base_channels),
+            str(list(s.channel_mult)),
+            _fmt_td(s),
+            str(c.resolution),
+            f"{c.params / 1e9:.3f} B",
+            f"{c.gmacs:.1f}",
+            f"{c.gflops:.1f}",
+            f"{c.attention_share:.1%}",
+        )
     console.print(table)
 
 
@@ -56,14 +65,23 @@ def space_show(file: Path = typer.Argument(..., help="space YAML file")) -> None
     table.add_row("base_channels", str(space.base_channels))
     table.add_row("channel_mult", ", ".join(str(list(m)) for m in space.channel_mult))
     for i, lv in enumerate(space.levels):
-        table.add_row(f"level {i} ({2**i}x)", f"TD {lv.transformer_depth}, attention {lv.attention}, "
-                      f"res blocks {lv.layers_per_block}")  # fmt: skip
+        table.add_row(
+            f"level {i} ({2**i}x)",
+            f"TD {lv.transformer_depth}, attention {lv.attention}, res blocks {lv.layers_per_block}",
+        )
     table.add_row("layers tied", str(space.tie_layers_per_block))
     table.add_row("mid (free)", f"TD {space.mid_depth} (cross-attention; 0 = none) where the last level is not cross")
     removed = space.removed()
-    table.add_row("removed by rules", f"{sum(removed.values()):,} combinations: " + "; ".join(
-        f"{k:,} {rule} ({RULES[rule]})" if rule != TEXT_BLIND or not space.allow_text_blind else
-        "text-blind allowed (allow_text_blind: true)" for rule, k in removed.items()))  # fmt: skip
+    table.add_row(
+        "removed by rules",
+        f"{sum(removed.values()):,} combinations: "
+        + "; ".join(
+            f"{k:,} {rule} ({RULES[rule]})"
+            if rule != TEXT_BLIND or not space.allow_text_blind
+            else "text-blind allowed (allow_text_blind: true)"
+            for rule, k in removed.items()
+        ),
+    )
     if space.max_gmacs or space.max_params:
         table.add_row("constraints", f"max_gmacs={space.max_gmacs}, max_params={space.max_params}")
     members = list(space.enumerate()) if space.size() <= 20_000 else space.sample(2000, seed=0)
@@ -90,9 +108,17 @@ def space_sample(
         table.add_column(col)
     for i, spec in enumerate(space.sample(n, seed=seed)):
         c = cost(spec)
-        table.add_row(str(i), str(spec.base_channels), str(list(spec.channel_mult)), str(list(spec.layers_per_block)),
-                      str(list(spec.transformer_depth)), ",".join(spec.attention), f"{spec.mid_attention}:{spec.mid_depth}",
-                      f"{c.params / 1e6:.2f}M", f"{c.gmacs:.3g}")  # fmt: skip
+        table.add_row(
+            str(i),
+            str(spec.base_channels),
+            str(list(spec.channel_mult)),
+            str(list(spec.layers_per_block)),
+            str(list(spec.transformer_depth)),
+            ",".join(spec.attention),
+            f"{spec.mid_attention}:{spec.mid_depth}",
+            f"{c.params / 1e6:.2f}M",
+            f"{c.gmacs:.3g}",
+        )
         if out is not None:
             save_model(spec.with_(name=f"{space.name}-{seed}-{i}"), out / f"{space.name}-{seed}-{i}.yaml")
     console.print(table)

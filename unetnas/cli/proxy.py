@@ -36,23 +36,30 @@ def selftest(
     for cat in res["clean"]:
         table.add_row(cat, *(f"{res[c][cat]:.3f}" for c in ("clean", "blur", "noise")))
     console.print(table)
-    console.print(f"renderer images score {res['renderer_score']:.3f}; pure noise {res['noise_score']:.3f} "
-                  f"(chance {res['chance']:.3f})")  # fmt: skip
+    console.print(
+        f"renderer images score {res['renderer_score']:.3f}; pure noise {res['noise_score']:.3f} "
+        f"(chance {res['chance']:.3f})"
+    )
 
 
 @proxy_app.command()
 def tifa(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="a trial folder (or its checkpoint folder)"),
-    prompts: int = typer.Option(None, "--prompts", min=1,
-                                help="evaluation prompts (default: 32 built-in; all of a --questions file)"),
+    prompts: int = typer.Option(
+        None, "--prompts", min=1, help="evaluation prompts (default: 32 built-in; all of a --questions file)"
+    ),
     images: int = typer.Option(2, "--images", min=1, help="images per prompt (fixed seeds)"),
     steps: int = typer.Option(20, "--steps", min=1, help="DDIM steps"),
     cfg: float = typer.Option(None, "--cfg", min=1.0, help="guidance scale (default: the trial recipe's)"),
     questions: Path = typer.Option(None, "--questions", help="TIFA v1.0 question file (real-data trials; with --vqa)"),
     vqa: Path = typer.Option(None, "--vqa", help="local BLIP / ViLT VQA model directory (with --questions)"),
     vae: Path = typer.Option(None, "--vae", help="the AutoencoderKL the trial's data was prepared with (latents)"),
-    foils: int = typer.Option(4, "--foils", min=0, help="real judges: foil prompts per prompt for the text-blind "
-                              "correction (0: raw TIFA, uncorrected)"),
+    foils: int = typer.Option(
+        4,
+        "--foils",
+        min=0,
+        help="real judges: foil prompts per prompt for the text-blind correction (0: raw TIFA, uncorrected)",
+    ),
     grid: Path = typer.Option(None, "--grid", help="also write the sampled images as a PNG grid"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
@@ -63,21 +70,28 @@ def tifa(
 
     real = questions is not None or vqa is not None
     if real and (questions is None or vqa is None):
-        raise UserError("give --questions and --vqa together (a TIFA v1.0 file and the VQA model answering it)",
-                        field="--questions" if questions is None else "--vqa")  # fmt: skip
+        raise UserError(
+            "give --questions and --vqa together (a TIFA v1.0 file and the VQA model answering it)",
+            field="--questions" if questions is None else "--vqa",
+        )
     subject = Subject.from_checkpoint(str(checkpoint))
     latent = subject.spec.vae_downsample != 1
     if latent and not real:
-        raise UserError("is trained on latents; score it with --questions FILE --vqa PATH --vae PATH (the built-in "
-                        "TIFA proxy scores built-in-world pixel trials)", source=checkpoint)  # fmt: skip
+        raise UserError(
+            "is trained on latents; score it with --questions FILE --vqa PATH --vae PATH (the built-in "
+            "TIFA proxy scores built-in-world pixel trials)",
+            source=checkpoint,
+        )
     if latent and vae is None:
-        raise UserError("is trained on latents; pass --vae with the AutoencoderKL its data was prepared with",
-                        source=checkpoint)  # fmt: skip
+        raise UserError(
+            "is trained on latents; pass --vae with the AutoencoderKL its data was prepared with", source=checkpoint
+        )
     if not latent and vae is not None:
         raise UserError("is trained on pixels; it needs no --vae", source=checkpoint, field="--vae", value=str(vae))
     if real:
-        proxy = VqaTifa(questions, vqa, vae=vae, images_per_prompt=images, steps=steps, cfg=cfg, prompts=prompts,
-                        foils=foils)  # fmt: skip
+        proxy = VqaTifa(
+            questions, vqa, vae=vae, images_per_prompt=images, steps=steps, cfg=cfg, prompts=prompts, foils=foils
+        )
     else:
         proxy = WorldTifa(prompts=prompts or 32, images_per_prompt=images, steps=steps, cfg=cfg)
     res = proxy.score(subject)
@@ -87,10 +101,18 @@ def tifa(
 
         save_grid(res.details["images"], grid, cols=images * 4)
     d = res.details
-    out = {"score": res.value, "by_category": d["by_category"], "eval_flops": res.flops,
-           "per_prompt": d.get("per_prompt_alignment", d.get("per_prompt")), "prompts": n, "images_per_prompt": images,
-           "steps": steps, "cfg": d["cfg"], "judge": str(vqa) if real else "world-answerer",
-           "proxy": res.name}  # fmt: skip
+    out = {
+        "score": res.value,
+        "by_category": d["by_category"],
+        "eval_flops": res.flops,
+        "per_prompt": d.get("per_prompt_alignment", d.get("per_prompt")),
+        "prompts": n,
+        "images_per_prompt": images,
+        "steps": steps,
+        "cfg": d["cfg"],
+        "judge": str(vqa) if real else "world-answerer",
+        "proxy": res.name,
+    }
     out.update({k: d[k] for k in ("alignment", "alignment_se", "tifa", "tifa_se", "blind_tifa") if k in d})
     if real:
         out["prompt_ids"] = res.details["prompt_ids"]
@@ -99,8 +121,10 @@ def tifa(
         return
     title = f"TIFA-style score of {checkpoint}: {res.value:.3f}"
     if "alignment" in d:  # the text-blind-corrected alignment and the paper's raw TIFA, each with its SE
-        title = (f"TIFA-style score of {checkpoint}: alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f} (text-blind-corrected), "
-                 f"raw TIFA {d['tifa']:.3f} +- {d['tifa_se']:.3f}")  # fmt: skip
+        title = (
+            f"TIFA-style score of {checkpoint}: alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f} (text-blind-corrected), "
+            f"raw TIFA {d['tifa']:.3f} +- {d['tifa_se']:.3f}"
+        )
     table = Table(title=title)
     table.add_column("category")
     table.add_column("accuracy", justify="right")

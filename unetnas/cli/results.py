@@ -18,8 +18,11 @@ def export(
     storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
     out: Path = typer.Option(..., "--out", help="folder for one sub-folder per Pareto design"),
     top: int = typer.Option(None, "--top", min=1, help="at most this many designs, best alignment first"),
-    config_only: bool = typer.Option(False, "--config-only", help="write configs and model cards without weights "
-                                     "(when trial checkpoints are gone); the cards say so"),
+    config_only: bool = typer.Option(
+        False,
+        "--config-only",
+        help="write configs and model cards without weights (when trial checkpoints are gone); the cards say so",
+    ),
 ) -> None:
     """Export the Pareto designs: diffusers config + weights, spec YAML, metrics, model card.
 

@@ -28,46 +28,69 @@ def _wall(plan, flops_per_s: float, gpus: int | None, gpus_per_trial: int = 1) -
     return wall_time(plan, flops_per_s, max(1, (gpus or 1) // gpus_per_trial), gpus_per_trial if gpus else 1)
 
 
-def _plan_tables(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | None, gpus: int | None,
-                 proxy: str = "TIFA", gpus_per_trial: int = 1) -> list[Table]:  # fmt: skip
+def _plan_tables(
+    plan,
+    flops_per_s: float,
+    how: str,
+    usd_per_gpu_hour: float | None,
+    gpus: int | None,
+    proxy: str = "TIFA",
+    gpus_per_trial: int = 1,
+) -> list[Table]:
     """The rungs (what a candidate gets at each) and the brackets (how many candidates the budget buys);
     ``proxy``: the alignment proxy's name, shown at the rungs it scores."""
     k = len(plan.rungs)
-    rungs = Table(title=f"rungs: the longest horizon is {format_flops(plan.max_horizon_flops)} training FLOPs per "
-                        f"candidate, whatever the budget")  # fmt: skip
+    rungs = Table(
+        title=f"rungs: the longest horizon is {format_flops(plan.max_horizon_flops)} training FLOPs per "
+        f"candidate, whatever the budget"
+    )
     for col in ("rung", "train FLOPs each", "steps", "samples", "scoring", "eval FLOPs each", "runs"):
         rungs.add_column(col, justify="right")
     for i, r in enumerate(plan.rungs):
         steps = plan.steps_at(i, plan.typical_train_per_sample)
-        rungs.add_row(str(i), format_flops(r), f"{steps:,}", f"{steps * plan.batch_size:,}",
-                      f"val loss + {proxy}" if i in plan.tifa_rungs else "val loss", format_flops(plan.eval_flops[i]),
-                      str(plan.runs_at(i)))  # fmt: skip
+        rungs.add_row(
+            str(i),
+            format_flops(r),
+            f"{steps:,}",
+            f"{steps * plan.batch_size:,}",
+            f"val loss + {proxy}" if i in plan.tifa_rungs else "val loss",
+            format_flops(plan.eval_flops[i]),
+            str(plan.runs_at(i)),
+        )
     rungs.caption = (
         f"steps and samples of the space's mean member at batch {plan.batch_size}; cheaper members take more"
     )
     shapes: dict[tuple, int] = {}
     for b in plan.brackets:
         shapes[(b.start, b.counts)] = shapes.get((b.start, b.counts), 0) + 1
-    t = Table(title=f"plan for {format_flops(plan.budget)} FLOPs: {len(plan.brackets)} brackets, {plan.candidates} "
-                    f"candidates, {plan.top_candidates} trained to rung {k - 1}, eta {plan.eta}")  # fmt: skip
+    t = Table(
+        title=f"plan for {format_flops(plan.budget)} FLOPs: {len(plan.brackets)} brackets, {plan.candidates} "
+        f"candidates, {plan.top_candidates} trained to rung {k - 1}, eta {plan.eta}"
+    )
     for col in ("brackets", "start rung", "candidates per rung", "FLOPs each", "wall time each"):
         t.add_column(col, justify="right")
     costs = plan.costs
     for (start, counts), n in shapes.items():
         each = costs.bracket(Bracket(start, counts))
-        t.add_row(str(n), str(start), " -> ".join(map(str, counts)), format_flops(each),
-                  _dur(each / flops_per_s / (gpus_per_trial if gpus else 1)))  # fmt: skip
+        t.add_row(
+            str(n),
+            str(start),
+            " -> ".join(map(str, counts)),
+            format_flops(each),
+            _dur(each / flops_per_s / (gpus_per_trial if gpus else 1)),
+        )
     once = sum(plan.once_flops.values())
     wall = _wall(plan, flops_per_s, gpus, gpus_per_trial)
     total_s = wall["wall_s"]
-    spread = (f"{wall['workers']} worker(s) x {wall['ranks']} rank(s) per trial" if gpus else "one worker, one "
-              "process")  # fmt: skip
-    t.caption = (f"total {format_flops(plan.total)} FLOPs (train {plan.train_total / plan.total:.1%}, eval "
-                 f"{plan.eval_total / plan.total:.1%}, text encoding {once / plan.total:.1%}); expected wall time "
-                 f"{_dur(total_s)} on {spread} ({how}{'' if gpus else f', {flops_per_s / 1e12:.3g} TFLOP/s'}): the "
-                 f"larger of the "
-                 f"work per worker ({_dur(wall['work_s'])}) and the longest chain of rungs that cannot start before "
-                 f"the rung below finishes ({_dur(wall['span_s'])})")  # fmt: skip
+    spread = f"{wall['workers']} worker(s) x {wall['ranks']} rank(s) per trial" if gpus else "one worker, one process"
+    t.caption = (
+        f"total {format_flops(plan.total)} FLOPs (train {plan.train_total / plan.total:.1%}, eval "
+        f"{plan.eval_total / plan.total:.1%}, text encoding {once / plan.total:.1%}); expected wall time "
+        f"{_dur(total_s)} on {spread} ({how}{'' if gpus else f', {flops_per_s / 1e12:.3g} TFLOP/s'}): the "
+        f"larger of the "
+        f"work per worker ({_dur(wall['work_s'])}) and the longest chain of rungs that cannot start before "
+        f"the rung below finishes ({_dur(wall['span_s'])})"
+    )
     if gpus:
         gpu_h = total_s * gpus / 3600
         t.caption += f"; {gpu_h:,.0f} GPU-hours" + (f", ${gpu_h * usd_per_gpu_hour:,.0f}" if usd_per_gpu_hour else "")
@@ -77,11 +100,22 @@ def _plan_tables(plan, flops_per_s: float, how: str, usd_per_gpu_hour: float | N
 def plan_json(plan, flops_per_s: float, presets: list[str], gpus: int | None = None, gpus_per_trial: int = 1) -> dict:
     """``flops_per_s``: per GPU with ``gpus`` (``wall_s`` from ``plan.wall_time``), else of the one process."""
     wall = _wall(plan, flops_per_s, gpus, gpus_per_trial)
-    return {"plan": plan.as_dict(), "candidates": plan.candidates, "brackets": len(plan.brackets),
-            "top_candidates": plan.top_candidates, "max_horizon_flops": plan.max_horizon_flops,
-            "min_rung_flops": plan.rungs[0], "planned_flops": plan.total, "flops_per_s": flops_per_s * (gpus or 1),
-            "wall_s": wall["wall_s"], "work_s": wall["work_s"], "span_s": wall["span_s"], "workers": wall["workers"],
-            "ranks_per_trial": wall["ranks"], "presets": presets}  # fmt: skip
+    return {
+        "plan": plan.as_dict(),
+        "candidates": plan.candidates,
+        "brackets": len(plan.brackets),
+        "top_candidates": plan.top_candidates,
+        "max_horizon_flops": plan.max_horizon_flops,
+        "min_rung_flops": plan.rungs[0],
+        "planned_flops": plan.total,
+        "flops_per_s": flops_per_s * (gpus or 1),
+        "wall_s": wall["wall_s"],
+        "work_s": wall["work_s"],
+        "span_s": wall["span_s"],
+        "workers": wall["workers"],
+        "ranks_per_trial": wall["ranks"],
+        "presets": presets,
+    }
 
 
 def _dur(s: float) -> str:
@@ -103,8 +137,15 @@ def _pareto_table(rows: list[dict], top: int) -> Table:
     for col in ("trial", "rung", "alignment ± SE", "TIFA ± SE", "GMACs", "params", "FLOPs spent"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(str(r["trial"]), str(r["rung"]), _pm(r["alignment"], r["alignment_se"]), _pm(r["tifa"], r["tifa_se"]),
-                  f"{r['gmacs']:.3g}", f"{r['params'] / 1e6:.2f}M", format_flops(r["flops_spent"] or 0))  # fmt: skip
+        t.add_row(
+            str(r["trial"]),
+            str(r["rung"]),
+            _pm(r["alignment"], r["alignment_se"]),
+            _pm(r["tifa"], r["tifa_se"]),
+            f"{r['gmacs']:.3g}",
+            f"{r['params'] / 1e6:.2f}M",
+            format_flops(r["flops_spent"] or 0),
+        )
     return t
 
 
@@ -115,8 +156,11 @@ def _lower_table(rows: list[dict], limit: int = 8) -> Table:
     for col in ("trial", "rung", "score at that rung", "GMACs", "why"):
         t.add_column(col, justify="right")
     for r in rows[:limit]:
-        score = (f"val loss {-r['alignment']:.3f}" if r["measure"] == "-val_loss"
-                 else f"alignment {_pm(r['alignment'], r['alignment_se'])}")  # fmt: skip
+        score = (
+            f"val loss {-r['alignment']:.3f}"
+            if r["measure"] == "-val_loss"
+            else f"alignment {_pm(r['alignment'], r['alignment_se'])}"
+        )
         t.add_row(str(r["trial"]), str(r["rung"]), score, f"{r['gmacs']:.3g}", r.get("reason") or r.get("status") or "")
     return t
 
@@ -141,19 +185,29 @@ def search(
         help="ground-truth table (python -m bench ground-truth): answer "
         "rungs from it instead of training, in milliseconds",
     ),
-    proxy: str = typer.Option(None, "--proxy", help="alignment proxy: auto (default: tifa on shapes, val-loss on "
-                              "prepared data) | tifa | vqa-tifa | clipscore | val-loss"),
-    questions: Path = typer.Option(None, "--questions", help="vqa-tifa: TIFA v1.0 question file; clipscore: that "
-                                   "or a prompt file (one a line)"),
+    proxy: str = typer.Option(
+        None,
+        "--proxy",
+        help="alignment proxy: auto (default: tifa on shapes, val-loss on "
+        "prepared data) | tifa | vqa-tifa | clipscore | val-loss",
+    ),
+    questions: Path = typer.Option(
+        None, "--questions", help="vqa-tifa: TIFA v1.0 question file; clipscore: that or a prompt file (one a line)"
+    ),
     vqa: Path = typer.Option(None, "--vqa", help="vqa-tifa: local BLIP / ViLT VQA model directory"),
     clip: Path = typer.Option(None, "--clip", help="clipscore: local CLIPModel directory"),
     vae: Path = typer.Option(None, "--vae", help="real proxies on latent data: the AutoencoderKL of data prepare"),
-    foils: int = typer.Option(None, "--foils", min=1, help="real proxies: foil prompts per prompt (text-blind "
-                              "correction; default 4)"),
+    foils: int = typer.Option(
+        None, "--foils", min=1, help="real proxies: foil prompts per prompt (text-blind correction; default 4)"
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; train nothing"),
     gpus: int = typer.Option(None, "--gpus", min=1, help="dry run: GPUs for the wall-time estimate"),
-    gpus_per_trial: int = typer.Option(1, "--gpus-per-trial", min=1, help="dry run: ranks per trial (`unetnas worker "
-                                       "--gpus`); --gpus / this many workers"),
+    gpus_per_trial: int = typer.Option(
+        1,
+        "--gpus-per-trial",
+        min=1,
+        help="dry run: ranks per trial (`unetnas worker --gpus`); --gpus / this many workers",
+    ),
     tflops_per_gpu: float = typer.Option(None, "--tflops-per-gpu", help="dry run: sustained TFLOP/s per GPU"),
     usd_per_gpu_hour: float = typer.Option(3.75, "--usd-per-gpu-hour", help="dry run: price for the cost line"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
@@ -165,10 +219,22 @@ def search(
     from unetnas.search.session import SearchConfig, prepare
     from unetnas.search.study import make_sampler, parse_objectives
 
-    cfg = SearchConfig(budget=parse_budget(budget), space=space, data=data, recipe=recipe, storage=storage,
-                       study=study, objectives=parse_objectives(objectives), max_gmacs=max_gmacs,
-                       max_params=max_params, sampler=sampler, seed=seed, enqueue_presets=enqueue_presets,
-                       replay=replay, proxy=_proxy_overrides(proxy, questions, vqa, clip, vae, foils))  # fmt: skip
+    cfg = SearchConfig(
+        budget=parse_budget(budget),
+        space=space,
+        data=data,
+        recipe=recipe,
+        storage=storage,
+        study=study,
+        objectives=parse_objectives(objectives),
+        max_gmacs=max_gmacs,
+        max_params=max_params,
+        sampler=sampler,
+        seed=seed,
+        enqueue_presets=enqueue_presets,
+        replay=replay,
+        proxy=_proxy_overrides(proxy, questions, vqa, clip, vae, foils),
+    )
     make_sampler(sampler, seed)  # validate before anything is opened
     p = prepare(cfg)
     if dry_run:
@@ -177,12 +243,24 @@ def search(
         else:
             fps, how = measure_cpu_flops_per_s(p.space, p.recipe), "measured on this CPU"
         if json_out:
-            print(json.dumps({**plan_json(p.plan, fps, p.presets, gpus if tflops_per_gpu else None, gpus_per_trial),
-                              "proxy": getattr(p.proxy, "name", None)}))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        **plan_json(p.plan, fps, p.presets, gpus if tflops_per_gpu else None, gpus_per_trial),
+                        "proxy": getattr(p.proxy, "name", None),
+                    }
+                )
+            )
         else:
-            for table in _plan_tables(p.plan, fps, how, usd_per_gpu_hour, gpus if tflops_per_gpu else None,
-                                      PROXY_LABELS.get(getattr(p.proxy, "name", None), "TIFA"),
-                                      gpus_per_trial):  # fmt: skip
+            for table in _plan_tables(
+                p.plan,
+                fps,
+                how,
+                usd_per_gpu_hour,
+                gpus if tflops_per_gpu else None,
+                PROXY_LABELS.get(getattr(p.proxy, "name", None), "TIFA"),
+                gpus_per_trial,
+            ):
                 Console().print(table)
         return
     _run(p, json_out)
@@ -236,8 +314,10 @@ def _run(p, json_out: bool) -> None:
     def state() -> BudgetState:
         led = search.ledger.summary()
         cands = search.candidates()
-        counts = {k: sum(1 for c in cands if c.status == k)
-                  for k in ("training", "waiting", "complete", "pruned", "closed", "failed")}  # fmt: skip
+        counts = {
+            k: sum(1 for c in cands if c.status == k)
+            for k in ("training", "waiting", "complete", "pruned", "closed", "failed")
+        }
         return BudgetState(led["spent"], led["reserved"], led["budget"], {k: v for k, v in counts.items() if v})
 
     def report_ended(rep) -> None:
@@ -262,8 +342,10 @@ def _run(p, json_out: bool) -> None:
 
     stream = sys.stderr if json_out else sys.stdout
     every = float(os.environ.get("UNETNAS_PROGRESS_INTERVAL_S", INTERVAL_S))  # seconds between budget lines
-    with graceful_stop() as stop, make_reporter(stream, extra=pareto, interval_s=every,
-                                                plain=True if json_out else None) as rep:  # fmt: skip
+    with (
+        graceful_stop() as stop,
+        make_reporter(stream, extra=pareto, interval_s=every, plain=True if json_out else None) as rep,
+    ):
         name = getattr(p.proxy, "name", None) or "val_loss (no alignment proxy)"
         rep.message(f"study {search.study.study_name}: alignment proxy {name}, storage {url}")
         rep.tick(state, force=True)
@@ -272,8 +354,9 @@ def _run(p, json_out: bool) -> None:
             rep.tick(state)
             return stop()
 
-        reason = drive(search, should_stop, on_job=lambda job: on_job(rep, job),
-                       on_done=lambda job, out: on_done(rep, job, out))  # fmt: skip
+        reason = drive(
+            search, should_stop, on_job=lambda job: on_job(rep, job), on_done=lambda job, out: on_done(rep, job, out)
+        )
         report_ended(rep)
         rep.tick(state, force=True)
     out = summary(search, reason, time.perf_counter() - t_start, url)
@@ -287,10 +370,12 @@ def _run(p, json_out: bool) -> None:
     if lower:
         console.print()
         console.print(_lower_table(lower))
-    console.print(f"{reason}: {format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs spent "
-                  f"({out['unused_share']:.1%} unused) in {_dur(out['wall_s'])}; {out['candidates']} candidates, "
-                  f"{out['n_complete']} trained to rung {search.top}, {out['n_pruned']} pruned, {out['n_closed']} "
-                  f"closed, {out['n_failed']} failed.")  # fmt: skip
+    console.print(
+        f"{reason}: {format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs spent "
+        f"({out['unused_share']:.1%} unused) in {_dur(out['wall_s'])}; {out['candidates']} candidates, "
+        f"{out['n_complete']} trained to rung {search.top}, {out['n_pruned']} pruned, {out['n_closed']} "
+        f"closed, {out['n_failed']} failed."
+    )
     if reason != STOPPED:
         study = search.study.study_name
         home = search.runs_dir or Path(p.cfg.runs_dir) / study

@@ -30,10 +30,10 @@ def trial(
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary"),
 ) -> None:
     """Train one candidate for a FLOPs horizon: metrics.jsonl, validation loss and a resumable checkpoint."""
+    from unetnas.cost import cost
     from unetnas.stop import graceful_stop
     from unetnas.train.recipe import load_recipe
     from unetnas.train.source import open_source
-    from unetnas.cost import cost
     from unetnas.train.trial import parse_horizon, preflight, prepare_out, run_trial
 
     if (horizon is None) == (steps is None):
@@ -46,26 +46,41 @@ def trial(
     src = open_source(data, seed=seed, pool=r.world_pool, resolution=s.resolution, text_len=s.text_len)
     total = preflight(s, r, src, out, horizon=h, steps=steps, resume=resume)  # ... and before the progress bar
     per_step = cost(s).train_flops_per_sample * r.batch_size
-    cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-            TextColumn("{task.fields[flops]}"), TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("{task.fields[rate]:.1f} samples/s"), TimeElapsedColumn(), TimeRemainingColumn()]  # fmt: skip
+    cols = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[flops]}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[rate]:.1f} samples/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with graceful_stop() as stop, Progress(*cols, console=console, disable=json_out) as bar:
         task = bar.add_task(s.name or spec, total=total, flops="", loss=float("nan"), rate=0.0)
 
         def on_step(rec: dict) -> None:
-            bar.update(task, completed=rec["step"], loss=rec["loss"], rate=rec["samples_per_s"],
-                       flops=f"{rec['train_flops']:.3g} of {total * per_step:.3g} FLOPs")  # fmt: skip
+            bar.update(
+                task,
+                completed=rec["step"],
+                loss=rec["loss"],
+                rate=rec["samples_per_s"],
+                flops=f"{rec['train_flops']:.3g} of {total * per_step:.3g} FLOPs",
+            )
 
-        summary = run_trial(s, r, src, out, horizon=h, steps=steps, resume=resume, seed=seed, on_step=on_step,
-                            should_stop=stop)  # fmt: skip
+        summary = run_trial(
+            s, r, src, out, horizon=h, steps=steps, resume=resume, seed=seed, on_step=on_step, should_stop=stop
+        )
     if os.environ.get("RANK", "0") != "0":  # under the deepspeed launcher only rank 0 reports
         return
     if json_out:
         print(json.dumps(summary))
     else:
-        console.print(f"{summary['steps']} steps, {summary['train_flops']:.3g} training FLOPs, loss "
-                      f"{summary['initial_loss']:.4f} -> {summary['final_loss']:.4f}, val {summary['val_loss']:.4f}; "
-                      f"checkpoint in {out / 'checkpoint'}")  # fmt: skip
+        console.print(
+            f"{summary['steps']} steps, {summary['train_flops']:.3g} training FLOPs, loss "
+            f"{summary['initial_loss']:.4f} -> {summary['final_loss']:.4f}, val {summary['val_loss']:.4f}; "
+            f"checkpoint in {out / 'checkpoint'}"
+        )
 
 
 @app.command()
@@ -94,8 +109,9 @@ def sample(
     images = ddim_sample(t.unet, text, uncond, recipe=t.recipe, steps=steps, cfg=cfg, seeds=seeds)
     if t.spec.vae_downsample > 1:
         if vae is None:
-            raise UserError("this trial diffuses VAE latents; pass --vae with the AutoencoderKL it was prepared with",
-                            field="--vae")  # fmt: skip
+            raise UserError(
+                "this trial diffuses VAE latents; pass --vae with the AutoencoderKL it was prepared with", field="--vae"
+            )
         from unetnas.data.prepare import _load_vae
         from unetnas.sample import decode_latents
 

@@ -12,8 +12,9 @@ import typer
 from unetnas.cli.app import app
 from unetnas.search.budget import format_flops
 
-study_app = typer.Typer(help="Create a study that many workers share (then start `unetnas worker` on each node).",
-                        no_args_is_help=True)  # fmt: skip
+study_app = typer.Typer(
+    help="Create a study that many workers share (then start `unetnas worker` on each node).", no_args_is_help=True
+)
 
 
 @study_app.command("create")
@@ -47,10 +48,22 @@ def create(
     from unetnas.search.study import make_sampler, parse_objectives
     from unetnas.search.worker import create_study
 
-    cfg = SearchConfig(budget=parse_budget(budget), space=space, data=data, recipe=recipe, storage=storage,
-                       study=study, objectives=parse_objectives(objectives), max_gmacs=max_gmacs,
-                       max_params=max_params, sampler=sampler, seed=seed, enqueue_presets=enqueue_presets,
-                       runs_dir=runs_dir, replay=replay)  # fmt: skip
+    cfg = SearchConfig(
+        budget=parse_budget(budget),
+        space=space,
+        data=data,
+        recipe=recipe,
+        storage=storage,
+        study=study,
+        objectives=parse_objectives(objectives),
+        max_gmacs=max_gmacs,
+        max_params=max_params,
+        sampler=sampler,
+        seed=seed,
+        enqueue_presets=enqueue_presets,
+        runs_dir=runs_dir,
+        replay=replay,
+    )
     make_sampler(sampler, seed)
     out = create_study(cfg)
     if json_out:
@@ -89,8 +102,9 @@ def worker(
     from unetnas.search.worker import open_worker
     from unetnas.stop import graceful_stop
 
-    search, url = open_worker(storage, study, replay=replay, lease_s=lease_s, gpus=gpus,
-                              replay_flops_per_s=replay_flops_per_s)  # fmt: skip
+    search, url = open_worker(
+        storage, study, replay=replay, lease_s=lease_s, gpus=gpus, replay_flops_per_s=replay_flops_per_s
+    )
     t0 = time.perf_counter()
     runs = {"done": 0, "failed": 0, "budget": 0, "lost": 0, "stopped": 0}
 
@@ -105,9 +119,12 @@ def worker(
     if json_out:
         print(json.dumps(out))
         return
-    print(f"{reason}: this worker ran {runs['done']} rungs ({runs['failed']} failed); the study has spent "
-          f"{format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs, {out['n_complete']} trained to the "
-          f"last rung.", file=sys.stderr)  # fmt: skip
+    print(
+        f"{reason}: this worker ran {runs['done']} rungs ({runs['failed']} failed); the study has spent "
+        f"{format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs, {out['n_complete']} trained to the "
+        f"last rung.",
+        file=sys.stderr,
+    )
     if reason == STOPPED:
         print(
             "stopped: the rung was checkpointed and its lease released; start a worker again to continue",

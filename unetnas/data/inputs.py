@@ -63,8 +63,9 @@ def _digest(rows: list) -> str:
 
 
 def _fixed(kind: str, source: Path, items: list[Item]) -> Inputs:
-    rows = [[i.key, i.path.stat().st_size if i.path is not None and i.path.is_file() else None, i.caption]
-            for i in items]  # fmt: skip
+    rows = [
+        [i.key, i.path.stat().st_size if i.path is not None and i.path.is_file() else None, i.caption] for i in items
+    ]
     return Inputs(kind, str(source), _digest(rows), len(items), lambda: iter(items))
 
 
@@ -115,8 +116,13 @@ def imagefolder(root: Path, caption_column: str | None) -> Inputs:
             path = meta.parent / str(row.get("file_name", ""))
             caption = row.get(column)
             caption = caption.strip() if isinstance(caption, str) and caption.strip() else None
-            problem = ("missing image file" if not path.is_file() else
-                       None if caption is not None else f"no caption in column {column!r}")  # fmt: skip
+            problem = (
+                "missing image file"
+                if not path.is_file()
+                else None
+                if caption is not None
+                else f"no caption in column {column!r}"
+            )
             key = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
             items.append(Item(key, caption, path=path, problem=problem))
     return _fixed("imagefolder", root, items)
@@ -181,8 +187,13 @@ def _wds_items(files: list[Path], errors: list[str]) -> Iterator[Item]:
             except (ValueError, AttributeError):
                 caption = None
             caption = caption.strip() if isinstance(caption, str) else None
-        problem = ("no image (jpg/png/webp)" if image is None else
-                   None if caption else "no caption (txt, or json with a caption)")  # fmt: skip
+        problem = (
+            "no image (jpg/png/webp)"
+            if image is None
+            else None
+            if caption
+            else "no caption (txt, or json with a caption)"
+        )
         yield Item(key, caption or None, data=image, problem=problem)
 
 
@@ -211,11 +222,17 @@ def open_inputs(
         return manifest(Path(manifest_path).expanduser())
     root = Path(images_dir).expanduser()
     if not root.is_dir():
-        raise UserError("does not exist or is not a directory; --images must hold images + .txt captions, or an "
-                        "imagefolder with metadata.jsonl/.csv", source=root)  # fmt: skip
+        raise UserError(
+            "does not exist or is not a directory; --images must hold images + .txt captions, or an "
+            "imagefolder with metadata.jsonl/.csv",
+            source=root,
+        )
     if any(True for name in METADATA_NAMES for _ in root.rglob(name)):
         return imagefolder(root, caption_column)
     if caption_column is not None:
-        raise UserError("applies to imagefolder metadata (metadata.jsonl/.csv), and this folder has none",
-                        field="--caption-column", value=caption_column)  # fmt: skip
+        raise UserError(
+            "applies to imagefolder metadata (metadata.jsonl/.csv), and this folder has none",
+            field="--caption-column",
+            value=caption_column,
+        )
     return images_folder(root)

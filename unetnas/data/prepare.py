@@ -262,8 +262,13 @@ def _run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     size = meta["shard_size"]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[bad]}"),
-               TimeRemainingColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[bad]}"),
+        TimeRemainingColumn(),
+    )
     items = inputs.items()
     with (
         Progress(*columns, console=Console(stderr=True), disable=not progress) as bar,
@@ -286,13 +291,19 @@ def _run(
             if _shard_done(out, record):
                 bar.update(task, advance=len(chunk))
                 continue
-            latents, states, kept, skipped = _encode_shard(chunk, meta, vae, encoder, batch_size, device, pool,
-                                                           advance)  # fmt: skip
+            latents, states, kept, skipped = _encode_shard(chunk, meta, vae, encoder, batch_size, device, pool, advance)
             path = out / shard_name(index)
             entry = write_shard(path, latents, states, [i.caption for i in kept], [i.key for i in kept])
             start = sum(r["count"] for r in meta["shards"][:index] if r is not None)
-            meta["shards"][index] = {"file": path.name, "start": start, "count": len(kept), "inputs": len(chunk),
-                                     "input_start": index * size, "skipped": skipped, **entry}  # fmt: skip
+            meta["shards"][index] = {
+                "file": path.name,
+                "start": start,
+                "count": len(kept),
+                "inputs": len(chunk),
+                "input_start": index * size,
+                "skipped": skipped,
+                **entry,
+            }
             write_meta(out, meta)
     del meta["shards"][index:]  # inputs shorter than recorded (cannot happen with a matching inputs hash)
     meta["n_samples"] = sum(r["count"] for r in meta["shards"])

@@ -37,8 +37,20 @@ PLAN_KEYS = (
     "text_max_length",
 )
 # What a reader needs (directories prepared before inputs were streamed lack "inputs" and read the same).
-REQUIRED_KEYS = ("format", "n_samples", "resolution", "shard_size", "dtype", "vae_path", "text_encoder",
-                 "text_max_length", "latent_shape", "text_dim", "shards", "complete")  # fmt: skip
+REQUIRED_KEYS = (
+    "format",
+    "n_samples",
+    "resolution",
+    "shard_size",
+    "dtype",
+    "vae_path",
+    "text_encoder",
+    "text_max_length",
+    "latent_shape",
+    "text_dim",
+    "shards",
+    "complete",
+)
 _RERUN = "rerun `unetnas data prepare` with the same arguments to rebuild it"
 
 

@@ -83,9 +83,7 @@ class AlignmentScore:
             "blind_tifa": self.blind_tifa,
             "prompts": self.n,
             "by_category": self.by_category,
-            "alignment_by_category": {
-                k: v - self.foil_by_category.get(k, 0.0) for k, v in self.by_category.items()
-            },
+            "alignment_by_category": {k: v - self.foil_by_category.get(k, 0.0) for k, v in self.by_category.items()},
             "per_prompt_alignment": [round(float(x), 6) for x in self.per_prompt],
             "per_prompt_tifa": [round(float(x), 6) for x in self.own],
         }
@@ -117,7 +115,7 @@ def foil_indices(n: int, foils: int | None = None) -> list[list[int]]:
 
 
 def score_alignment(
-    answer_image: "AnswerFn",
+    answer_image: AnswerFn,
     questions_by_prompt: Sequence[Sequence[dict]],
     images_by_prompt: Sequence[Sequence[object]],
     foils: int | None = None,

@@ -32,8 +32,9 @@ class Subject:
         te = trainer.source.describe().get("text_encoder", {}).get("name")
         from unetnas.text import PACKAGED_NAME
 
-        return cls(trainer.spec, trainer.engine.module, trainer.recipe, None if te in (None, PACKAGED_NAME) else te,
-                   trainer)  # fmt: skip
+        return cls(
+            trainer.spec, trainer.engine.module, trainer.recipe, None if te in (None, PACKAGED_NAME) else te, trainer
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str) -> Subject:

@@ -36,8 +36,20 @@ from unetnas.text import first_line, model_dir, offline, quiet_loading
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")  # as written in vqaEval.py: drops periods not before a digit
-_MANUAL_MAP = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-               "seven": "7", "eight": "8", "nine": "9", "ten": "10"}  # fmt: skip
+_MANUAL_MAP = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _ARTICLES = {"a", "an", "the"}
 # The contracted forms of vqaEval's table; every spelling of one without some of its apostrophes maps to it.
 _CONTRACTED = """ain't aren't can't could've couldn't couldn't've didn't doesn't don't hadn't hadn't've hasn't haven't
@@ -75,8 +87,10 @@ def vqa_normalize(text: str) -> str:
 
 
 # -- beyond the standard: numbers past ten, yes/no synonyms, negation --------------------------------------------
-_TEENS = {w: 11 + i for i, w in enumerate("eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen "
-                                          "nineteen".split())}  # fmt: skip
+_TEENS = {
+    w: 11 + i
+    for i, w in enumerate("eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split())
+}
 _TENS = {w: 20 + 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
 _DIGITS = {str(i) for i in range(1, 10)}
 _SYNONYMS = {"yeah": "yes", "yep": "yes", "yup": "yes", "true": "yes", "nope": "no", "false": "no"}

@@ -43,8 +43,14 @@ class ClipScoreBackend:
         return cls(model, processor, source=str(mdir), **kwargs)
 
     def _batch(self, images: Sequence[Any], captions: Sequence[str]) -> torch.Tensor:
-        inp = self.processor(images=[to_pil(i) for i in images], text=list(captions), return_tensors="pt",
-                             padding=True, truncation=True, max_length=self.max_text_tokens)
+        inp = self.processor(
+            images=[to_pil(i) for i in images],
+            text=list(captions),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_text_tokens,
+        )
         inp = {k: v.to(self.device) for k, v in inp.items()}
         out = self.model(**inp)  # image_embeds / text_embeds: projected and L2-normalised
         cos = torch.nn.functional.cosine_similarity(out.image_embeds.float(), out.text_embeds.float(), dim=-1)
@@ -63,4 +69,3 @@ class ClipScoreBackend:
         self.last_flops = flops[0]
         self.total_flops += self.last_flops
         return out
-

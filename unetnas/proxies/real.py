@@ -59,16 +59,16 @@ def read_prompts(prompts: Sequence[str] | str | Path) -> list[str]:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
-            raise UserError(f"is not a readable prompt file ({type(err).__name__}); expected one prompt a line",
-                            source=path) from None  # fmt: skip
+            raise UserError(
+                f"is not a readable prompt file ({type(err).__name__}); expected one prompt a line", source=path
+            ) from None
         out = [ln.strip() for ln in lines if ln.strip()]
         if not out:
             raise UserError("holds no prompts; expected one prompt a line", source=path)
         return out
     out = list(prompts)
     if not out or not all(isinstance(p, str) and p.strip() for p in out):
-        raise UserError("must be a non-empty list of non-empty strings (or a prompt file)", field="prompts",
-                        value=out)  # fmt: skip
+        raise UserError("must be a non-empty list of non-empty strings (or a prompt file)", field="prompts", value=out)
     return out
 
 
@@ -93,11 +93,15 @@ class _Generated(Proxy):
         if not isinstance(self.images_per_prompt, int) or self.images_per_prompt < 1:
             raise UserError("must be a positive integer", field="images_per_prompt", value=self.images_per_prompt)
         if not isinstance(self.foils, int) or self.foils < 0:
-            raise UserError("must be a non-negative integer (0: no text-blind correction)", field="foils",
-                            value=self.foils)  # fmt: skip
+            raise UserError(
+                "must be a non-negative integer (0: no text-blind correction)", field="foils", value=self.foils
+            )
         if self.foils and len(self.captions) < 2:
-            raise UserError("the text-blind correction needs at least 2 prompts (or foils=0: uncorrected)",
-                            field="prompts", value=len(self.captions))  # fmt: skip
+            raise UserError(
+                "the text-blind correction needs at least 2 prompts (or foils=0: uncorrected)",
+                field="prompts",
+                value=len(self.captions),
+            )
         self.foil_of = foil_indices(len(self.captions), self.foils) if self.foils else [[] for _ in self.captions]
         self._vae = None if self.vae is None else _load_vae(model_dir(self.vae, "vae", "the VAE"), self.device)
         self._meta_vae: Any = None  # the VAE's architecture on the meta device (decode FLOPs without arithmetic)
@@ -111,17 +115,21 @@ class _Generated(Proxy):
     def _check(self, subject: Subject) -> None:
         spec = subject.spec
         if spec.vae_downsample > 1 and self._vae is None:
-            raise UserError("the trial diffuses VAE latents; give the AutoencoderKL its data was prepared with",
-                            field="vae")  # fmt: skip
+            raise UserError(
+                "the trial diffuses VAE latents; give the AutoencoderKL its data was prepared with", field="vae"
+            )
         if spec.vae_downsample == 1 and self._vae is not None:
-            raise UserError("the trial is trained on pixels and needs no VAE; drop it", field="vae",
-                            value=str(self.vae))  # fmt: skip
+            raise UserError(
+                "the trial is trained on pixels and needs no VAE; drop it", field="vae", value=str(self.vae)
+            )
         if self._vae is not None:
             c = self._vae.config
             factor = 2 ** (len(c.block_out_channels) - 1)
             if (c.latent_channels, factor) != (spec.latent_channels, spec.vae_downsample):
-                rule = (f"has {c.latent_channels} latent channels and downsamples {factor}x, but the trial's spec "
-                        f"has {spec.latent_channels} and {spec.vae_downsample}x; not the VAE of its data")
+                rule = (
+                    f"has {c.latent_channels} latent channels and downsamples {factor}x, but the trial's spec "
+                    f"has {spec.latent_channels} and {spec.vae_downsample}x; not the VAE of its data"
+                )
                 raise UserError(rule, source=self.vae)
 
     def _settings(self, subject: Subject) -> tuple[int, float]:
@@ -221,8 +229,15 @@ class _Generated(Proxy):
         was_training = subject.unet.training
         subject.unet.eval()
         try:
-            x = sample(subject.unet, text.repeat_interleave(k, 0), uncond, recipe=subject.recipe, steps=steps,
-                       cfg=cfg, seeds=seeds)  # fmt: skip
+            x = sample(
+                subject.unet,
+                text.repeat_interleave(k, 0),
+                uncond,
+                recipe=subject.recipe,
+                steps=steps,
+                cfg=cfg,
+                seeds=seeds,
+            )
         finally:
             subject.unet.train(was_training)
         if self._vae is None:
@@ -233,8 +248,14 @@ class _Generated(Proxy):
 
     def _details(self, subject: Subject, images: np.ndarray, **parts: float) -> dict[str, Any]:
         steps, cfg = self._settings(subject)
-        return {"prompts": len(self.captions), "images_per_prompt": self.images_per_prompt, "steps": steps,
-                "cfg": cfg, "images": images, "flops_parts": parts}  # fmt: skip
+        return {
+            "prompts": len(self.captions),
+            "images_per_prompt": self.images_per_prompt,
+            "steps": steps,
+            "cfg": cfg,
+            "images": images,
+            "flops_parts": parts,
+        }
 
 
 @dataclass
@@ -321,10 +342,17 @@ class VqaTifa(_Generated):
             value, raw = tifa.score, tifa.per_prompt
         judge = self.backend.total_flops - before
         sampling, probes = self._sampling_flops(subject), self._bill_probes()
-        details = self._details(subject, images, sampling=sampling, decode=decode, judge=judge, text=text,
-                                probes=probes)  # fmt: skip
-        details.update(summary, per_prompt=[float(raw[i]) for i in self.prompt_ids], prompt_ids=self.prompt_ids,
-                       n_questions=len(self.items), foils=self.foils, pairs=self.n_pairs)  # fmt: skip
+        details = self._details(
+            subject, images, sampling=sampling, decode=decode, judge=judge, text=text, probes=probes
+        )
+        details.update(
+            summary,
+            per_prompt=[float(raw[i]) for i in self.prompt_ids],
+            prompt_ids=self.prompt_ids,
+            n_questions=len(self.items),
+            foils=self.foils,
+            pairs=self.n_pairs,
+        )
         return ProxyResult(self.name, float(value), float(sampling + decode + judge + text + probes), details)
 
 
@@ -377,14 +405,25 @@ class ClipScore(_Generated):
         table = np.asarray(flat, dtype=float).reshape(n, k, 1 + m)  # prompt, image, [own, foils...]
         own, foil = table[:, :, 0].mean(1), table[:, :, 1:].mean((1, 2)) if m else np.zeros(n)
         judge, sampling, probes = self.backend.last_flops, self._sampling_flops(subject), self._bill_probes()
-        details = self._details(subject, images, sampling=sampling, decode=decode, judge=judge, text=text,
-                                probes=probes)  # fmt: skip
-        details.update(clipscore=float(own.mean()), clipscore_se=standard_error(own), per_prompt=own.tolist(),
-                       per_image=table[:, :, 0].reshape(-1).tolist(), foils=self.foils, pairs=len(pairs))  # fmt: skip
+        details = self._details(
+            subject, images, sampling=sampling, decode=decode, judge=judge, text=text, probes=probes
+        )
+        details.update(
+            clipscore=float(own.mean()),
+            clipscore_se=standard_error(own),
+            per_prompt=own.tolist(),
+            per_image=table[:, :, 0].reshape(-1).tolist(),
+            foils=self.foils,
+            pairs=len(pairs),
+        )
         value = float(own.mean())
         if m:
             d = own - foil
             value = float(d.mean())
-            details.update(alignment=value, alignment_se=standard_error(d), blind_clipscore=float(foil.mean()),
-                           per_prompt_alignment=[round(float(x), 6) for x in d])  # fmt: skip
+            details.update(
+                alignment=value,
+                alignment_se=standard_error(d),
+                blind_clipscore=float(foil.mean()),
+                per_prompt_alignment=[round(float(x), 6) for x in d],
+            )
         return ProxyResult(self.name, value, float(sampling + decode + judge + text + probes), details)

@@ -69,15 +69,22 @@ def build(recipe: Recipe, data: str, spec: UNetSpec, device: str | None = None) 
         return None
     if name == "tifa":
         if data != "shapes":
-            raise UserError("the built-in TIFA proxy reads the built-in world; score prepared data with --proxy "
-                            "vqa-tifa or clipscore (or val-loss)", field="--proxy", value="tifa")  # fmt: skip
+            raise UserError(
+                "the built-in TIFA proxy reads the built-in world; score prepared data with --proxy "
+                "vqa-tifa or clipscore (or val-loss)",
+                field="--proxy",
+                value="tifa",
+            )
         from unetnas.proxies.tifa import WorldTifa
 
         return WorldTifa(prompts=s.tifa_prompts, images_per_prompt=s.tifa_images)
     for key in NEEDS[name]:
         if key not in given:
-            what = {"questions": "a TIFA v1.0 question file" + (" or a prompt file" if name == "clipscore" else ""),
-                    "vqa": "a local BLIP / ViLT VQA model directory", "clip": "a local CLIPModel directory"}[key]
+            what = {
+                "questions": "a TIFA v1.0 question file" + (" or a prompt file" if name == "clipscore" else ""),
+                "vqa": "a local BLIP / ViLT VQA model directory",
+                "clip": "a local CLIPModel directory",
+            }[key]
             raise UserError(f"is required by proxy {name!r} ({what})", field=FLAGS[key])
     if device is None:
         import torch
@@ -85,15 +92,18 @@ def build(recipe: Recipe, data: str, spec: UNetSpec, device: str | None = None) 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     questions, vae = _path(recipe, ps.questions), _path(recipe, ps.vae)
     if spec.vae_downsample > 1 and vae is None:
-        raise UserError("the space diffuses VAE latents; give the AutoencoderKL the data was prepared with",
-                        field="--vae")  # fmt: skip
+        raise UserError(
+            "the space diffuses VAE latents; give the AutoencoderKL the data was prepared with", field="--vae"
+        )
     common = dict(vae=vae, images_per_prompt=s.tifa_images, foils=ps.foils, device=device)
     if name == "vqa_tifa":
         from unetnas.proxies.real import VqaTifa
 
         if questions.suffix.lower() != ".json":
-            raise UserError("holds prompts, not TIFA questions; proxy 'vqa_tifa' needs a TIFA v1.0 question file "
-                            "(.json)", source=questions)  # fmt: skip
+            raise UserError(
+                "holds prompts, not TIFA questions; proxy 'vqa_tifa' needs a TIFA v1.0 question file (.json)",
+                source=questions,
+            )
         proxy: Proxy = VqaTifa(questions, _path(recipe, ps.vqa), prompts=s.tifa_prompts, **common)
     else:
         from unetnas.proxies.real import ClipScore, read_prompts

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from unetnas.cost import cost
 from unetnas.proxies.alignment import score_alignment
 from unetnas.proxies.base import Proxy, ProxyResult, Subject
@@ -89,12 +87,22 @@ class WorldTifa(Proxy):
         was_training = subject.unet.training
         subject.unet.eval()
         try:
-            images = to_uint8(sample(subject.unet, text.repeat_interleave(k, 0), uncond, recipe=subject.recipe,
-                                     steps=steps, cfg=cfg, seeds=self.seeds()))  # fmt: skip
+            images = to_uint8(
+                sample(
+                    subject.unet,
+                    text.repeat_interleave(k, 0),
+                    uncond,
+                    recipe=subject.recipe,
+                    steps=steps,
+                    cfg=cfg,
+                    seeds=self.seeds(),
+                )
+            )
         finally:
             subject.unet.train(was_training)
         per_prompt = [list(images[p * k : (p + 1) * k]) for p in range(self.prompts)]
-        res = score_alignment(self.answerer.answer_lists, self.prompt_set.questions_by_prompt(), per_prompt,
-                              foils=self.foils)  # fmt: skip
+        res = score_alignment(
+            self.answerer.answer_lists, self.prompt_set.questions_by_prompt(), per_prompt, foils=self.foils
+        )
         details = {**res.summary(), "images_per_prompt": k, "steps": steps, "cfg": cfg, "images": images}
         return ProxyResult(self.name, res.alignment, spent, details)

@@ -39,12 +39,25 @@ from unetnas.proxies.choice import NearestChoice, normalize
 from unetnas.text import first_line, offline, quiet_loading
 from unetnas.world.questions import TifaResult, load_tifa_questions, tifa_summary
 
-__all__ = ["MATCH_TOKENS", "TifaResult", "VQABackend", "count_flops", "linear_conv_weights", "load_checked",
-           "load_tifa_questions", "resolve_model", "score_tifa", "tifa_summary", "to_pil"]
+__all__ = [
+    "MATCH_TOKENS",
+    "TifaResult",
+    "VQABackend",
+    "count_flops",
+    "linear_conv_weights",
+    "load_checked",
+    "load_tifa_questions",
+    "resolve_model",
+    "score_tifa",
+    "tifa_summary",
+    "to_pil",
+]
 
 _KINDS = {"BlipForQuestionAnswering": "blip", "ViltForQuestionAnswering": "vilt"}
-_CLASSES = {"blip": ("BlipForQuestionAnswering", "BlipProcessor"),
-            "vilt": ("ViltForQuestionAnswering", "ViltProcessor")}
+_CLASSES = {
+    "blip": ("BlipForQuestionAnswering", "BlipProcessor"),
+    "vilt": ("ViltForQuestionAnswering", "ViltProcessor"),
+}
 MATCH_TOKENS = 64  # NearestChoice.embed truncates every string at 64 tokens
 
 
@@ -111,8 +124,9 @@ def load_checked(model_cls: type, proc_cls: type, mdir: Path, device: str) -> tu
     checkpoint (they would be silently random), is a one-line ``UserError``."""
     try:
         with quiet_loading():
-            model, info = model_cls.from_pretrained(mdir, local_files_only=True, dtype=torch.float32,
-                                                    output_loading_info=True)
+            model, info = model_cls.from_pretrained(
+                mdir, local_files_only=True, dtype=torch.float32, output_loading_info=True
+            )
             processor = proc_cls.from_pretrained(mdir, local_files_only=True)
     except Exception as err:  # noqa: BLE001  any load failure is a bad directory, reported in one line
         raise UserError(f"could not load {model_cls.__name__} ({first_line(err)})", source=mdir) from None
@@ -126,8 +140,17 @@ def load_checked(model_cls: type, proc_cls: type, mdir: Path, device: str) -> tu
 class VQABackend:
     """A frozen VQA model + processor; ``answer`` picks one choice per (image, TIFA question) pair."""
 
-    def __init__(self, model: torch.nn.Module, processor: Any, kind: str, *, source: str,
-                 matcher: NearestChoice | None = None, batch_size: int = 16, max_new_tokens: int = 10) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor: Any,
+        kind: str,
+        *,
+        source: str,
+        matcher: NearestChoice | None = None,
+        batch_size: int = 16,
+        max_new_tokens: int = 10,
+    ) -> None:
         self.model, self.processor, self.kind, self.source = model.eval().requires_grad_(False), processor, kind, source
         self.matcher = matcher or NearestChoice()
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
@@ -135,13 +158,14 @@ class VQABackend:
         text_cfg = getattr(model.config, "text_config", model.config)
         self.max_text_tokens = int(getattr(text_cfg, "max_position_embeddings", 512))
         self._label_ids: dict[tuple[str, ...], list[int]] = {}  # ViLT: normalised label -> its class ids
-        for i, label in (model.config.id2label.items() if kind == "vilt" else ()):
+        for i, label in model.config.id2label.items() if kind == "vilt" else ():
             self._label_ids.setdefault(normalize(label), []).append(int(i))
         self.last_flops = self.total_flops = 0
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", matcher: NearestChoice | None = None,
-             **kwargs: Any) -> VQABackend:
+    def load(
+        cls, path: str | Path, device: str = "cpu", matcher: NearestChoice | None = None, **kwargs: Any
+    ) -> VQABackend:
         """Load a BLIP or ViLT VQA checkpoint saved with ``save_pretrained`` in a local directory."""
         import transformers
 
@@ -152,8 +176,14 @@ class VQABackend:
 
     def _run_batch(self, images: Sequence[Any], qs: Sequence[Mapping[str, Any]]) -> list[str | None]:
         """Chosen options for one batch: BLIP gives free-form text; ViLT restricted argmax over its labels."""
-        inp = self.processor(images=[to_pil(i) for i in images], text=[q["question"] for q in qs],
-                             return_tensors="pt", padding=True, truncation=True, max_length=self.max_text_tokens)
+        inp = self.processor(
+            images=[to_pil(i) for i in images],
+            text=[q["question"] for q in qs],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_text_tokens,
+        )
         inp = {k: v.to(self.device) for k, v in inp.items()}
         if self.kind == "blip":
             ids = self.model.generate(**inp, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
@@ -187,13 +217,24 @@ class VQABackend:
         for each; a batch pads its questions to its longest, never longer than the longest; BLIP generates at
         most ``max_new_tokens`` per row; and every charged layer costs 2 x weights per row, rows being per pair.
         """
-        inp = self.processor(images=[to_pil(image)], text=[self._longest(questions)], return_tensors="pt",
-                             padding=True, truncation=True, max_length=self.max_text_tokens)  # fmt: skip
+        inp = self.processor(
+            images=[to_pil(image)],
+            text=[self._longest(questions)],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_text_tokens,
+        )
         inp = {k: v.to(self.device) for k, v in inp.items()}
         with count_flops(self.model) as flops, torch.inference_mode():
             if self.kind == "blip":
-                self.model.generate(**inp, max_new_tokens=self.max_new_tokens, min_new_tokens=self.max_new_tokens,
-                                    do_sample=False, num_beams=1)  # fmt: skip
+                self.model.generate(
+                    **inp,
+                    max_new_tokens=self.max_new_tokens,
+                    min_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                )
             else:
                 self.model(**inp)
         self.total_flops += flops[0]
@@ -223,8 +264,9 @@ class VQABackend:
         return out
 
 
-def score_tifa(backend: VQABackend, questions: Sequence[Mapping[str, Any]],
-               images: Mapping[str, Sequence[Any]]) -> TifaResult:
+def score_tifa(
+    backend: VQABackend, questions: Sequence[Mapping[str, Any]], images: Mapping[str, Sequence[Any]]
+) -> TifaResult:
     """Answer every question on every image of its prompt (``images[id]``: the prompt's images) and score."""
     missing = sorted({q["id"] for q in questions if not images.get(q["id"])})
     if missing:

@@ -62,16 +62,32 @@ class Executor(Protocol):
 
     def start_steps(self, job: RungJob) -> int: ...
     def eval_flops(self, job: RungJob) -> float: ...
-    def run(self, job: RungJob, meter: Meter, should_stop: Callable[[], bool],
-            on_step: Callable[[dict[str, Any]], None] | None = None) -> RungResult: ...  # fmt: skip
+    def run(
+        self,
+        job: RungJob,
+        meter: Meter,
+        should_stop: Callable[[], bool],
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RungResult: ...
 
 
 def base_record(job: RungJob, steps: int, batch_size: int) -> dict[str, Any]:
     c = cost(job.spec)
-    return {"rung": job.rung, "steps": steps, "samples": steps * batch_size,
-            "train_flops": c.train_flops_per_sample * steps * batch_size, "val_loss": None, "gmacs": c.gmacs,
-            "params": c.params, "wall_s": None, "tifa": None, "tifa_se": None, "alignment": None,
-            "alignment_se": None, "eval_flops": 0.0}  # fmt: skip
+    return {
+        "rung": job.rung,
+        "steps": steps,
+        "samples": steps * batch_size,
+        "train_flops": c.train_flops_per_sample * steps * batch_size,
+        "val_loss": None,
+        "gmacs": c.gmacs,
+        "params": c.params,
+        "wall_s": None,
+        "tifa": None,
+        "tifa_se": None,
+        "alignment": None,
+        "alignment_se": None,
+        "eval_flops": 0.0,
+    }
 
 
 def standard_error(values: Any) -> float | None:
@@ -97,8 +113,13 @@ def alignment_fields(value: float, details: dict[str, Any]) -> dict[str, Any]:
         tifa, tifa_se = finite(details["tifa"]), finite(details.get("tifa_se"))
     else:  # an uncorrected proxy: its value is raw TIFA
         tifa, tifa_se = float(value), align_se
-    return {"alignment": float(value), "alignment_se": align_se, "tifa": tifa, "tifa_se": tifa_se,
-            "by_category": details.get("by_category")}  # fmt: skip
+    return {
+        "alignment": float(value),
+        "alignment_se": align_se,
+        "tifa": tifa,
+        "tifa_se": tifa_se,
+        "by_category": details.get("by_category"),
+    }
 
 
 def proxy_fields(res: Any) -> dict[str, Any]:
@@ -106,8 +127,13 @@ def proxy_fields(res: Any) -> dict[str, Any]:
     d = res.details
     out = {"proxy": res.name, "proxy_flops": float(res.flops), **alignment_fields(res.value, d)}
     if "clipscore" in d:  # CLIPScore is not TIFA: its raw score keeps its own name
-        out.update(tifa=None, tifa_se=None, clipscore=float(d["clipscore"]), clipscore_se=d.get("clipscore_se"),
-                   blind_clipscore=d.get("blind_clipscore"))  # fmt: skip
+        out.update(
+            tifa=None,
+            tifa_se=None,
+            clipscore=float(d["clipscore"]),
+            clipscore_se=d.get("clipscore_se"),
+            blind_clipscore=d.get("blind_clipscore"),
+        )
     else:
         out["blind_tifa"] = d.get("blind_tifa")
     if "alignment_by_category" in d:
@@ -123,8 +149,16 @@ class TrainingExecutor:
     search's proxy (``proxy``: built by ``unetnas.proxies.select.build``; None: validation loss only; left out:
     built from the recipe on first need). The data source and the proxy are built once per executor (worker)."""
 
-    def __init__(self, recipe: Recipe, settings: SearchSettings, data: str, resolution: int, text_len: int,
-                 seed: int = 0, proxy: Any = "recipe") -> None:  # fmt: skip
+    def __init__(
+        self,
+        recipe: Recipe,
+        settings: SearchSettings,
+        data: str,
+        resolution: int,
+        text_len: int,
+        seed: int = 0,
+        proxy: Any = "recipe",
+    ) -> None:
         self.recipe, self.settings, self.data, self.seed = recipe, settings, data, seed
         self.resolution, self.text_len = resolution, text_len
         self._source = None
@@ -136,8 +170,13 @@ class TrainingExecutor:
         if self._source is None:
             from unetnas.train.source import open_source
 
-            self._source = open_source(self.data, seed=self.seed, pool=self.recipe.world_pool,
-                                       resolution=self.resolution, text_len=self.text_len)  # fmt: skip
+            self._source = open_source(
+                self.data,
+                seed=self.seed,
+                pool=self.recipe.world_pool,
+                resolution=self.resolution,
+                text_len=self.text_len,
+            )
         return self._source
 
     def scorer(self, spec: UNetSpec):
@@ -163,8 +202,11 @@ class TrainingExecutor:
         state = job.folder / "checkpoint" / checkpoint.STATE
         done = int(checkpoint.read_state(job.folder / "checkpoint")["step"]) if state.is_file() else 0
         if done and job.fresh:
-            raise UserError("holds a checkpoint this trial never wrote (an earlier search's, under the same study "
-                            "name?); remove the folder or use another --study", source=job.folder / "checkpoint")  # fmt: skip
+            raise UserError(
+                "holds a checkpoint this trial never wrote (an earlier search's, under the same study "
+                "name?); remove the folder or use another --study",
+                source=job.folder / "checkpoint",
+            )
         return done
 
     def eval_flops(self, job: RungJob) -> float:
@@ -173,8 +215,13 @@ class TrainingExecutor:
         stub, proxy = self._stub(job.spec), self.scorer(job.spec)
         return ValLoss().flops(stub) + (proxy.flops(stub) if job.tifa and proxy is not None else 0.0)
 
-    def run(self, job: RungJob, meter: Meter, should_stop: Callable[[], bool],
-            on_step: Callable[[dict[str, Any]], None] | None = None) -> RungResult:  # fmt: skip
+    def run(
+        self,
+        job: RungJob,
+        meter: Meter,
+        should_stop: Callable[[], bool],
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RungResult:
         from unetnas.proxies import Subject, ValLoss
         from unetnas.train.trainer import Trainer
 
@@ -214,7 +261,9 @@ class TrainingExecutor:
 
                     k = res.details.get("images_per_prompt", 1)
                     imgs = res.details["images"]
-                    save_grid(imgs, job.folder / SAMPLES_FILE, cols=max(k, min(8, 4 * k)), scale=max(1, 64 // imgs.shape[1]))
+                    save_grid(
+                        imgs, job.folder / SAMPLES_FILE, cols=max(k, min(8, 4 * k)), scale=max(1, 64 // imgs.shape[1])
+                    )
             record["eval_flops"] = meter.eval_flops
             trainer.save()
         finally:

@@ -61,8 +61,13 @@ class LaunchedExecutor:
     def eval_flops(self, job: RungJob) -> float:
         return self.inner.eval_flops(job)
 
-    def run(self, job: RungJob, meter: Meter, should_stop: Callable[[], bool],
-            on_step: Callable[[dict[str, Any]], None] | None = None) -> RungResult:  # fmt: skip
+    def run(
+        self,
+        job: RungJob,
+        meter: Meter,
+        should_stop: Callable[[], bool],
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RungResult:
         assert job.folder is not None, "training jobs need a trial folder"
         job.folder.mkdir(parents=True, exist_ok=True)
         files = {k: job.folder / f"rung_{k}.json" for k in ("job", "progress", "result")}
@@ -70,16 +75,42 @@ class LaunchedExecutor:
         for f in (*files.values(), stop):
             f.unlink(missing_ok=True)
         ex = self.inner
-        _write(files["job"], {"spec": job.spec.model_dump(mode="json"), "rung": job.rung, "target": job.target_steps,
-                              "prev": job.prev_steps, "tifa": job.tifa, "seed": job.seed, "folder": str(job.folder),
-                              "fresh": job.fresh, "recipe": ex.recipe.model_dump(mode="json"),
-                              "recipe_source": str(ex.recipe.source) if ex.recipe.source else None,
-                              "data": ex.data, "resolution": ex.resolution, "text_len": ex.text_len,
-                              "executor_seed": ex.seed, "coordinator": os.getpid()})  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                                 "MASTER_PORT")}  # fmt: skip
-        cmd = [self.launcher, "--no_local_rank", "--num_gpus", str(self.ranks), "--master_port", str(_free_port()),
-               "--module", "unetnas.search.launch", str(files["job"])]  # fmt: skip
+        _write(
+            files["job"],
+            {
+                "spec": job.spec.model_dump(mode="json"),
+                "rung": job.rung,
+                "target": job.target_steps,
+                "prev": job.prev_steps,
+                "tifa": job.tifa,
+                "seed": job.seed,
+                "folder": str(job.folder),
+                "fresh": job.fresh,
+                "recipe": ex.recipe.model_dump(mode="json"),
+                "recipe_source": str(ex.recipe.source) if ex.recipe.source else None,
+                "data": ex.data,
+                "resolution": ex.resolution,
+                "text_len": ex.text_len,
+                "executor_seed": ex.seed,
+                "coordinator": os.getpid(),
+            },
+        )
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+        }
+        cmd = [
+            self.launcher,
+            "--no_local_rank",
+            "--num_gpus",
+            str(self.ranks),
+            "--master_port",
+            str(_free_port()),
+            "--module",
+            "unetnas.search.launch",
+            str(files["job"]),
+        ]
         log = open(job.folder / "ranks.log", "ab")  # noqa: SIM115 (closed below)
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -132,11 +163,21 @@ def rank_main(job_path: str) -> None:
     recipe = Recipe.model_validate(d["recipe"])
     if d["recipe_source"]:
         recipe = recipe.model_copy(update={"source": Path(d["recipe_source"])})
-    ex = TrainingExecutor(recipe, recipe.search, d["data"], resolution=d["resolution"], text_len=d["text_len"],
-                          seed=d["executor_seed"])  # fmt: skip
+    ex = TrainingExecutor(
+        recipe, recipe.search, d["data"], resolution=d["resolution"], text_len=d["text_len"], seed=d["executor_seed"]
+    )
     folder = Path(d["folder"])
-    job = RungJob(0, UNetSpec.model_validate(d["spec"]), d["rung"], d["target"], d["prev"], d["tifa"], d["seed"],
-                  folder=folder, fresh=d["fresh"])  # fmt: skip
+    job = RungJob(
+        0,
+        UNetSpec.model_validate(d["spec"]),
+        d["rung"],
+        d["target"],
+        d["prev"],
+        d["tifa"],
+        d["seed"],
+        folder=folder,
+        fresh=d["fresh"],
+    )
     meter = Meter()
     coordinator = int(d["coordinator"])
 

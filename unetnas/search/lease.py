@@ -77,9 +77,20 @@ class Lease:
     @classmethod
     def of(cls, row: Any) -> Lease:
         m = row._mapping
-        return cls(m["key"], m["holder"], m["expires_at"], m["trial_number"], m["trial_id"], m["rung"],
-                   json.loads(m["reservations"] or "{}"), m["start_steps"], m["per_step"], m["folder"],
-                   m["train_flops"] or 0.0, m["eval_flops"] or 0.0)  # fmt: skip
+        return cls(
+            m["key"],
+            m["holder"],
+            m["expires_at"],
+            m["trial_number"],
+            m["trial_id"],
+            m["rung"],
+            json.loads(m["reservations"] or "{}"),
+            m["start_steps"],
+            m["per_step"],
+            m["folder"],
+            m["train_flops"] or 0.0,
+            m["eval_flops"] or 0.0,
+        )
 
 
 def trial_key(number: int) -> str:
@@ -105,15 +116,22 @@ class Leases:
     def claim(self, key: str, **fields: Any) -> bool:
         """Take lease ``key`` if it is free, expired (or its holder is gone) or ours; True if we hold it now."""
         now = time.time()
-        values = {"holder": self.me, "expires_at": now + self.ttl_s, "touched_at": now, "train_flops": 0.0,
-                  "eval_flops": 0.0, **fields}  # fmt: skip
+        values = {
+            "holder": self.me,
+            "expires_at": now + self.ttl_s,
+            "touched_at": now,
+            "train_flops": 0.0,
+            "eval_flops": 0.0,
+            **fields,
+        }
         if "reservations" in values:
             values["reservations"] = json.dumps(values["reservations"])
         c = leases.c
         try:
             with self._writer.begin() as conn:
-                row = conn.execute(sa.select(leases).where(c.study_name == self.study_name, c.key == key)
-                                   .with_for_update()).first()  # fmt: skip
+                row = conn.execute(
+                    sa.select(leases).where(c.study_name == self.study_name, c.key == key).with_for_update()
+                ).first()
                 if row is None:
                     conn.execute(leases.insert().values(study_name=self.study_name, key=key, **values))
                     return True
@@ -132,8 +150,11 @@ class Leases:
             fields["reservations"] = json.dumps(fields["reservations"])
         c = leases.c
         with self._writer.begin() as conn:
-            n = conn.execute(leases.update().where(c.study_name == self.study_name, c.key == key, c.holder == self.me)
-                             .values(expires_at=now + self.ttl_s, touched_at=now, **fields)).rowcount  # fmt: skip
+            n = conn.execute(
+                leases.update()
+                .where(c.study_name == self.study_name, c.key == key, c.holder == self.me)
+                .values(expires_at=now + self.ttl_s, touched_at=now, **fields)
+            ).rowcount
         return n == 1
 
     @retried
@@ -166,8 +187,11 @@ class Leases:
     def busy_trials(self) -> set[int]:
         """Numbers of the trials whose rung a live worker (any, this one included) holds."""
         now = time.time()
-        return {x.trial_number for x in self.all()
-                if x.key.startswith("trial:") and x.trial_number is not None and not self._gone(x, now)}  # fmt: skip
+        return {
+            x.trial_number
+            for x in self.all()
+            if x.key.startswith("trial:") and x.trial_number is not None and not self._gone(x, now)
+        }
 
     def abandoned(self) -> list[Lease]:
         """Trial leases whose holder is gone (expired, or a dead process of this host)."""
@@ -180,9 +204,14 @@ class Leases:
         False if someone else changed or took it first."""
         c = leases.c
         with self._writer.begin() as conn:
-            n = conn.execute(leases.delete().where(c.study_name == self.study_name, c.key == lease.key,
-                                                   c.holder == lease.holder,
-                                                   c.expires_at == lease.expires_at)).rowcount  # fmt: skip
+            n = conn.execute(
+                leases.delete().where(
+                    c.study_name == self.study_name,
+                    c.key == lease.key,
+                    c.holder == lease.holder,
+                    c.expires_at == lease.expires_at,
+                )
+            ).rowcount
         return n == 1
 
     def _gone(self, lease: Lease, now: float) -> bool:
@@ -208,8 +237,12 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         try:
-            ok = self.leases.renew(self.key, train_flops=float(self.meter.train_flops),
-                                   eval_flops=float(self.meter.eval_flops), retry=False)  # fmt: skip
+            ok = self.leases.renew(
+                self.key,
+                train_flops=float(self.meter.train_flops),
+                eval_flops=float(self.meter.eval_flops),
+                retry=False,
+            )
             if self.ledger is not None:
                 self.ledger.heartbeat(retry=False)
         except sa.exc.SQLAlchemyError as err:  # the database is away: keep trying until the lease runs out

@@ -331,8 +331,11 @@ class Ledger:
                 return False
             actual = min(_amount(actual_flops, "actual_flops"), row.reserved)
             status = Status.SETTLED if actual > 0 else Status.RELEASED
-            conn.execute(reservations.update().where(r.id == rid).values(status=status.value, actual=actual,
-                                                                         finished_at=time.time()))  # fmt: skip
+            conn.execute(
+                reservations.update()
+                .where(r.id == rid)
+                .values(status=status.value, actual=actual, finished_at=time.time())
+            )
         return True
 
     @retried
@@ -340,9 +343,13 @@ class Ledger:
         """FLOPs spent (settled or lost) by trial ``trial_number``: its account in the ledger."""
         r = reservations.c
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(r.status, r.actual).where(
-                r.study_name == self.study_name, r.trial_number == trial_number,
-                r.status.in_([Status.SETTLED.value, Status.LOST.value]))).all()  # fmt: skip
+            rows = conn.execute(
+                sa.select(r.status, r.actual).where(
+                    r.study_name == self.study_name,
+                    r.trial_number == trial_number,
+                    r.status.in_([Status.SETTLED.value, Status.LOST.value]),
+                )
+            ).all()
         return math.fsum(row.actual for row in rows)
 
     def reserved_amount(self, rid: int) -> tuple[str, float, float | None]:

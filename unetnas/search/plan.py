@@ -99,8 +99,16 @@ def _fits(start: int, n: int, costs: Costs, eta: int, available: float) -> Brack
     return None
 
 
-def layout(available: float, costs: Costs, eta: int, *, cycle: tuple[int, ...] | None = None, after: int = -1,
-           extra: int = 0, limit: int | None = None) -> list[Bracket]:  # fmt: skip
+def layout(
+    available: float,
+    costs: Costs,
+    eta: int,
+    *,
+    cycle: tuple[int, ...] | None = None,
+    after: int = -1,
+    extra: int = 0,
+    limit: int | None = None,
+) -> list[Bracket]:
     """Brackets in the ``cycle`` of types (bracket starts; default Hyperband's, every rung from 0) after type
     ``after`` until ``available`` FLOPs are spent: full brackets while the next one fits, then the one partial
     bracket (fewer candidates, or cut after a lower rung) that trains most candidates to the last rung and, among
@@ -122,8 +130,12 @@ def layout(available: float, costs: Costs, eta: int, *, cycle: tuple[int, ...] |
         available -= costs.bracket(b)
         left -= n
     top = (hyperband_size(t, k, eta) + (0 if out else extra) for t in cycle)
-    tail = [b for t, most in zip(cycle, top) for n in range(1, int(min(most, left)) + 1)
-            if (b := _fits(t, n, costs, eta, available)) is not None]  # fmt: skip
+    tail = [
+        b
+        for t, most in zip(cycle, top)
+        for n in range(1, int(min(most, left)) + 1)
+        if (b := _fits(t, n, costs, eta, available)) is not None
+    ]
     if tail:
         out.append(max(tail, key=lambda b: (b.count_at(k - 1), costs.bracket(b), b.last, -b.start)))
     return out
@@ -166,8 +178,11 @@ class Plan:
     @property
     def train_total(self) -> float:
         c = self.costs
-        return math.fsum(n * (c.run(b.start + i, b.start) - c.eval[b.start + i])
-                         for b in self.brackets for i, n in enumerate(b.counts))  # fmt: skip
+        return math.fsum(
+            n * (c.run(b.start + i, b.start) - c.eval[b.start + i])
+            for b in self.brackets
+            for i, n in enumerate(b.counts)
+        )
 
     @property
     def eval_total(self) -> float:
@@ -255,9 +270,18 @@ def rung_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings) -> tuple[l
     return [r0 * s.eta**k for k in range(s.max_rungs)], typical
 
 
-def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettings, *, data: str = "shapes",
-              extra: int = 0, cycle: tuple[int, ...] | None = None, score: bool = True,
-              proxy_flops: Callable[[UNetSpec], float] | None = None) -> Plan:  # fmt: skip
+def make_plan(
+    budget: float,
+    space: SearchSpace,
+    recipe: Recipe,
+    s: SearchSettings,
+    *,
+    data: str = "shapes",
+    extra: int = 0,
+    cycle: tuple[int, ...] | None = None,
+    score: bool = True,
+    proxy_flops: Callable[[UNetSpec], float] | None = None,
+) -> Plan:
     """The brackets ``budget`` buys (see the module docstring); ``extra`` presets join the first bracket.
 
     ``cycle``: the bracket types (first rungs) to lay out, Hyperband's (every rung) by default; benchmarks pass
@@ -280,8 +304,11 @@ def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettin
     val = statistics.fmean(val_flops(m, recipe) for m in ms)
     per_score = proxy_flops or (lambda m: tifa_flops(m, recipe, s))
     tifa = statistics.fmean(per_score(m) for m in ms) if tifa_idx else 0.0
-    costs = Costs(tuple(rungs), tuple(val + (tifa if i in tifa_idx else 0.0) for i in range(k)),
-                  once_flops(space, recipe, s, data, bool(tifa_idx) and proxy_flops is None))  # fmt: skip
+    costs = Costs(
+        tuple(rungs),
+        tuple(val + (tifa if i in tifa_idx else 0.0) for i in range(k)),
+        once_flops(space, recipe, s, data, bool(tifa_idx) and proxy_flops is None),
+    )
 
     limit = space.size() + extra  # presets may lie outside the space's rules
 
@@ -289,20 +316,33 @@ def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettin
         """Hyperband's cycle from its most exploratory bracket; when that gives fewer than n_top candidates at the
         last rung (budgets under one round), the cycle from the first type that does."""
         available = b * (1 - MARGIN) - math.fsum(costs.once.values())
-        plans = [Plan(budget=b, eta=s.eta, rungs=rungs, eval_flops=list(costs.eval), once_flops=dict(costs.once),
-                      tifa_rungs=tifa_idx, brackets=layout(available, costs, s.eta, cycle=cycle, after=after,
-                                                           extra=extra, limit=limit),
-                      typical_train_per_sample=typical, batch_size=recipe.batch_size, n_top=s.n_top,
-                      cycle=list(cycle))
-                 for after in (-1, *cycle[:-1])]  # fmt: skip
+        plans = [
+            Plan(
+                budget=b,
+                eta=s.eta,
+                rungs=rungs,
+                eval_flops=list(costs.eval),
+                once_flops=dict(costs.once),
+                tifa_rungs=tifa_idx,
+                brackets=layout(available, costs, s.eta, cycle=cycle, after=after, extra=extra, limit=limit),
+                typical_train_per_sample=typical,
+                batch_size=recipe.batch_size,
+                n_top=s.n_top,
+                cycle=list(cycle),
+            )
+            for after in (-1, *cycle[:-1])
+        ]
         return next((p for p in plans if p.top_candidates >= s.n_top), plans[0])
 
     plan = plan_for(budget)
     if plan.top_candidates < s.n_top:
         if plan_for(1e300).top_candidates < s.n_top:
-            raise UserError(f"cannot train {s.n_top} candidates (n_top) to the last rung: brackets of the "
-                            f"{space.size()} members of space {space.name!r} give at most "
-                            f"{plan_for(1e300).top_candidates}", field="search settings")  # fmt: skip
+            raise UserError(
+                f"cannot train {s.n_top} candidates (n_top) to the last rung: brackets of the "
+                f"{space.size()} members of space {space.name!r} give at most "
+                f"{plan_for(1e300).top_candidates}",
+                field="search settings",
+            )
         lo, hi = budget, max(budget, 1.0)
         while plan_for(hi).top_candidates < s.n_top:
             lo, hi = hi, hi * 2
@@ -310,9 +350,13 @@ def make_plan(budget: float, space: SearchSpace, recipe: Recipe, s: SearchSettin
             mid = (lo + hi) / 2
             lo, hi = (lo, mid) if plan_for(mid).top_candidates >= s.n_top else (mid, hi)
         need = float(f"{hi * 1.005:.2e}")  # rounded up: the budget printed is one that works
-        raise UserError(f"is too small for this space and recipe: training {s.n_top} candidates (n_top) to the "
-                        f"last rung of {format_flops(rungs[-1])} FLOPs, with scoring and caption encoding, needs "
-                        f"about {format_flops(need)} FLOPs", field="--budget", value=format_flops(budget))  # fmt: skip
+        raise UserError(
+            f"is too small for this space and recipe: training {s.n_top} candidates (n_top) to the "
+            f"last rung of {format_flops(rungs[-1])} FLOPs, with scoring and caption encoding, needs "
+            f"about {format_flops(need)} FLOPs",
+            field="--budget",
+            value=format_flops(budget),
+        )
     return plan
 
 
@@ -333,8 +377,9 @@ def wall_time(plan: Plan, flops_per_s: float, workers: int = 1, ranks: int = 1) 
         raise ValueError(f"workers, ranks and flops_per_s must be positive, got {workers}, {ranks}, {flops_per_s}")
     speed = flops_per_s * ranks
     costs = plan.costs
-    chain = max((math.fsum(costs.run(k, b.start) for k in range(b.start, b.last + 1)) for b in plan.brackets),
-                default=0.0)  # fmt: skip
+    chain = max(
+        (math.fsum(costs.run(k, b.start) for k in range(b.start, b.last + 1)) for b in plan.brackets), default=0.0
+    )
     work_s = plan.total / (workers * speed)
     span_s = (chain + sum(plan.once_flops.values())) / speed
     return {"wall_s": max(work_s, span_s), "work_s": work_s, "span_s": span_s, "workers": workers, "ranks": ranks}

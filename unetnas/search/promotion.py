@@ -21,8 +21,9 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
-def dominates_within_noise(a: Sequence[float], b: Sequence[float], sa: Sequence[float], sb: Sequence[float],
-                           z: float = Z) -> bool:  # fmt: skip
+def dominates_within_noise(
+    a: Sequence[float], b: Sequence[float], sa: Sequence[float], sb: Sequence[float], z: float = Z
+) -> bool:
     """``a`` dominates ``b`` when it is not worse beyond noise in any objective and better beyond noise in one:
     objective m differs only when ``|a_m - b_m| > z x sqrt(sa_m^2 + sb_m^2)``."""
     better = False
@@ -35,8 +36,7 @@ def dominates_within_noise(a: Sequence[float], b: Sequence[float], sa: Sequence[
     return better
 
 
-def fronts(points: Sequence[Sequence[float]],
-           dom: Callable[[int, int], bool] | None = None) -> list[list[int]]:  # fmt: skip
+def fronts(points: Sequence[Sequence[float]], dom: Callable[[int, int], bool] | None = None) -> list[list[int]]:
     """Indices grouped into fronts, best first; ``dom(i, j)``: point i dominates point j (default: plain)."""
     dom = dom or (lambda i, j: dominates(points[i], points[j]))
     remaining = list(range(len(points)))
@@ -94,8 +94,12 @@ def reference_point(points: Sequence[Sequence[float]]) -> list[float]:
     return out
 
 
-def rank(points: Sequence[Sequence[float]], se: Sequence[Sequence[float]] | None = None,
-         keys: Sequence[Hashable] | None = None, z: float = Z) -> list[int]:  # fmt: skip
+def rank(
+    points: Sequence[Sequence[float]],
+    se: Sequence[Sequence[float]] | None = None,
+    keys: Sequence[Hashable] | None = None,
+    z: float = Z,
+) -> list[int]:
     """All indices, best first: noise-aware fronts, then hypervolume contribution, then the values, then ``keys``.
 
     ``se[i]`` holds point i's standard error per objective (None: all exact).

@@ -50,8 +50,13 @@ class Proposer:
         storage = study._storage
         self.models = []
         for k, sampler in enumerate(self.samplers):
-            model = optuna.create_study(study_name=model_name(study.study_name, k), storage=storage,
-                                        directions=directions, sampler=sampler, load_if_exists=True)  # fmt: skip
+            model = optuna.create_study(
+                study_name=model_name(study.study_name, k),
+                storage=storage,
+                directions=directions,
+                sampler=sampler,
+                load_if_exists=True,
+            )
             if "unetnas_model_of" not in model.user_attrs:
                 model.set_user_attr("unetnas_model_of", {"study": study.study_name, "rung": k})
             self.models.append(model)
@@ -67,9 +72,15 @@ class Proposer:
             return
         model = self.models[rung]
         n = len(model.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        model.add_trial(optuna.trial.create_trial(
-            params=trial.params, distributions=trial.distributions, values=values,
-            user_attrs={"trial": trial.number}, system_attrs=self.samplers[rung].observation_attrs(n)))  # fmt: skip
+        model.add_trial(
+            optuna.trial.create_trial(
+                params=trial.params,
+                distributions=trial.distributions,
+                values=values,
+                user_attrs={"trial": trial.number},
+                system_attrs=self.samplers[rung].observation_attrs(n),
+            )
+        )
         S.set_attrs(self.study, trial._trial_id, fed=[*trial.user_attrs.get("fed", []), rung])
 
     def modelled_rung(self) -> tuple[int, int]:
@@ -110,8 +121,11 @@ class Proposer:
         spec = self._unseen(taken)
         if spec is None:
             return None
-        return Proposal(self.space.params_of(spec), spec, {**info, "draws": MAX_DRAWS, "modelled": False,
-                                                           "fallback": "random unseen member"})  # fmt: skip
+        return Proposal(
+            self.space.params_of(spec),
+            spec,
+            {**info, "draws": MAX_DRAWS, "modelled": False, "fallback": "random unseen member"},
+        )
 
     def _unseen(self, taken: set[str]) -> UNetSpec | None:
         """A random feasible member not in ``taken``, seeded by the study's size (deterministic on resume)."""

@@ -139,8 +139,12 @@ class GroundTruth:
     def design(self, spec: UNetSpec) -> TableDesign:
         d = self.by_key.get(design_key(spec))
         if d is None:
-            raise UserError(f"design {spec.name or '?'} is not in the ground-truth table (its space: "
-                            f"{self.table.meta.get('space')})", field="--replay", value=str(self.path))  # fmt: skip
+            raise UserError(
+                f"design {spec.name or '?'} is not in the ground-truth table (its space: "
+                f"{self.table.meta.get('space')})",
+                field="--replay",
+                value=str(self.path),
+            )
         return d
 
     def run_for(self, spec: UNetSpec, seed: int) -> TableRun:
@@ -161,8 +165,12 @@ class GroundTruth:
         cks = run.checkpoints
         lo, hi = cks[0].train_flops, cks[-1].train_flops
         if not lo / EXTRAPOLATE <= train_flops <= hi * EXTRAPOLATE:
-            raise UserError(f"covers {lo:.3g}..{hi:.3g} training FLOPs of design {self.design(spec).id}; "
-                            f"{train_flops:.3g} is out of reach", field="--replay", value=str(self.path))  # fmt: skip
+            raise UserError(
+                f"covers {lo:.3g}..{hi:.3g} training FLOPs of design {self.design(spec).id}; "
+                f"{train_flops:.3g} is out of reach",
+                field="--replay",
+                value=str(self.path),
+            )
         if len(cks) == 1:
             return {f: getattr(cks[0], f) for f in LOG_FIELDS + LINEAR_FIELDS}
         xs = [c.train_flops for c in cks]
@@ -188,22 +196,34 @@ class GroundTruth:
         """Every member is in the table and every rung it would train lies within the table's reach."""
         missing = [m for m in members if design_key(m) not in self.by_key]
         if missing:
-            raise UserError(f"lacks {len(missing)} of the space's {len(members)} members (first: "
-                            f"{missing[0].model_dump(mode='json', exclude={'name'})}); replay the space the table "
-                            f"was made for ({self.table.meta.get('space')})", field="--replay", value=str(self.path))  # fmt: skip
+            raise UserError(
+                f"lacks {len(missing)} of the space's {len(members)} members (first: "
+                f"{missing[0].model_dump(mode='json', exclude={'name'})}); replay the space the table "
+                f"was made for ({self.table.meta.get('space')})",
+                field="--replay",
+                value=str(self.path),
+            )
         unrun = [self.by_key[design_key(m)].id for m in members if self.by_key[design_key(m)].id not in self.runs]
         if unrun:
-            raise UserError(f"has no run yet for {len(unrun)} of the space's {len(members)} members (first: "
-                            f"{unrun[0]}); finish the table first", field="--replay", value=str(self.path))  # fmt: skip
+            raise UserError(
+                f"has no run yet for {len(unrun)} of the space's {len(members)} members (first: "
+                f"{unrun[0]}); finish the table first",
+                field="--replay",
+                value=str(self.path),
+            )
         for m in members:
             per_sample = cost(m).train_flops_per_sample
             lo, hi = self.span(m)
             for k in range(len(plan.rungs)):
                 f = plan.steps_at(k, per_sample) * plan.batch_size * per_sample
                 if not lo / EXTRAPOLATE <= f <= hi * EXTRAPOLATE:
-                    raise UserError(f"covers {lo:.3g}..{hi:.3g} training FLOPs of design {self.design(m).id}, but "
-                                    f"rung {k} of this recipe's plan trains it to {f:.3g}; make the table with the "
-                                    f"search's recipe", field="--replay", value=str(self.path))  # fmt: skip
+                    raise UserError(
+                        f"covers {lo:.3g}..{hi:.3g} training FLOPs of design {self.design(m).id}, but "
+                        f"rung {k} of this recipe's plan trains it to {f:.3g}; make the table with the "
+                        f"search's recipe",
+                        field="--replay",
+                        value=str(self.path),
+                    )
 
 
 class ReplayExecutor:
@@ -225,8 +245,13 @@ class ReplayExecutor:
                 flops += P.caption_flops(job.spec.text_len) * (self.settings.tifa_prompts + 1)
         return flops
 
-    def run(self, job: RungJob, meter: Meter, should_stop: Callable[[], bool],
-            on_step: Callable[[dict[str, Any]], None] | None = None) -> RungResult:  # fmt: skip
+    def run(
+        self,
+        job: RungJob,
+        meter: Meter,
+        should_stop: Callable[[], bool],
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RungResult:
         t0 = time.perf_counter()
         record = base_record(job, job.target_steps, self.recipe.batch_size)
         values = self.table.at(job.spec, record["train_flops"], self.seed)
@@ -235,19 +260,29 @@ class ReplayExecutor:
         )
         meter.eval_flops = self.eval_flops(job)
         self._prompts_encoded = self._prompts_encoded or job.tifa
-        record.update(val_loss=values["val_loss"], wall_s=values["wall_s"], eval_s=values["eval_s"],
-                      eval_flops=meter.eval_flops)  # fmt: skip
+        record.update(
+            val_loss=values["val_loss"], wall_s=values["wall_s"], eval_s=values["eval_s"], eval_flops=meter.eval_flops
+        )
         if job.tifa:
             record.update({f: values[f] for f in ("tifa", "tifa_se", "alignment", "alignment_se")})
         self.wall["train"] += time.perf_counter() - t0
         return RungResult("done", record)
 
 
-def replay_search(table: GroundTruth | str | Path, budget: float, *, sampler: str = "tpe", seed: int = 0,
-                  objectives: tuple[str, ...] = ("alignment", "gmacs"), space: str | Path | None = None,
-                  recipe: str | Path | None = None, storage: Any = None, study: str = "replay",
-                  cycle: tuple[int, ...] | None = None,
-                  on_done: Callable[[Any, Any, Any], None] | None = None) -> dict[str, Any]:  # fmt: skip
+def replay_search(
+    table: GroundTruth | str | Path,
+    budget: float,
+    *,
+    sampler: str = "tpe",
+    seed: int = 0,
+    objectives: tuple[str, ...] = ("alignment", "gmacs"),
+    space: str | Path | None = None,
+    recipe: str | Path | None = None,
+    storage: Any = None,
+    study: str = "replay",
+    cycle: tuple[int, ...] | None = None,
+    on_done: Callable[[Any, Any, Any], None] | None = None,
+) -> dict[str, Any]:
     """Run one seeded search on the replayed table in this process and return its summary (``runner.summary``).
 
     ``storage``: None (in memory: an Optuna ``InMemoryStorage``, the ledger in a private in-memory SQLite database),
@@ -264,9 +299,18 @@ def replay_search(table: GroundTruth | str | Path, budget: float, *, sampler: st
 
     gt = table if isinstance(table, GroundTruth) else GroundTruth.load(table)
     url = storage if isinstance(storage, str) else None
-    cfg = SearchConfig(budget=budget, space=Path(space) if space else None, recipe=Path(recipe) if recipe else None,
-                       study=study, objectives=tuple(objectives), sampler=sampler, seed=seed, replay=gt.path,
-                       storage=url, cycle=cycle)  # fmt: skip
+    cfg = SearchConfig(
+        budget=budget,
+        space=Path(space) if space else None,
+        recipe=Path(recipe) if recipe else None,
+        study=study,
+        objectives=tuple(objectives),
+        sampler=sampler,
+        seed=seed,
+        replay=gt.path,
+        storage=url,
+        cycle=cycle,
+    )
     p = prepare(cfg, table=gt)
     if url is not None:
         search, url = open_search(p)

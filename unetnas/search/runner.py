@@ -63,9 +63,20 @@ class Running:
 class Search:
     """One worker of a search over ``space`` under ``plan`` in ``study``; FLOPs accounted in ``ledger``."""
 
-    def __init__(self, *, study: optuna.Study, ledger: Ledger, space: SearchSpace, plan: Plan, objectives: tuple[str, ...],
-                 executor: Executor, proposer: Proposer, runs_dir: Path | None, seed: int = 0,
-                 leases: Leases | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        study: optuna.Study,
+        ledger: Ledger,
+        space: SearchSpace,
+        plan: Plan,
+        objectives: tuple[str, ...],
+        executor: Executor,
+        proposer: Proposer,
+        runs_dir: Path | None,
+        seed: int = 0,
+        leases: Leases | None = None,
+    ) -> None:
         self.study, self.ledger, self.space, self.plan = study, ledger, space, plan
         self.leases = leases if leases is not None else Leases(ledger.engine, study.study_name)
         self.objectives, self.executor, self.proposer = objectives, executor, proposer
@@ -97,10 +108,22 @@ class Search:
             for k in range(a["rung"] + 1):
                 rec = a.get(f"rung_{k}")
                 if rec is not None:
-                    points[k] = (tuple(S.to_minimise(S.objective_values(rec, self.objectives), self.objectives)),
-                                 tuple(S.objective_se(rec, self.objectives)))  # fmt: skip
-            out.append(Candidate(t.number, t._trial_id, a["bracket"], a["rung"], a["target_rung"], a["status"],
-                                 points, a.get("design", "")))  # fmt: skip
+                    points[k] = (
+                        tuple(S.to_minimise(S.objective_values(rec, self.objectives), self.objectives)),
+                        tuple(S.objective_se(rec, self.objectives)),
+                    )
+            out.append(
+                Candidate(
+                    t.number,
+                    t._trial_id,
+                    a["bracket"],
+                    a["rung"],
+                    a["target_rung"],
+                    a["status"],
+                    points,
+                    a.get("design", ""),
+                )
+            )
         return out
 
     def _taken(self) -> set[str]:
@@ -116,8 +139,11 @@ class Search:
             return
         res = self.ledger.reserve(None, "text", flops, note="training and validation captions, encoded once")
         if res is None:
-            raise UserError(f"cannot pay the {format_flops(flops)} FLOPs of caption encoding",
-                            field="--budget", value=format_flops(self.ledger.summary()["budget"]))  # fmt: skip
+            raise UserError(
+                f"cannot pay the {format_flops(flops)} FLOPs of caption encoding",
+                field="--budget",
+                value=format_flops(self.ledger.summary()["budget"]),
+            )
         self.ledger.settle(res, flops)
         self.study.set_user_attr("charged_once", [*charged, "captions"])
 
@@ -162,10 +188,21 @@ class Search:
         name = trial.user_attrs.get("preset") or f"{self.study.study_name}-t{trial.number}"
         spec = self.space.suggest(trial).with_(name=name)
         c = cost(spec)
-        attrs = dict(spec=spec.model_dump(mode="json"), design=S.design_key(spec), gmacs=c.gmacs, params=c.params,
-                     gflops=c.gflops, train_flops_per_sample=c.train_flops_per_sample, flops_spent=0.0,
-                     bracket=bracket, rung=-1, target_rung=self.brackets()[bracket].start, top_rung=False,
-                     status="new", proposal=info)  # fmt: skip
+        attrs = dict(
+            spec=spec.model_dump(mode="json"),
+            design=S.design_key(spec),
+            gmacs=c.gmacs,
+            params=c.params,
+            gflops=c.gflops,
+            train_flops_per_sample=c.train_flops_per_sample,
+            flops_spent=0.0,
+            bracket=bracket,
+            rung=-1,
+            target_rung=self.brackets()[bracket].start,
+            top_rung=False,
+            status="new",
+            proposal=info,
+        )
         if self.runs_dir is not None:
             attrs["dir"] = str(self.runs_dir / "trials" / f"{trial.number:04d}")
         S.set_attrs(self.study, trial._trial_id, **attrs)
@@ -215,8 +252,17 @@ class Search:
         prev = t.user_attrs[f"rung_{job.rung - 1}"]["steps"] if f"rung_{job.rung - 1}" in t.user_attrs else 0
         target = max(self.plan.steps_at(job.rung, per_sample), prev + 1, 1)
         folder = Path(t.user_attrs["dir"]) if t.user_attrs.get("dir") else None
-        return RungJob(t.number, spec, job.rung, target, prev, job.rung in self.plan.tifa_rungs,
-                       seed=self.seed * 100_003 + t.number, folder=folder, fresh=t.user_attrs["status"] == "new")  # fmt: skip
+        return RungJob(
+            t.number,
+            spec,
+            job.rung,
+            target,
+            prev,
+            job.rung in self.plan.tifa_rungs,
+            seed=self.seed * 100_003 + t.number,
+            folder=folder,
+            fresh=t.user_attrs["status"] == "new",
+        )
 
     def run(self, job: Job, should_stop: Callable[[], bool], on_step: Callable | None = None) -> Outcome:
         started = self.begin(job)
@@ -233,18 +279,30 @@ class Search:
         self.charge_once()
         note = f"rung {job.rung}"
         train_res = self.ledger.reserve(job.number, "train", max(rj.target_steps - start, 0) * per_step, note=note)
-        eval_res = None if train_res is None else self.ledger.reserve(job.number, "eval", self.executor.eval_flops(rj),
-                                                                      note=note)  # fmt: skip
+        eval_res = (
+            None
+            if train_res is None
+            else self.ledger.reserve(job.number, "eval", self.executor.eval_flops(rj), note=note)
+        )
         if train_res is None or eval_res is None:
             if train_res is not None:
                 self.ledger.release(train_res)
             left = self.ledger.summary()["remaining"]
-            self._close(job.number, job.trial_id, "closed", f"budget: rung {job.rung} no longer fits "
-                        f"({format_flops(left)} FLOPs left)")  # fmt: skip
+            self._close(
+                job.number,
+                job.trial_id,
+                "closed",
+                f"budget: rung {job.rung} no longer fits ({format_flops(left)} FLOPs left)",
+            )
             self.leases.release(key)
             return Outcome("budget")
-        self.leases.renew(key, reservations={"train": train_res.id, "eval": eval_res.id}, start_steps=start,
-                          per_step=per_step, folder=None if rj.folder is None else str(rj.folder))  # fmt: skip
+        self.leases.renew(
+            key,
+            reservations={"train": train_res.id, "eval": eval_res.id},
+            start_steps=start,
+            per_step=per_step,
+            folder=None if rj.folder is None else str(rj.folder),
+        )
         S.set_attrs(self.study, job.trial_id, status="training", target_rung=job.rung)
         return Running(job, rj, train_res, eval_res, key)
 
@@ -286,8 +344,12 @@ class Search:
             self.leases.release(r.key)
 
     def _lost(self, job: Job) -> Outcome:
-        log.warning("trial %d: lost the lease of rung %d (no heartbeat within its time-to-live); another worker "
-                    "settles and resumes it", job.number, job.rung)  # fmt: skip
+        log.warning(
+            "trial %d: lost the lease of rung %d (no heartbeat within its time-to-live); another worker "
+            "settles and resumes it",
+            job.number,
+            job.rung,
+        )
         return Outcome("lost")
 
     def recover_abandoned(self) -> list[int]:
@@ -323,12 +385,18 @@ class Search:
         attrs = {"flops_spent": self.ledger.trial_spent(lease.trial_number)}
         if not t.state.is_finished() and t.user_attrs.get("status") in ("training", "new"):
             attrs["status"] = "paused"
-        attrs["recovered"] = [*t.user_attrs.get("recovered", []),
-                              f"rung {lease.rung}: worker {lease.holder.split('|')[1]} on "
-                              f"{lease.holder.split('|')[0]} gone; charged {format_flops(train + lease.eval_flops)}"]  # fmt: skip
+        attrs["recovered"] = [
+            *t.user_attrs.get("recovered", []),
+            f"rung {lease.rung}: worker {lease.holder.split('|')[1]} on "
+            f"{lease.holder.split('|')[0]} gone; charged {format_flops(train + lease.eval_flops)}",
+        ]
         S.set_attrs(self.study, lease.trial_id, **attrs)
-        log.warning("trial %d: worker %s gone mid-rung %s; settled what ran, the rung resumes from its checkpoint",
-                    lease.trial_number, lease.holder.split("|")[1], lease.rung)  # fmt: skip
+        log.warning(
+            "trial %d: worker %s gone mid-rung %s; settled what ran, the rung resumes from its checkpoint",
+            lease.trial_number,
+            lease.holder.split("|")[1],
+            lease.rung,
+        )
 
     def _settle(self, job: Job, train_res: Any, eval_res: Any, meter: Meter) -> None:
         train = min(meter.train_flops, train_res.flops)
@@ -344,8 +412,14 @@ class Search:
         top = job.rung == self.top
         if record.get("val_loss") is not None and math.isfinite(record["val_loss"]):
             self.study._storage.set_trial_intermediate_value(job.trial_id, record["samples"], record["val_loss"])
-        S.set_attrs(self.study, job.trial_id, **{f"rung_{job.rung}": record}, rung=job.rung, top_rung=top,
-                    status="complete" if top else "waiting")  # fmt: skip
+        S.set_attrs(
+            self.study,
+            job.trial_id,
+            **{f"rung_{job.rung}": record},
+            rung=job.rung,
+            top_rung=top,
+            status="complete" if top else "waiting",
+        )
         values = S.objective_values(record, self.objectives)
         self.proposer.feed(self.study._storage.get_trial(job.trial_id), job.rung, values)
         if top:
@@ -353,8 +427,13 @@ class Search:
         return record
 
 
-def drive(search: Search, stop: Callable[[], bool], on_job: Callable[[Job], None] | None = None,
-          on_done: Callable[[Job, Outcome], None] | None = None, poll_s: float | None = None) -> str:  # fmt: skip
+def drive(
+    search: Search,
+    stop: Callable[[], bool],
+    on_job: Callable[[Job], None] | None = None,
+    on_done: Callable[[Job, Outcome], None] | None = None,
+    poll_s: float | None = None,
+) -> str:
     """Run the search loop until the plan is done or ``stop()``; returns the reason it ended.
 
     One worker of possibly many: each turn settles abandoned rungs, stops decided candidates and claims the next
@@ -384,8 +463,11 @@ def drive(search: Search, stop: Callable[[], bool], on_job: Callable[[Job], None
             on_done(job, out)
         if out.status == "stopped":
             return STOPPED
-    closed = sum(1 for t in search.study.get_trials(deepcopy=False)
-                 if t.user_attrs.get("status") == "closed" and "budget" in (t.user_attrs.get("reason") or ""))  # fmt: skip
+    closed = sum(
+        1
+        for t in search.study.get_trials(deepcopy=False)
+        if t.user_attrs.get("status") == "closed" and "budget" in (t.user_attrs.get("reason") or "")
+    )
     return "plan finished" + (f" ({closed} candidate(s) closed: budget)" if closed else "")
 
 
@@ -396,24 +478,41 @@ def summary(search: Search, reason: str, wall_s: float, url: str) -> dict[str, A
     states = S.trials_by_state(search.study)
     cands = search.candidates()
     brackets = search.brackets()
-    proposals = [t.user_attrs.get("proposal") or {} for t in search.study.get_trials(deepcopy=False)
-                 if "bracket" in t.user_attrs]  # fmt: skip
+    proposals = [
+        t.user_attrs.get("proposal") or {} for t in search.study.get_trials(deepcopy=False) if "bracket" in t.user_attrs
+    ]
     keep = ("trial", "rung", "alignment", "alignment_se", "tifa", "tifa_se", "gmacs", "params", "flops_spent", "spec")
     train_eval = search.wall["train"] + search.wall["eval"]
     return {
-        "study": search.study.study_name, "storage": url, "budget": led["budget"], "spent": led["spent"],
-        "reserved": led["reserved"], "unused_share": led["remaining"] / led["budget"], "by_kind": led["by_kind"],
-        "n_trials": len(cands), "n_complete": len(states["complete"]),
+        "study": search.study.study_name,
+        "storage": url,
+        "budget": led["budget"],
+        "spent": led["spent"],
+        "reserved": led["reserved"],
+        "unused_share": led["remaining"] / led["budget"],
+        "by_kind": led["by_kind"],
+        "n_trials": len(cands),
+        "n_complete": len(states["complete"]),
         "n_pruned": sum(1 for c in cands if c.status == "pruned"),
-        "n_closed": sum(1 for c in cands if c.status == "closed"), "n_failed": sum(1 for c in cands if c.status == "failed"),
-        "candidates": len(cands), "brackets": len(brackets),
+        "n_closed": sum(1 for c in cands if c.status == "closed"),
+        "n_failed": sum(1 for c in cands if c.status == "failed"),
+        "candidates": len(cands),
+        "brackets": len(brackets),
         "bracket_sizes": [{"start": b.start, "counts": list(b.counts)} for b in brackets],
-        "top_rung": search.top, "max_horizon_flops": search.plan.max_horizon_flops,
-        "proposals": {"modelled": sum(1 for p in proposals if p.get("modelled")),
-                      "random": sum(1 for p in proposals if p and not p.get("modelled")),
-                      "presets": sum(1 for p in proposals if not p)},
+        "top_rung": search.top,
+        "max_horizon_flops": search.plan.max_horizon_flops,
+        "proposals": {
+            "modelled": sum(1 for p in proposals if p.get("modelled")),
+            "random": sum(1 for p in proposals if p and not p.get("modelled")),
+            "presets": sum(1 for p in proposals if not p),
+        },
         "pareto": [{k: r[k] for k in keep} for r in S.pareto_rows(search.study, search.objectives)],
-        "lower_rungs": [{k: r[k] for k in (*keep, "measure", "status", "reason")} for r in S.lower_rung_rows(search.study)],
-        "reason": reason, "wall_s": wall_s, "train_s": search.wall["train"], "eval_s": search.wall["eval"],
+        "lower_rungs": [
+            {k: r[k] for k in (*keep, "measure", "status", "reason")} for r in S.lower_rung_rows(search.study)
+        ],
+        "reason": reason,
+        "wall_s": wall_s,
+        "train_s": search.wall["train"],
+        "eval_s": search.wall["eval"],
         "overhead_share": max(0.0, 1 - train_eval / wall_s) if wall_s > 0 else 0.0,
-    }  # fmt: skip
+    }

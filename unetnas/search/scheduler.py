@@ -93,8 +93,9 @@ class Scheduler:
         done, quota = self.quota(b, k, cs)
         if self.sent(cs, k + 1) >= quota:
             return None
-        order = rank([done[i].points[k][0] for i in range(len(done))], [c.points[k][1] for c in done],
-                     keys=[c.key for c in done])  # fmt: skip
+        order = rank(
+            [done[i].points[k][0] for i in range(len(done))], [c.points[k][1] for c in done], keys=[c.key for c in done]
+        )
         for i in order[:quota]:
             c = done[i]
             if c.status == "waiting" and c.rung == k and c.target == k:
@@ -151,11 +152,14 @@ class Scheduler:
 
     def close_open_slots(self, brackets: list[Bracket], cands: list[Candidate]) -> list[Bracket]:
         """Every bracket cut to the candidates it has (no new ones: the space has no untried member left)."""
-        return [self.resized(b, len(self.members(cands, j)), self.members(cands, j)) if
-                len(self.members(cands, j)) < b.counts[0] else b for j, b in enumerate(brackets)]  # fmt: skip
+        return [
+            self.resized(b, len(self.members(cands, j)), self.members(cands, j))
+            if len(self.members(cands, j)) < b.counts[0]
+            else b
+            for j, b in enumerate(brackets)
+        ]
 
-    def extend(self, brackets: list[Bracket], cands: list[Candidate], available: float,
-               limit: int) -> list[Bracket]:  # fmt: skip
+    def extend(self, brackets: list[Bracket], cands: list[Candidate], available: float, limit: int) -> list[Bracket]:
         """More brackets in the plan's cycle for what the budget has left beyond the promised work (keeping
         ``MARGIN`` of it back), with at most ``limit`` new candidates."""
         free = (available - self.committed(brackets, cands)) * (1 - MARGIN)

@@ -14,9 +14,9 @@ from unetnas.errors import UserError
 from unetnas.io import load_space
 from unetnas.presets import PRESETS
 from unetnas.search import study as S
+from unetnas.search.lease import DEFAULT_TTL_S
 from unetnas.search.ledger import Ledger, LedgerWarning
 from unetnas.search.plan import Plan, make_plan, members
-from unetnas.search.lease import DEFAULT_TTL_S
 from unetnas.search.storage import creation_lock, engine_for, open_storage, redact, resolve_storage
 from unetnas.space import SearchSpace
 from unetnas.train.recipe import Recipe, load_recipe
@@ -66,13 +66,19 @@ def prepare(cfg: SearchConfig, table: Any = None) -> Prepared:
     recipe_path = cfg.recipe or (table.meta_path("recipe") if table is not None else None)
     space = load_space(space_path)
     if cfg.max_gmacs is not None or cfg.max_params is not None:
-        space = space.model_copy(update={  # `is None`: an explicit 0 is a constraint (that nothing meets), not "none"
-            "max_gmacs": space.max_gmacs if cfg.max_gmacs is None else cfg.max_gmacs,
-            "max_params": space.max_params if cfg.max_params is None else cfg.max_params})  # fmt: skip
+        space = space.model_copy(
+            update={  # `is None`: an explicit 0 is a constraint (that nothing meets), not "none"
+                "max_gmacs": space.max_gmacs if cfg.max_gmacs is None else cfg.max_gmacs,
+                "max_params": space.max_params if cfg.max_params is None else cfg.max_params,
+            }
+        )
         found = list(space.enumerate()) if space.size() <= 5000 else space.sample(5000, seed=cfg.seed)
         if not any(space.feasible(m) is None for m in found):
-            raise UserError(f"no design of space {space.name!r} satisfies max_gmacs={space.max_gmacs}, "
-                            f"max_params={space.max_params}", field="--max-gmacs/--max-params")  # fmt: skip
+            raise UserError(
+                f"no design of space {space.name!r} satisfies max_gmacs={space.max_gmacs}, "
+                f"max_params={space.max_params}",
+                field="--max-gmacs/--max-params",
+            )
     from unetnas.proxies import select
 
     recipe = select.with_overrides(load_recipe(recipe_path), cfg.proxy)
@@ -82,8 +88,16 @@ def prepare(cfg: SearchConfig, table: Any = None) -> Prepared:
         presets = [n for n, p in PRESETS.items() if space.contains(p) and space.feasible(p) is None]
     if table is not None and cfg.data != "shapes":
         raise UserError("a replay answers from the table; it reads no data", field="--data", value=cfg.data)
-    plan = make_plan(cfg.budget, space, recipe, recipe.search, data=cfg.data, extra=len(presets), cycle=cfg.cycle,
-                     **(select.plan_args(proxy, recipe, cfg.data) if table is None else {}))  # fmt: skip
+    plan = make_plan(
+        cfg.budget,
+        space,
+        recipe,
+        recipe.search,
+        data=cfg.data,
+        extra=len(presets),
+        cycle=cfg.cycle,
+        **(select.plan_args(proxy, recipe, cfg.data) if table is None else {}),
+    )
     if table is not None:
         table.check_covers(members(space, 10**9), plan)
     return Prepared(cfg, space, recipe, plan, presets, table, proxy)
@@ -91,9 +105,17 @@ def prepare(cfg: SearchConfig, table: Any = None) -> Prepared:
 
 def settings_of(p: Prepared) -> dict[str, Any]:
     replay = None if p.table is None else {"table": p.table.path.name, "digest": p.table.digest}
-    return {"space": p.space.model_dump(mode="json"), "data": p.cfg.data, "objectives": list(p.cfg.objectives),
-            "recipe": p.recipe.model_dump(mode="json"), "plan": p.plan.as_dict(), "presets": p.presets,
-            "sampler": p.cfg.sampler, "replay": replay, "launch": launch_of(p.cfg)}  # fmt: skip
+    return {
+        "space": p.space.model_dump(mode="json"),
+        "data": p.cfg.data,
+        "objectives": list(p.cfg.objectives),
+        "recipe": p.recipe.model_dump(mode="json"),
+        "plan": p.plan.as_dict(),
+        "presets": p.presets,
+        "sampler": p.cfg.sampler,
+        "replay": replay,
+        "launch": launch_of(p.cfg),
+    }
 
 
 def launch_of(cfg: SearchConfig) -> dict[str, Any]:
@@ -102,12 +124,21 @@ def launch_of(cfg: SearchConfig) -> dict[str, Any]:
     def path(x: Path | None) -> str | None:
         return None if x is None else str(Path(x).resolve())
 
-    return {"space": path(cfg.space), "data": cfg.data, "recipe": path(cfg.recipe),
-            "objectives": list(cfg.objectives), "max_gmacs": cfg.max_gmacs, "max_params": cfg.max_params,
-            "sampler": cfg.sampler, "seed": cfg.seed, "enqueue_presets": cfg.enqueue_presets,
-            "runs_dir": path(cfg.runs_dir), "replay": path(cfg.replay),
-            "cycle": None if cfg.cycle is None else list(cfg.cycle),
-            "proxy": getattr(cfg, "proxy", None)}  # fmt: skip
+    return {
+        "space": path(cfg.space),
+        "data": cfg.data,
+        "recipe": path(cfg.recipe),
+        "objectives": list(cfg.objectives),
+        "max_gmacs": cfg.max_gmacs,
+        "max_params": cfg.max_params,
+        "sampler": cfg.sampler,
+        "seed": cfg.seed,
+        "enqueue_presets": cfg.enqueue_presets,
+        "runs_dir": path(cfg.runs_dir),
+        "replay": path(cfg.replay),
+        "cycle": None if cfg.cycle is None else list(cfg.cycle),
+        "proxy": getattr(cfg, "proxy", None),
+    }
 
 
 def rdb_storage(url: str) -> Any:
@@ -138,24 +169,37 @@ def config_of_study(url: str, study: str, budget: float, replay: Path | None = N
     try:
         st = optuna.load_study(study_name=study, storage=storage)
     except KeyError:
-        raise UserError(f"no such study in {redact(url)}; create it first with `unetnas study create`",
-                        field="--study", value=study) from None  # fmt: skip
+        raise UserError(
+            f"no such study in {redact(url)}; create it first with `unetnas study create`", field="--study", value=study
+        ) from None
     finally:
         close_storage(storage)
     launch = (st.user_attrs.get(S.SETTINGS_ATTR) or {}).get("launch")
     if launch is None:
-        raise UserError("was not made by this version of `unetnas study create` or `unetnas search`",
-                        field="--study", value=study)  # fmt: skip
+        raise UserError(
+            "was not made by this version of `unetnas study create` or `unetnas search`", field="--study", value=study
+        )
 
     def path(key: str) -> Path | None:
         return None if launch[key] is None else Path(launch[key])
 
-    cfg = SearchConfig(budget=budget, space=path("space"), data=launch["data"], recipe=path("recipe"),
-                        storage=url, study=study, objectives=tuple(launch["objectives"]),
-                        max_gmacs=launch["max_gmacs"], max_params=launch["max_params"], sampler=launch["sampler"],
-                        seed=launch["seed"], enqueue_presets=launch["enqueue_presets"],
-                        runs_dir=path("runs_dir") or Path("runs"), replay=replay or path("replay"),
-                        cycle=None if launch["cycle"] is None else tuple(launch["cycle"]))  # fmt: skip
+    cfg = SearchConfig(
+        budget=budget,
+        space=path("space"),
+        data=launch["data"],
+        recipe=path("recipe"),
+        storage=url,
+        study=study,
+        objectives=tuple(launch["objectives"]),
+        max_gmacs=launch["max_gmacs"],
+        max_params=launch["max_params"],
+        sampler=launch["sampler"],
+        seed=launch["seed"],
+        enqueue_presets=launch["enqueue_presets"],
+        runs_dir=path("runs_dir") or Path("runs"),
+        replay=replay or path("replay"),
+        cycle=None if launch["cycle"] is None else tuple(launch["cycle"]),
+    )
     if launch.get("proxy") is not None:  # the alignment proxy's settings (--proxy, --questions, ...)
         cfg.proxy = launch["proxy"]
     return cfg
@@ -190,8 +234,11 @@ def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: f
     try:
         plan = Plan.from_dict(stored["plan"])  # a resumed search keeps its first plan
     except (KeyError, TypeError) as err:
-        raise UserError(f"was made by an older unetnas (its plan has no brackets: {err}); use another --study",
-                        field="--study", value=cfg.study) from None  # fmt: skip
+        raise UserError(
+            f"was made by an older unetnas (its plan has no brackets: {err}); use another --study",
+            field="--study",
+            value=cfg.study,
+        ) from None
     if cfg.enqueue_presets and not study.user_attrs.get("presets_enqueued"):
         for name in p.presets:
             study.enqueue_trial(p.space.params_of(PRESETS[name]), user_attrs={"preset": name})
@@ -203,10 +250,18 @@ def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: f
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)  # stdout carries --json
     proposer = Proposer(study, p.space, cfg.sampler, cfg.seed, len(plan.rungs))
-    search = Search(study=study, ledger=ledger, space=p.space, plan=plan, objectives=cfg.objectives,
-                    executor=_executor(p, plan), proposer=proposer,
-                    runs_dir=None if p.table is not None else _trials_home(url, cfg), seed=cfg.seed,
-                    leases=Leases(engine, cfg.study, lease_ttl_s))  # fmt: skip
+    search = Search(
+        study=study,
+        ledger=ledger,
+        space=p.space,
+        plan=plan,
+        objectives=cfg.objectives,
+        executor=_executor(p, plan),
+        proposer=proposer,
+        runs_dir=None if p.table is not None else _trials_home(url, cfg),
+        seed=cfg.seed,
+        leases=Leases(engine, cfg.study, lease_ttl_s),
+    )
     return search, redact(url)
 
 
@@ -219,8 +274,9 @@ def _executor(p: Prepared, plan: Plan):
     from unetnas.search.executor import TrainingExecutor
 
     spec0 = members(p.space, 1)[0]
-    return TrainingExecutor(p.recipe, s, p.cfg.data, resolution=spec0.resolution, text_len=spec0.text_len,
-                            seed=p.cfg.seed, proxy=p.proxy)  # fmt: skip
+    return TrainingExecutor(
+        p.recipe, s, p.cfg.data, resolution=spec0.resolution, text_len=spec0.text_len, seed=p.cfg.seed, proxy=p.proxy
+    )
 
 
 def _trials_home(url: str, cfg: SearchConfig) -> Path:

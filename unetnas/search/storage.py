@@ -316,8 +316,9 @@ def existing_storage(url: str | None, study: str, runs_dir: str | Path = "runs")
     if url is None:
         path = Path(runs_dir).resolve() / study / "study.db"
         if not path.is_file():
-            raise UserError(f"no study database at {path}; pass --storage or run the search first",
-                            field="--study", value=study)  # fmt: skip
+            raise UserError(
+                f"no study database at {path}; pass --storage or run the search first", field="--study", value=study
+            )
         return f"sqlite:///{path}"
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise UserError("no such SQLite file", field="--storage", value=redact(url))

@@ -34,8 +34,11 @@ def parse_objectives(text: str) -> tuple[str, ...]:
     names = tuple(x.strip() for x in text.split(",") if x.strip())
     bad = [n for n in names if n not in OBJECTIVES]
     if bad or len(names) < 2 or len(set(names)) != len(names) or "alignment" not in names:
-        raise UserError("must list 'alignment' and one or more of gmacs, params (comma-separated, no repeats)",
-                        field="--objectives", value=text)  # fmt: skip
+        raise UserError(
+            "must list 'alignment' and one or more of gmacs, params (comma-separated, no repeats)",
+            field="--objectives",
+            value=text,
+        )
     return names
 
 
@@ -98,8 +101,9 @@ def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         # group=True: the space is conditional (levels, mid block), which plain multivariate TPE samples at random
         with warnings.catch_warnings():  # "group is experimental" (since Optuna 2.8), once per trial: noise
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
-                                              n_startup_trials=STARTUP_TRIALS)  # fmt: skip
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=STARTUP_TRIALS
+            )
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=NSGA2_POPULATION)
     if name == "gp":
@@ -133,8 +137,12 @@ def open_study(storage: Any, name: str, objectives: tuple[str, ...], settings: d
         )
     for key in ("space", "data", "objectives", "recipe", "replay"):
         if stored.get(key) != settings.get(key):
-            raise UserError(f"was started with {key} {_short(stored.get(key))}; resume with the same settings or use "
-                            f"another --study", field="--study", value=name)  # fmt: skip
+            raise UserError(
+                f"was started with {key} {_short(stored.get(key))}; resume with the same settings or use "
+                f"another --study",
+                field="--study",
+                value=name,
+            )
     return study
 
 
@@ -192,11 +200,22 @@ def trials_by_state(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTr
 
 def _row(t: optuna.trial.FrozenTrial, rec: dict[str, Any]) -> dict[str, Any]:
     value, se, kind = alignment_of(rec)
-    return {"trial": t.number, "rung": rec["rung"], "alignment": value, "alignment_se": se, "measure": kind,
-            "tifa": rec.get("tifa"), "tifa_se": rec.get("tifa_se"), "val_loss": rec.get("val_loss"),
-            "gmacs": t.user_attrs.get("gmacs"), "params": t.user_attrs.get("params"),
-            "train_flops": rec.get("train_flops"), "flops_spent": t.user_attrs.get("flops_spent"),
-            "spec": t.user_attrs.get("spec", {}).get("name"), "status": t.user_attrs.get("status")}  # fmt: skip
+    return {
+        "trial": t.number,
+        "rung": rec["rung"],
+        "alignment": value,
+        "alignment_se": se,
+        "measure": kind,
+        "tifa": rec.get("tifa"),
+        "tifa_se": rec.get("tifa_se"),
+        "val_loss": rec.get("val_loss"),
+        "gmacs": t.user_attrs.get("gmacs"),
+        "params": t.user_attrs.get("params"),
+        "train_flops": rec.get("train_flops"),
+        "flops_spent": t.user_attrs.get("flops_spent"),
+        "spec": t.user_attrs.get("spec", {}).get("name"),
+        "status": t.user_attrs.get("status"),
+    }
 
 
 def pareto_rows(study: optuna.Study, objectives: tuple[str, ...]) -> list[dict[str, Any]]:

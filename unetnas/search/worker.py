@@ -26,8 +26,11 @@ def create_study(cfg: Any) -> dict[str, Any]:
     from unetnas.search.session import open_search, prepare
 
     if cfg.storage is None:
-        raise UserError("is needed: workers on other machines must reach the study (e.g. postgresql+psycopg://"
-                        "user:password@host/db)", field="--storage")  # fmt: skip
+        raise UserError(
+            "is needed: workers on other machines must reach the study (e.g. postgresql+psycopg://"
+            "user:password@host/db)",
+            field="--storage",
+        )
     from unetnas.search.session import close_storage, rdb_storage
     from unetnas.search.storage import creation_lock
 
@@ -37,12 +40,25 @@ def create_study(cfg: Any) -> dict[str, Any]:
         existed = cfg.study in {s.study_name for s in storage.get_all_studies()}
         close_storage(storage)
     search, url = open_search(p)
-    return {"study": cfg.study, "storage": url, "budget": search.ledger.summary()["budget"],
-            "candidates": search.plan.candidates, "brackets": len(search.plan.brackets), "created": not existed}  # fmt: skip
+    return {
+        "study": cfg.study,
+        "storage": url,
+        "budget": search.ledger.summary()["budget"],
+        "candidates": search.plan.candidates,
+        "brackets": len(search.plan.brackets),
+        "created": not existed,
+    }
 
 
-def open_worker(url: str, study: str, *, replay: Path | None = None, lease_s: float = DEFAULT_TTL_S,
-                gpus: int = 1, replay_flops_per_s: float | None = None):  # fmt: skip
+def open_worker(
+    url: str,
+    study: str,
+    *,
+    replay: Path | None = None,
+    lease_s: float = DEFAULT_TTL_S,
+    gpus: int = 1,
+    replay_flops_per_s: float | None = None,
+):
     """(Search, redacted url) of a worker on an existing study; ``gpus`` > 1 runs each trial on that many ranks
     (``launch.LaunchedExecutor``); ``replay_flops_per_s`` makes replayed rungs last as long as their FLOPs take at
     that speed (``PacedExecutor``: scaling and fault tests on the replay)."""
@@ -54,8 +70,11 @@ def open_worker(url: str, study: str, *, replay: Path | None = None, lease_s: fl
     try:
         budget = Ledger(engine, study).summary()["budget"]
     except LedgerError:
-        raise UserError(f"has no FLOPs ledger in {redact(url)}; create it first with `unetnas study create`",
-                        field="--study", value=study) from None  # fmt: skip
+        raise UserError(
+            f"has no FLOPs ledger in {redact(url)}; create it first with `unetnas study create`",
+            field="--study",
+            value=study,
+        ) from None
     finally:
         engine.dispose()
     cfg = config_of_study(url, study, budget, replay)
@@ -93,8 +112,13 @@ class PacedExecutor:
     def eval_flops(self, job: RungJob) -> float:
         return self.inner.eval_flops(job)
 
-    def run(self, job: RungJob, meter: Meter, should_stop: Callable[[], bool],
-            on_step: Callable[[dict[str, Any]], None] | None = None) -> RungResult:  # fmt: skip
+    def run(
+        self,
+        job: RungJob,
+        meter: Meter,
+        should_stop: Callable[[], bool],
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RungResult:
         full = Meter()
         result = self.inner.run(job, full, lambda: False, None)
         t0 = time.monotonic()

@@ -33,8 +33,9 @@ def ensure_distributed() -> tuple[int, int]:
         return dist.get_rank(), dist.get_world_size()
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(cache_dir() / "torch_extensions"))  # JIT ops built once
     if "RANK" not in os.environ:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
-                          LOCAL_RANK="0")  # fmt: skip
+        os.environ.update(
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"
+        )
     with contextlib.redirect_stdout(sys.stderr), jit_builder(Path(os.environ["TORCH_EXTENSIONS_DIR"])):
         import deepspeed  # DeepSpeed prints to stdout; keep it clean for --json
         from deepspeed.utils import logger

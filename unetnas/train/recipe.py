@@ -68,8 +68,12 @@ class Recipe(BaseModel):
     name: str = Field("short", description="recipe name")
     # optimisation
     lr: float = Field(1e-3, gt=0, description="peak learning rate (short horizons, small models: higher than 8e-5)")
-    warmup_flops: float = Field(2e11, ge=0, description="linear warm-up over this many training FLOPs of every "
-                                "candidate (fair at a FLOPs horizon; see the module docstring), then constant")
+    warmup_flops: float = Field(
+        2e11,
+        ge=0,
+        description="linear warm-up over this many training FLOPs of every "
+        "candidate (fair at a FLOPs horizon; see the module docstring), then constant",
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
     grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clip")
@@ -95,7 +99,7 @@ class Recipe(BaseModel):
     source: Path | None = Field(None, exclude=True, description="file it was loaded from")
 
     @model_validator(mode="after")
-    def _check(self) -> "Recipe":
+    def _check(self) -> Recipe:
         if self.batch_size % self.micro_batch:
             raise ValueError(f"batch_size={self.batch_size}: must be a multiple of micro_batch={self.micro_batch}")
         if max(self.val_timesteps) >= self.num_train_timesteps:
@@ -113,8 +117,16 @@ class Recipe(BaseModel):
             cfg = json.loads(base.read_text())
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read DeepSpeed config ({err.__class__.__name__})", source=base) from None
-        owned = {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
-                 "gradient_clipping", "bf16", "fp16", "optimizer", "scheduler"}  # fmt: skip
+        owned = {
+            "train_batch_size",
+            "train_micro_batch_size_per_gpu",
+            "gradient_accumulation_steps",
+            "gradient_clipping",
+            "bf16",
+            "fp16",
+            "optimizer",
+            "scheduler",
+        }
         clash = sorted(owned & set(cfg))
         if clash:
             raise UserError("set by the recipe, remove it from the DeepSpeed config", source=base, field=clash[0])

@@ -90,8 +90,13 @@ class WorldSource:
         return self.val_images[:n], self.val_text[:n]
 
     def describe(self) -> dict:
-        return {"kind": "shapes", "pool": self.pool, "seed": self.seed, "resolution": self.resolution,
-                "text_encoder": self.encoder.signature()}  # fmt: skip
+        return {
+            "kind": "shapes",
+            "pool": self.pool,
+            "seed": self.seed,
+            "resolution": self.resolution,
+            "text_encoder": self.encoder.signature(),
+        }
 
 
 class ShardSource:
@@ -118,8 +123,12 @@ class ShardSource:
 
     def describe(self) -> dict:
         m = self.data.meta
-        return {"kind": "shards", "path": str(self.path.resolve()), "samples": len(self.data),
-                "text_encoder": {"name": m["text_encoder"], "dim": self.text_dim, "max_length": self.text_len}}  # fmt: skip
+        return {
+            "kind": "shards",
+            "path": str(self.path.resolve()),
+            "samples": len(self.data),
+            "text_encoder": {"name": m["text_encoder"], "dim": self.text_dim, "max_length": self.text_len},
+        }
 
 
 def open_source(data: str, *, seed: int, pool: int, resolution: int, text_len: int) -> Source:

@@ -36,15 +36,24 @@ class TrainingDiverged(RuntimeError):
 def noise_scheduler(recipe: Recipe):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=recipe.num_train_timesteps, beta_start=recipe.beta_start,
-                         beta_end=recipe.beta_end, beta_schedule=recipe.beta_schedule,
-                         prediction_type="epsilon", clip_sample=False)  # fmt: skip
+    return DDPMScheduler(
+        num_train_timesteps=recipe.num_train_timesteps,
+        beta_start=recipe.beta_start,
+        beta_end=recipe.beta_end,
+        beta_schedule=recipe.beta_schedule,
+        prediction_type="epsilon",
+        clip_sample=False,
+    )
 
 
 def check_fits(spec: UNetSpec, source: Source) -> None:
     """The candidate must take the data's latents and text states."""
-    pairs = [("latent_channels", spec.latent_channels, source.channels), ("latent_size", spec.latent_size, source.size),
-             ("cross_attention_dim", spec.cross_attention_dim, source.text_dim), ("text_len", spec.text_len, source.text_len)]  # fmt: skip
+    pairs = [
+        ("latent_channels", spec.latent_channels, source.channels),
+        ("latent_size", spec.latent_size, source.size),
+        ("cross_attention_dim", spec.cross_attention_dim, source.text_dim),
+        ("text_len", spec.text_len, source.text_len),
+    ]
     for field, have, want in pairs:
         if have != want:
             raise UserError(f"the data needs {want}", source=spec.name or "spec", field=field, value=have)
@@ -59,6 +68,7 @@ class Trainer:
         self.out = Path(out_dir)
         self.rank, self.world = ensure_distributed()  # imports DeepSpeed first, its stdout sent to stderr
         import deepspeed
+
         self.device = device()
         self.bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and self.device.type == "cuda")
         self.dtype = torch.bfloat16 if self.bf16 else torch.float32
@@ -123,8 +133,12 @@ class Trainer:
             raise TrainingDiverged(f"non-finite training loss {loss} at step {self.step} (lr {r.lr:g})")
         return loss
 
-    def train_to(self, step: int, on_step: Callable[[dict[str, Any]], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:  # fmt: skip
+    def train_to(
+        self,
+        step: int,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         """Train until ``step`` (or until ``should_stop()``); metrics go to metrics.jsonl every ``log_every``."""
         self.engine.train()
         t_window, s_window = time.perf_counter(), self.step
@@ -139,8 +153,15 @@ class Trainer:
             if done or on_step is not None:
                 now = time.perf_counter()
                 rate = (self.step - s_window) * self.recipe.batch_size / max(now - t_window, 1e-9)
-                rec = {"kind": "train", "step": self.step, "samples": self.samples, "train_flops": self.train_flops,
-                       "loss": loss, "lr": self.lr_sched.get_last_lr()[0], "samples_per_s": rate}  # fmt: skip
+                rec = {
+                    "kind": "train",
+                    "step": self.step,
+                    "samples": self.samples,
+                    "train_flops": self.train_flops,
+                    "loss": loss,
+                    "lr": self.lr_sched.get_last_lr()[0],
+                    "samples_per_s": rate,
+                }
                 if done:
                     self.log(rec)
                     t_window, s_window = now, self.step
@@ -160,7 +181,9 @@ class Trainer:
             noise = torch.randn(x0.shape, generator=g)
             t = torch.full((len(x0),), ts, dtype=torch.long)
             xb, nb, tb = x0.to(self.device), noise.to(self.device), t.to(self.device)
-            pred = module(self._noised(xb, nb, tb).to(self.dtype), tb, encoder_hidden_states=text.to(self.device, self.dtype))
+            pred = module(
+                self._noised(xb, nb, tb).to(self.dtype), tb, encoder_hidden_states=text.to(self.device, self.dtype)
+            )
             total += F.mse_loss(pred.sample.float(), nb).item()
         module.train()
         loss = total / len(r.val_timesteps)
@@ -175,11 +198,19 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
     def state(self) -> dict[str, Any]:
-        return {"step": self.step, "samples": self.samples, "train_flops": self.train_flops, "wall_s": self.wall_s,
-                "seed": self.seed, "world_size": self.world, "history": self.history,
-                "lr_sched": self.lr_sched.state_dict() | {"lr_lambdas": None},
-                "spec": self.spec.model_dump(mode="json"), "recipe": self.recipe.model_dump(mode="json"),
-                "data": self.source.describe()}  # fmt: skip
+        return {
+            "step": self.step,
+            "samples": self.samples,
+            "train_flops": self.train_flops,
+            "wall_s": self.wall_s,
+            "seed": self.seed,
+            "world_size": self.world,
+            "history": self.history,
+            "lr_sched": self.lr_sched.state_dict() | {"lr_lambdas": None},
+            "spec": self.spec.model_dump(mode="json"),
+            "recipe": self.recipe.model_dump(mode="json"),
+            "data": self.source.describe(),
+        }
 
     def save(self) -> Path:
         ckpt = self.out / "checkpoint"

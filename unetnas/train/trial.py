@@ -38,8 +38,9 @@ def prepare_out(out: Path, resume: bool, spec: UNetSpec | None = None) -> None:
         raise UserError("holds a different spec; use another --out or the same spec", source=ckpt)
 
 
-def preflight(spec: UNetSpec, recipe: Recipe, source: Source, out: Path, *, horizon: float | None,
-              steps: int | None, resume: bool) -> int:  # fmt: skip
+def preflight(
+    spec: UNetSpec, recipe: Recipe, source: Source, out: Path, *, horizon: float | None, steps: int | None, resume: bool
+) -> int:
     """Every check that needs no training, before anything starts; returns the target step."""
     from unetnas.cost import cost
     from unetnas.train.trainer import check_fits
@@ -49,15 +50,25 @@ def preflight(spec: UNetSpec, recipe: Recipe, source: Source, out: Path, *, hori
     per_step = cost(spec).train_flops_per_sample * recipe.batch_size
     target = steps if steps is not None else int(horizon / per_step + 1e-9)
     if target < 1:
-        raise UserError(f"is below one step of batch {recipe.batch_size} ({per_step:.3g} FLOPs)", field="--horizon",
-                        value=horizon)  # fmt: skip
+        raise UserError(
+            f"is below one step of batch {recipe.batch_size} ({per_step:.3g} FLOPs)", field="--horizon", value=horizon
+        )
     return target
 
 
-def run_trial(spec: UNetSpec, recipe: Recipe, source: Source, out: str | Path, *, horizon: float | None = None,
-              steps: int | None = None, resume: bool = False, seed: int = 0,
-              on_step: Callable[[dict[str, Any]], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:  # fmt: skip
+def run_trial(
+    spec: UNetSpec,
+    recipe: Recipe,
+    source: Source,
+    out: str | Path,
+    *,
+    horizon: float | None = None,
+    steps: int | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Train to ``horizon`` FLOPs (or ``steps``), then validation loss and a checkpoint; returns the summary."""
     out = Path(out)
     preflight(spec, recipe, source, out, horizon=horizon, steps=steps, resume=resume)
@@ -82,12 +93,20 @@ def run_trial(spec: UNetSpec, recipe: Recipe, source: Source, out: str | Path, *
     hist = trainer.history
     tail = hist[-max(1, min(10, len(hist) // 5)) :] if hist else [float("nan")]
     return {
-        "spec": spec.name, "out": str(out), "train_flops": trainer.train_flops, "eval_flops": eval_flops,
-        "steps": trainer.step, "new_steps": trainer.step - start, "samples": trainer.samples,
+        "spec": spec.name,
+        "out": str(out),
+        "train_flops": trainer.train_flops,
+        "eval_flops": eval_flops,
+        "steps": trainer.step,
+        "new_steps": trainer.step - start,
+        "samples": trainer.samples,
         "train_flops_per_sample": trainer.cost.train_flops_per_sample,
-        "initial_loss": hist[0] if hist else float("nan"), "final_loss": sum(tail) / len(tail), "val_loss": val,
-        "wall_s": trainer.wall_s, "stopped": trainer.step < target,
-    }  # fmt: skip
+        "initial_loss": hist[0] if hist else float("nan"),
+        "final_loss": sum(tail) / len(tail),
+        "val_loss": val,
+        "wall_s": trainer.wall_s,
+        "stopped": trainer.step < target,
+    }
 
 
 class LoadedTrial:

@@ -113,7 +113,7 @@ def _shape_features(wt: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[flo
     return float(m), float(cx), float(cy), skew, (kurt(dx) + kurt(dy) - kurt(u) - kurt(v)) / 2
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _prototypes(res: int) -> tuple[np.ndarray, np.ndarray]:
     """Shape features ``(P, 2)`` and shape indices ``(P,)`` of single-object renders: every shape and size, at
     each of ``PROTO_BLURS``, averaged over four sub-pixel offsets. A pure function of ``res``, hence cached."""
@@ -158,7 +158,7 @@ def _parse(px: np.ndarray, protos: tuple[np.ndarray, np.ndarray] | None) -> list
     for cid in ids[counts >= min_mass / 2]:  # cheap pre-filter: speckle (noise) never gets this far
         mask = comp == cid
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        win = np.s_[max(rows[0] - 1, 0):rows[-1] + 2, max(cols[0] - 1, 0):cols[-1] + 2]  # box + 1 px
+        win = np.s_[max(rows[0] - 1, 0) : rows[-1] + 2, max(cols[0] - 1, 0) : cols[-1] + 2]  # box + 1 px
         mask, cfg = mask[win], fg[win]
         grow = mask.copy()
         grow[1:] |= mask[:-1]
@@ -178,8 +178,17 @@ def _parse(px: np.ndarray, protos: tuple[np.ndarray, np.ndarray] | None) -> list
         cvec = (chroma[win] * wt[..., None]).sum(axis=(0, 1))
         cos = _DIRS @ cvec / max(float(np.linalg.norm(cvec)), 1e-9)
         diameter = math.sqrt(mass / AREA_FACTOR[shape]) / w
-        det = Detection(COLOR_NAMES[int(cos.argmax())], shape, SIZES[int(diameter > SIZE_SPLIT)], cx / w, cy / h,
-                        diameter, mass / (w * h), tuple(map(float, cos)), tuple(map(float, scores)))
+        det = Detection(
+            COLOR_NAMES[int(cos.argmax())],
+            shape,
+            SIZES[int(diameter > SIZE_SPLIT)],
+            cx / w,
+            cy / h,
+            diameter,
+            mass / (w * h),
+            tuple(map(float, cos)),
+            tuple(map(float, scores)),
+        )
         out.append((det, feat))
     return out
 
@@ -235,8 +244,11 @@ class Answerer:
                 return guess
             d = _center(b) - _center(a)
             return max(choices, key=lambda c: float(np.dot(d, _REL_VEC[c])))
-        drop = {"color": ("color", "size", "shape"), "shape": ("shape", "size", "color"),
-                "size": ("size", "shape", "color")}[kind]  # first ignore the attribute asked about, if named
+        drop = {
+            "color": ("color", "size", "shape"),
+            "shape": ("shape", "size", "color"),
+            "size": ("size", "shape", "color"),
+        }[kind]  # first ignore the attribute asked about, if named
         found = _relaxed(dets, refs[0], drop)
         if not found:
             return guess
@@ -253,8 +265,13 @@ def _kind(choices: list[str]) -> str | None:
     """Question kind from its choice set (works for any question with these answer vocabularies)."""
     if all(c.isdigit() for c in choices):
         return "count"
-    for kind, vocab in (("yes/no", YES_NO), ("color", COLOR_NAMES), ("shape", SHAPES), ("size", SIZES),
-                        ("spatial", RELATIONS)):
+    for kind, vocab in (
+        ("yes/no", YES_NO),
+        ("color", COLOR_NAMES),
+        ("shape", SHAPES),
+        ("size", SIZES),
+        ("spatial", RELATIONS),
+    ):
         if set(choices) <= set(vocab):
             return kind
     return None

@@ -142,11 +142,16 @@ def parse_caption(text: str, source: str | None = None) -> Caption:
     """
     matches = list(_NP.finditer(text))
     if not matches:
-        raise UserError("names no object as '<count> [size] <color> <shape>'", source=source, field="caption",
-                        value=text)
+        raise UserError(
+            "names no object as '<count> [size] <color> <shape>'", source=source, field="caption", value=text
+        )
     if text[: matches[0].start()] not in PREFIXES or matches[-1].end() != len(text):
-        raise UserError(f"must be one of the prefixes {PREFIXES} then mentions, nothing after", source=source,
-                        field="caption", value=text)
+        raise UserError(
+            f"must be one of the prefixes {PREFIXES} then mentions, nothing after",
+            source=source,
+            field="caption",
+            value=text,
+        )
     mentions, relations = [], []
     for i, m in enumerate(matches):
         count = _COUNT_OF[m.group(1)]
@@ -154,10 +159,14 @@ def parse_caption(text: str, source: str | None = None) -> Caption:
             raise UserError("count and plural disagree", source=source, field="caption", value=m.group(0))
         mentions.append(Mention(m.group(3), m.group(4), m.group(2), count))
         if i + 1 < len(matches):
-            link = text[m.end(): matches[i + 1].start()]
+            link = text[m.end() : matches[i + 1].start()]
             if link not in _LINKS:
-                raise UserError(f"unknown link between mentions (known: {sorted(_LINKS)})", source=source,
-                                field="caption", value=link)
+                raise UserError(
+                    f"unknown link between mentions (known: {sorted(_LINKS)})",
+                    source=source,
+                    field="caption",
+                    value=link,
+                )
             if _LINKS[link] is not None:
                 relations.append(Relation(i, i + 1, _LINKS[link]))
     return Caption(text=text, mentions=tuple(mentions), relations=tuple(relations))

@@ -48,22 +48,32 @@ _REF = re.compile(rf"\b(?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOR_NAMES)}) )?(
 
 def question_refs(question: str) -> list[Ref]:
     """Object references of a question in reading order ("the small red circle" -> Ref("red", "circle", "small"))."""
-    return [Ref(m.group(2), None if m.group(3) == "object" else m.group(3), m.group(1))
-            for m in _REF.finditer(question)]
+    return [
+        Ref(m.group(2), None if m.group(3) == "object" else m.group(3), m.group(1)) for m in _REF.finditer(question)
+    ]
 
 
 def _may_match(other: Mention, ref: Mention, drop: str) -> bool:
     """Could objects of ``other`` answer to ``ref`` with attribute ``drop`` left out? (unnamed size: maybe)."""
     return all(
         getattr(ref, f) is None or getattr(other, f) is None or getattr(other, f) == getattr(ref, f)
-        for f in ("color", "shape", "size") if f != drop
+        for f in ("color", "shape", "size")
+        if f != drop
     )
 
 
-def _item(prompt_id: str, caption: str, question: str, choices: list[str], answer: str, etype: str,
-          element: str) -> dict[str, Any]:
-    return {"id": prompt_id, "caption": caption, "question": question, "choices": choices, "answer": answer,
-            "element_type": etype, "element": element}
+def _item(
+    prompt_id: str, caption: str, question: str, choices: list[str], answer: str, etype: str, element: str
+) -> dict[str, Any]:
+    return {
+        "id": prompt_id,
+        "caption": caption,
+        "question": question,
+        "choices": choices,
+        "answer": answer,
+        "element_type": etype,
+        "element": element,
+    }
 
 
 def make_questions(caption: Caption | str, prompt_id: str, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -75,8 +85,17 @@ def make_questions(caption: Caption | str, prompt_id: str, rng: np.random.Genera
         exists = f"Are there {full}?" if m.count > 1 else f"Is there {m.phrase()}?"
         out.append(_item(prompt_id, text, exists, list(YES_NO), "yes", "object", full))
         plural = replace(m, count=2).phrase(article=False)
-        out.append(_item(prompt_id, text, f"How many {plural} are there?", list(COUNT_CHOICES), str(m.count),
-                         "counting", str(m.count)))
+        out.append(
+            _item(
+                prompt_id,
+                text,
+                f"How many {plural} are there?",
+                list(COUNT_CHOICES),
+                str(m.count),
+                "counting",
+                str(m.count),
+            )
+        )
         others = [o for j, o in enumerate(ms) if j != i]
         unique = {d: not any(_may_match(o, m, d) for o in others) for d in ("color", "shape", "size")}
         if unique["color"]:
@@ -84,11 +103,29 @@ def make_questions(caption: Caption | str, prompt_id: str, rng: np.random.Genera
             picks = [wrong[k] for k in rng.choice(len(wrong), N_COLOR_CHOICES - 1, replace=False)]
             choices = [m.color, *picks]
             choices = [choices[k] for k in rng.permutation(len(choices))]
-            out.append(_item(prompt_id, text, f"What color {be} the {m.phrase('color', article=False)}?",
-                             choices, m.color, "color", m.color))
+            out.append(
+                _item(
+                    prompt_id,
+                    text,
+                    f"What color {be} the {m.phrase('color', article=False)}?",
+                    choices,
+                    m.color,
+                    "color",
+                    m.color,
+                )
+            )
         if unique["shape"]:
-            out.append(_item(prompt_id, text, f"What shape {be} the {m.phrase('shape', article=False)}?",
-                             [SHAPES[k] for k in rng.permutation(len(SHAPES))], m.shape, "shape", m.shape))
+            out.append(
+                _item(
+                    prompt_id,
+                    text,
+                    f"What shape {be} the {m.phrase('shape', article=False)}?",
+                    [SHAPES[k] for k in rng.permutation(len(SHAPES))],
+                    m.shape,
+                    "shape",
+                    m.shape,
+                )
+            )
         if m.size is not None and unique["size"]:
             q = f"{be.capitalize()} the {m.phrase('size', article=False)} small or large?"
             out.append(_item(prompt_id, text, q, list(SIZES), m.size, "size", m.size))
@@ -217,5 +254,10 @@ def tifa_summary(questions: Sequence[Mapping[str, Any]], correct: Sequence[float
         by_id.setdefault(q["id"], []).append(float(c))
         by_cat.setdefault(q["element_type"], []).append(float(c))
     per_prompt = {k: float(np.mean(v)) for k, v in by_id.items()}
-    return TifaResult(float(np.mean(list(per_prompt.values()))), per_prompt,
-                      {k: float(np.mean(v)) for k, v in sorted(by_cat.items())}, len(questions), flops)  # fmt: skip
+    return TifaResult(
+        float(np.mean(list(per_prompt.values()))),
+        per_prompt,
+        {k: float(np.mean(v)) for k, v in sorted(by_cat.items())},
+        len(questions),
+        flops,
+    )

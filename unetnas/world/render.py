@@ -24,11 +24,17 @@ _RGB = {name: np.asarray(rgb, dtype=np.float32) for name, rgb in COLORS.items()}
 def check_resolution(resolution: int, source: str | None = None) -> int:
     """Return ``resolution`` if it is an int in ``[MIN_RESOLUTION, MAX_RESOLUTION]``, else raise ``UserError``
     naming ``source`` (default None)."""
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not (
-        MIN_RESOLUTION <= resolution <= MAX_RESOLUTION
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, np.integer))
+        or not (MIN_RESOLUTION <= resolution <= MAX_RESOLUTION)
     ):
-        raise UserError(f"must be an integer in {MIN_RESOLUTION}..{MAX_RESOLUTION}", source=source,
-                        field="resolution", value=resolution)
+        raise UserError(
+            f"must be an integer in {MIN_RESOLUTION}..{MAX_RESOLUTION}",
+            source=source,
+            field="resolution",
+            value=resolution,
+        )
     return int(resolution)
 
 
@@ -93,5 +99,5 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()
     out = np.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
-    out = sum(k[i] * out[:, i:i + out.shape[1] - 2 * r] for i in range(2 * r + 1))
-    return sum(k[i] * out[:, :, i:i + out.shape[2] - 2 * r] for i in range(2 * r + 1))
+    out = sum(k[i] * out[:, i : i + out.shape[1] - 2 * r] for i in range(2 * r + 1))
+    return sum(k[i] * out[:, :, i : i + out.shape[2] - 2 * r] for i in range(2 * r + 1))

@@ -71,8 +71,9 @@ class WorldObject:
         h = self.half
         for field, value in (("x", self.x), ("y", self.y)):
             if not (h <= value <= 1.0 - h):
-                raise UserError(f"object must lie inside the image ({h:.2f} <= centre <= {1 - h:.2f})",
-                                field=field, value=value)
+                raise UserError(
+                    f"object must lie inside the image ({h:.2f} <= centre <= {1 - h:.2f})", field=field, value=value
+                )
 
     @property
     def diameter(self) -> float:
@@ -162,7 +163,7 @@ def sample_scene(rng: np.random.Generator, split: str = "train") -> Scene:
     n = 1 + int(u[0] * SCENE_OBJECTS)
     kinds: list[tuple[str, str, str]] = []
     for i in range(n):
-        rep, which, size = u[1 + 3 * i: 4 + 3 * i]
+        rep, which, size = u[1 + 3 * i : 4 + 3 * i]
         if i > 0 and rep < REPEAT_P:
             kinds.append(kinds[int(which * i)])
         else:

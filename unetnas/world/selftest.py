@@ -36,8 +36,7 @@ def tifa_score(
     if len(question_prompt_ids) != n or (question_categories is not None and len(question_categories) != n):
         raise ValueError("correct flags, prompt ids and categories must have one entry per question")
     cats = question_categories if question_categories is not None else [""] * n
-    res = tifa_summary([{"id": i, "element_type": c} for i, c in zip(question_prompt_ids, cats)],
-                       per_question_correct)  # fmt: skip
+    res = tifa_summary([{"id": i, "element_type": c} for i, c in zip(question_prompt_ids, cats)], per_question_correct)
     return res.score, res.per_prompt, res.by_category if question_categories is not None else {}
 
 
