@@ -56,21 +56,33 @@ def test_new_candidates_fill_the_first_bracket_with_room() -> None:
 
 
 def test_promotion_is_asynchronous_and_ranks_by_alignment_and_cost() -> None:
-    """ASHA: with 2 of 4 results, 2 // 2 = 1 may go up already; the better one does (no waiting for the rest)."""
+    """ASHA when nothing else can run: all 4 of the bracket started, 2 results in, 2 // 2 = 1 may go up already; the
+    better one does (no worker waits for the rest). While slots are free, new candidates come first: a later result
+    may beat the first ones (the exact successive-halving decision once the rung is full)."""
     s = Scheduler(COSTS, ETA)
     brackets = [Bracket(0, (4, 2, 1))]
     cs = [cand(0, rung=0, align={0: 0.1}), cand(1, rung=0, align={0: 0.5})]
-    assert s.next_job(brackets, cs) == Job("promote", 0, 1, 1, 1001)
+    assert s.next_job(brackets, cs) == Job("new", 0, 0)  # free slots first
+    elsewhere = [cand(i, rung=-1, target=0, status="running") for i in (2, 3)]  # held by other workers
+    assert s.next_job(brackets, cs + elsewhere) == Job("promote", 0, 1, 1, 1001)
     cs[1] = cand(1, rung=0, target=1, status="training", align={0: 0.5})
-    assert s.next_job(brackets, cs).kind == "resume"
+    assert s.next_job(brackets, cs + elsewhere).kind == "resume"
     cs[1] = cand(1, rung=1, target=1, align={0: 0.5, 1: 0.6})
-    assert s.next_job(brackets, cs) == Job("new", 0, 0)  # quota 1 used; the rest of the rung must come first
+    assert s.next_job(brackets, cs + elsewhere) is None  # quota 1 used; the rest of the rung must come first
     # a cheaper design with an alignment within noise is preferred to a dearer one
     noisy = [
         Candidate(i, i, 0, 0, 0, "waiting", {0: ((-a, g), (0.03, 0.0))}, f"k{i}")
         for i, (a, g) in enumerate([(0.50, 2.0), (0.48, 1.0)])
     ]
-    assert s.next_job(brackets, noisy) == Job("promote", 0, 1, 1, 1)
+    assert s.next_job(brackets, noisy + elsewhere) == Job("promote", 0, 1, 1, 1)
+
+
+def test_a_full_rung_promotes_its_best_not_the_first_finished() -> None:
+    """One worker: the best of all 4 results goes up, although the first 2 results alone would have allowed one."""
+    s = Scheduler(COSTS, ETA)
+    brackets = [Bracket(0, (4, 2, 1))]
+    cs = [cand(i, rung=0, align={0: a}) for i, a in enumerate([0.1, 0.2, 0.3, 0.9])]
+    assert s.next_job(brackets, cs) == Job("promote", 0, 1, 3, 1003)
 
 
 def test_decided_candidates_stop_with_a_reason() -> None:

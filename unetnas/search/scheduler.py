@@ -4,8 +4,10 @@ Asynchronous successive halving in Hyperband's brackets (ASHA, Li et al. 2020; m
 Schmucker et al. 2021): whenever a worker is free it (1) resumes an interrupted rung, else (2) promotes a candidate,
 looking from the highest rung down: in bracket j, a candidate waiting at rung k moves to k+1 when it is among the
 first ``min(done_k // eta, quota_{k+1})`` of the rung's results by ``promotion.rank`` (noise-aware fronts, then
-hypervolume contribution), else (3) starts a new candidate in the first bracket with a free slot. No worker waits
-for a rung to fill up. A candidate stops ("pruned") once its rung is decided: every slot of the rung has a result
+hypervolume contribution), else (3) starts a new candidate in the first bracket with a free slot. Promotions from a
+rung whose every slot has a result come first (the exact successive-halving decision); ASHA's early promotion from a
+rung still filling up is taken only when there is no new candidate to start, so no worker waits for a rung to fill
+up, yet a single worker does not promote the best of the first three while a better fourth is still to come. A candidate stops ("pruned") once its rung is decided: every slot of the rung has a result
 and every promotion from it is made (or the bracket ends there).
 
 The bracket sizes are the plan's, adjusted to what is really left: before a new candidate starts, unstarted slots
@@ -72,14 +74,20 @@ class Scheduler:
         for c in sorted(cands, key=lambda c: c.number):
             if c.status in RESUMABLE:
                 return Job("resume", c.bracket, c.target, c.number, c.trial_id)
-        for k in reversed(range(self.top)):
-            for j, b in enumerate(brackets):
-                job = self._promotion(j, b, k, self.members(cands, j))
-                if job is not None:
-                    return job
+        job = self._promote(brackets, cands, eager=False)  # rungs with every result in: exact SHA decisions
+        if job is not None:
+            return job
         for j, b in enumerate(brackets):
             if len(self.members(cands, j)) < b.counts[0]:
                 return Job("new", j, b.start)
+        return self._promote(brackets, cands, eager=True)  # nothing else to run: ASHA's early promotion
+
+    def _promote(self, brackets: list[Bracket], cands: list[Candidate], eager: bool) -> Job | None:
+        for k in reversed(range(self.top)):
+            for j, b in enumerate(brackets):
+                job = self._promotion(j, b, k, self.members(cands, j), eager=eager)
+                if job is not None:
+                    return job
         return None
 
     def quota(self, b: Bracket, k: int, cs: list[Candidate]) -> tuple[list[Candidate], int]:
@@ -87,10 +95,14 @@ class Scheduler:
         done = [c for c in cs if k in c.points]
         return done, min(len(done) // self.eta, b.count_at(k + 1))
 
-    def _promotion(self, j: int, b: Bracket, k: int, cs: list[Candidate]) -> Job | None:
+    def _promotion(self, j: int, b: Bracket, k: int, cs: list[Candidate], eager: bool = True) -> Job | None:
         if not b.start <= k < b.last:
             return None
         done, quota = self.quota(b, k, cs)
+        if not eager:  # only once the rung is resolved: the best of all its results, not of the first ones
+            if sum(1 for x in cs if k in x.points or (x.target >= k and x.status in CLOSED)) < b.count_at(k):
+                return None
+            quota = min(b.count_at(k + 1), len(done))
         if self.sent(cs, k + 1) >= quota:
             return None
         order = rank(
