@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the CPU demo: a complete FLOPs-budgeted search of space/tiny.yaml on the built-in
-# world (no GPU, network or database server), then export the Pareto designs. About 10 minutes on 2 CPU cores.
-# The budget buys candidates (Hyperband brackets; `unetnas search --budget 2e13 --dry-run` shows them), never longer
-# trials: the horizons come from trials/short.yaml. About a third of 2e13 pays for encoding the world's captions.
+# world (no GPU, network or database server), then export the Pareto designs. About 20-25 minutes on 2 idle CPU cores.
+# The budget buys candidates (Hyperband brackets; `unetnas search --budget 3e13 --dry-run` shows them), never longer
+# trials: the horizons come from trials/short.yaml. About a fifth of 3e13 pays for encoding the world's captions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
