@@ -214,7 +214,8 @@ def test_paper_space_dry_run_shows_what_the_budget_buys(run_cli) -> None:
     assert d["max_horizon_flops"] == plan.rungs[-1] and d["top_candidates"] >= plan.n_top
     assert 0.85 * 2e20 <= plan.total <= (1 - MARGIN) * 2e20 * (1 + 1e-12)
     assert plan.eval_total / plan.total < 0.01  # scoring is a small share at this scale
-    assert d["flops_per_s"] == 64 * 400e12 and math.isclose(d["wall_s"], plan.total / (64 * 400e12), rel_tol=1e-9)
+    assert d["flops_per_s"] == 64 * 400e12  # per device; the wall time is work per device or the span, if longer
+    assert d["wall_s"] >= plan.total / (64 * 400e12) * (1 - 1e-9)
     # twice the budget: about twice the candidates and brackets, the same longest horizon
     code, out2, err = run_cli([*args, "--budget", "4e20", "--json"])
     assert code == 0, err
@@ -226,6 +227,7 @@ def test_paper_space_dry_run_shows_what_the_budget_buys(run_cli) -> None:
     code, out, err = run_cli([*args, "--budget", "2e20"])
     assert code == 0, err
     assert f"{d['brackets']} brackets, {d['candidates']} candidates" in out
-    assert "steps" in out and "samples" in out and "64 GPUs x 400 TFLOP/s" in out and "GPU-hours" in out
+    flat = " ".join(out.split())  # the summary is prose, wrapped to the terminal
+    assert "steps" in flat and "samples" in flat and "64 GPUs x 400 TFLOP/s" in flat and "GPU-hours" in flat
     for b in plan.brackets:
         assert " -> ".join(map(str, b.counts)) in out
