@@ -385,16 +385,25 @@ def wall_time(plan: Plan, flops_per_s: float, workers: int = 1, ranks: int = 1) 
     return {"wall_s": max(work_s, span_s), "work_s": work_s, "span_s": span_s, "workers": workers, "ranks": ranks}
 
 
+# A member is measured on the CPU only up to this size; paper-scale members (billions of parameters, tens of GB
+# of weights and optimizer state) would exhaust a laptop's memory for a number nobody plans a GPU search with.
+CPU_MEASURE_MAX_PARAMS = 50e6
+
+
 def measure_cpu_flops_per_s(space: SearchSpace, recipe: Recipe, steps: int = 3) -> float:
-    """Achieved training FLOP/s of the median member on this machine (a few plain fwd+bwd steps)."""
+    """Achieved training FLOP/s on this machine (a few plain fwd+bwd steps of batch <= 8): of the space's median
+    member when it has at most ``CPU_MEASURE_MAX_PARAMS`` parameters, else of the CPU-sized ``tiny`` preset."""
     import time
 
     import torch
 
     from unetnas.build import build_unet, example_inputs
+    from unetnas.presets import get_preset
 
     ms = sorted(members(space, 50), key=lambda m: cost(m).flops)
     spec = ms[len(ms) // 2]
+    if cost(spec).params > CPU_MEASURE_MAX_PARAMS:
+        spec = get_preset("tiny")
     batch = min(recipe.micro_batch, 8)
     unet = build_unet(spec, seed=0)
     inputs = example_inputs(spec, batch=batch)
