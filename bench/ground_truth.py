@@ -1,23 +1,39 @@
-"""The tabular ground truth of `space/tiny.yaml` (in the spirit of NAS-Bench-201 and JAHS-Bench-201).
+"""The tabular ground truth of a design space (in the spirit of NAS-Bench-201 and JAHS-Bench-201).
 
 Every member of the space that can read the prompt, plus a text-blind control, is trained on the built-in world
-to the full horizon with the default recipe; at geometric checkpoints (horizon / 2^k) each run records validation
-loss, raw TIFA and the text-blind-corrected alignment (with standard errors over prompts), training FLOPs and wall
-seconds. A few designs get a second seed so seed noise is known. Runs are resumable: each run keeps its trainer
-checkpoint and finished rows under ``--work``; the table is rewritten (atomically) after every run.
+to the full horizon with one recipe; at geometric checkpoints (horizon / ratio^k) each run records validation
+loss, raw TIFA and the text-blind-corrected alignment (with standard errors over prompts), training FLOPs, samples
+and wall seconds. The horizon is in the recipe's unit (``horizon_unit``): training *samples* (Li et al.: every
+design trained for the same steps x batch; the v2 default) or training *FLOPs* (the isoFLOP view; v1).
 
-    python -m bench ground-truth [--horizon 2.4e12] [--checkpoints 3] [--ratio 4] [--prompts 128] [--second-seeds 8]
-                                 [--out bench/data/gt-tiny-v1.json] [--work runs/ground-truth]
+Seeds: ``--seeds`` for every design, one more for ``--extra-seeds`` designs spread over the GMACs range. Runs are
+ordered so that a partial table is useful: seed 0 of designs in an order that spreads any prefix over the GMACs
+range, then seed 1 in the same order, then the extra seeds. ``--pilot N`` keeps N reading designs spread over
+GMACs (plus the control) and runs breadth-first: every run to checkpoint k before any run goes to k + 1.
 
-Table schema (version 1): ``{"version", "meta", "designs": [{id, spec, params, gmacs, train_flops_per_sample,
-text_blind, tags}], "runs": [{design, seed, checkpoints: [{train_flops, steps, samples, wall_s, eval_flops, eval_s,
-val_loss, tifa, tifa_se, alignment, alignment_se, blind_tifa, per_prompt_alignment}]}]}``. Units: FLOPs, seconds;
-alignment and TIFA are accuracies in [0, 1] (alignment is a difference and may be negative).
+Resumable: each run keeps its trainer checkpoint and finished rows under ``--work`` in a folder keyed by (spec,
+recipe, seed), so a pilot's runs are reused by the full table where their checkpoints coincide; the table is
+rewritten atomically after every run (every checkpoint in a pilot).
+
+    python -m bench ground-truth [--space space/tiny.yaml] [--unit samples] [--horizon 16384] [--checkpoints 6]
+                                 [--ratio 2] [--seeds 2] [--extra-seeds 12] [--prompts 128] [--pilot N]
+                                 [--out bench/data/gt-<space>-v2.json] [--work runs/ground-truth-v2]
+    v1: python -m bench ground-truth --unit flops --horizon 2.4e12 --checkpoints 3 --ratio 4 --seeds 1
+                                 --extra-seeds 8 --out bench/data/gt-tiny-v1.json --work runs/ground-truth
+
+Table schema (version 2, a strict superset of version 1): ``{"version", "meta", "designs": [{id, spec, params,
+gmacs, train_flops_per_sample, text_blind, tags}], "runs": [{design, seed, checkpoints: [{train_flops, steps,
+samples, wall_s, eval_flops, eval_s, val_loss, tifa, tifa_se, alignment, alignment_se, blind_tifa,
+per_prompt_alignment}]}], "partial_runs": [same, fewer checkpoints]}``; v2 adds ``meta.horizon_unit``
+(``meta.horizons`` are in it), ``meta.seeds``, ``meta.extra_seed_designs``, ``meta.runs_planned`` and
+``partial_runs``. Units: FLOPs, samples, seconds; alignment and TIFA are accuracies in [0, 1] (alignment is a
+difference and may be negative).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -26,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "bench" / "data" / "gt-tiny-v1.json"
+DEFAULT_HORIZON = {"flops": 2.4e12, "samples": 16384}
+DEFAULT_RECIPE = {"flops": ROOT / "trials" / "short.yaml", "samples": ROOT / "trials" / "samples.yaml"}
 
 
 def designs(space_path: Path) -> list[dict[str, Any]]:
@@ -86,59 +103,111 @@ def second_seed_ids(table_designs: list[dict[str, Any]], n: int) -> list[str]:
     return list(dict.fromkeys(picks + blind))[:n]
 
 
+def spread_order(table_designs: list[dict[str, Any]]) -> list[str]:
+    """Every design id, ordered so that each prefix spreads over the GMACs range (bisection of the sorted list).
+
+    The cheapest and the dearest reading designs come first, then the text-blind control, then the midpoints of
+    the widest remaining gaps (a van der Corput order over GMACs ranks).
+    """
+    reading = [d["id"] for d in sorted((d for d in table_designs if not d["text_blind"]), key=lambda d: d["gmacs"])]
+    blind = [d["id"] for d in table_designs if d["text_blind"]]
+    if not reading:
+        return blind
+    order = [0, len(reading) - 1]
+    gaps = [(0, len(reading) - 1)]
+    while gaps:
+        nxt = []
+        for lo, hi in gaps:
+            if hi - lo > 1:
+                m = (lo + hi) // 2
+                order.append(m)
+                nxt += [(lo, m), (m, hi)]
+        gaps = nxt
+    ids = [reading[i] for i in dict.fromkeys(order)]
+    return ids[:2] + blind + ids[2:]
+
+
+def plan_jobs(table_designs: list[dict[str, Any]], seeds: int, extra: list[str]) -> list[tuple[str, int]]:
+    """(design id, seed) in run order: seed 0 of every design in spread order, then seed 1, ..., then extra seeds."""
+    order = spread_order(table_designs)
+    jobs = [(i, s) for s in range(seeds) for i in order]
+    return jobs + [(i, seeds) for i in order if i in set(extra)]
+
+
+def checkpoint_horizons(horizon: float, n: int, ratio: float, unit: str, batch: int) -> list[float]:
+    """``horizon / ratio^k`` for k = n-1 .. 0, ascending; in samples rounded down to whole batches (>= one)."""
+    hs = [horizon / ratio**k for k in reversed(range(n))]
+    if unit == "samples":
+        hs = [float(max(batch, int(h // batch) * batch)) for h in hs]
+    return list(dict.fromkeys(hs))
+
+
+def run_key(spec: dict[str, Any], recipe, seed: int) -> str:
+    """A run's folder name: the design's spec (without its name), the recipe and the seed, hashed."""
+    blob = json.dumps(
+        [{k: v for k, v in spec.items() if k != "name"}, recipe.model_dump(mode="json"), seed], sort_keys=True
+    )
+    return f"{spec.get('name') or 'spec'}-s{seed}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
 def run_one(
     design: dict[str, Any], seed: int, *, recipe, source, proxy, horizons: list[float], work: Path, log
 ) -> list[dict[str, Any]]:
-    """Train one design with one seed through every checkpoint; resumes from ``work`` if a run was cut short."""
+    """Train one design with one seed through every checkpoint; resumes from ``work`` if a run was cut short.
+
+    Rows already measured at a checkpoint's step are reused (also from a run with another checkpoint grid), and
+    training continues from the saved trainer state when it lies at or before the next missing checkpoint.
+    """
     from unetnas.proxies import Subject, ValLoss
     from unetnas.spec import UNetSpec
     from unetnas.train import checkpoint
     from unetnas.train.trainer import Trainer
 
-    run_dir = work / f"{design['id']}-s{seed}"
+    run_dir = work / run_key(design["spec"], recipe, seed)
     rows_path = run_dir / "rows.json"
-    rows: list[dict[str, Any]] = json.loads(rows_path.read_text()) if rows_path.is_file() else []
-    if len(rows) == len(horizons):
-        return rows
+    have = {r["steps"]: r for r in (json.loads(rows_path.read_text()) if rows_path.is_file() else [])}
+    fps = design["train_flops_per_sample"]
+    targets = [recipe.horizon_steps(h, fps) for h in horizons]
+    if all(t in have for t in targets):
+        return [have[t] for t in targets]
     spec = UNetSpec.model_validate(design["spec"])
     trainer = Trainer(spec, recipe, source, run_dir, seed=seed)
-    if rows and (run_dir / "checkpoint" / checkpoint.STATE).is_file():
-        trainer.resume()
-        rows = [r for r in rows if r["steps"] <= trainer.step]
-    else:
-        rows = []
-    for h in horizons[len(rows) :]:
-        trainer.train_to(trainer.steps_for(h))
+    missing = min(t for t in targets if t not in have)
+    if (run_dir / "checkpoint" / checkpoint.STATE).is_file():
+        if checkpoint.read_state(run_dir / "checkpoint")["step"] <= missing:
+            trainer.resume()
+    for target in targets:
+        if target in have:
+            continue
+        trainer.train_to(target)
         t0 = time.perf_counter()
         subject = Subject.from_trainer(trainer)
         val = ValLoss().score(subject)
         res = proxy.score(subject)
         d = res.details
-        rows.append(
-            {
-                "train_flops": trainer.train_flops,
-                "steps": trainer.step,
-                "samples": trainer.samples,
-                "wall_s": round(trainer.wall_s, 2),
-                "eval_flops": val.flops + res.flops,
-                "eval_s": round(time.perf_counter() - t0, 2),
-                "val_loss": val.value,
-                "tifa": d["tifa"],
-                "tifa_se": d["tifa_se"],
-                "alignment": d["alignment"],
-                "alignment_se": d["alignment_se"],
-                "blind_tifa": d["blind_tifa"],
-                "alignment_by_category": d["alignment_by_category"],
-                "per_prompt_alignment": d["per_prompt_alignment"],
-            }
-        )
+        have[trainer.step] = {
+            "train_flops": trainer.train_flops,
+            "steps": trainer.step,
+            "samples": trainer.samples,
+            "wall_s": round(trainer.wall_s, 2),
+            "eval_flops": val.flops + res.flops,
+            "eval_s": round(time.perf_counter() - t0, 2),
+            "val_loss": val.value,
+            "tifa": d["tifa"],
+            "tifa_se": d["tifa_se"],
+            "alignment": d["alignment"],
+            "alignment_se": d["alignment_se"],
+            "blind_tifa": d["blind_tifa"],
+            "alignment_by_category": d["alignment_by_category"],
+            "per_prompt_alignment": d["per_prompt_alignment"],
+        }
         trainer.save()
-        _write_json(rows_path, rows)
+        _write_json(rows_path, sorted(have.values(), key=lambda r: r["steps"]))
         log(
-            f"{design['id']} s{seed} {trainer.train_flops:.3g} FLOPs step {trainer.step}: val {val.value:.4f} "
-            f"tifa {d['tifa']:.3f} alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f}"
+            f"{design['id']} s{seed} {trainer.samples} samples {trainer.train_flops:.3g} FLOPs step {trainer.step}: "
+            f"val {val.value:.4f} tifa {d['tifa']:.3f} alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f}"
         )
-    return rows
+    return [have[t] for t in targets]
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -164,54 +233,86 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench ground-truth", description=__doc__.splitlines()[0])
     ap.add_argument("--space", type=Path, default=ROOT / "space" / "tiny.yaml")
-    ap.add_argument("--recipe", type=Path, default=ROOT / "trials" / "short.yaml")
-    ap.add_argument("--horizon", type=float, default=2.4e12, help="full training horizon per run, FLOPs")
-    ap.add_argument("--checkpoints", type=int, default=3, help="geometric checkpoints horizon/ratio^k, k < this")
-    ap.add_argument("--ratio", type=float, default=4.0, help="ratio between checkpoints (3, 4: first at 1/16)")
+    ap.add_argument("--unit", choices=["samples", "flops"], default=None, help="horizon unit (default: the recipe's)")
+    ap.add_argument("--recipe", type=Path, default=None, help="default trials/samples.yaml or trials/short.yaml")
+    ap.add_argument("--horizon", type=float, default=None, help="full horizon per run, in the unit (16384 / 2.4e12)")
+    ap.add_argument("--checkpoints", type=int, default=6, help="geometric checkpoints horizon/ratio^k, k < this")
+    ap.add_argument("--ratio", type=float, default=2.0, help="ratio between checkpoints (2 x 6 checkpoints = 32x)")
     ap.add_argument("--prompts", type=int, default=128, help="evaluation prompts per alignment score")
-    ap.add_argument("--second-seeds", type=int, default=8, help="designs trained again with seed 1")
+    ap.add_argument("--seeds", type=int, default=2, help="seeds 0 .. N-1 for every design")
+    ap.add_argument("--extra-seeds", type=int, default=12, help="designs spread over GMACs given one more seed")
+    ap.add_argument("--pilot", type=int, default=0, help="only N reading designs spread over GMACs + the control")
     ap.add_argument("--only", default="", help="comma-separated design ids (default: all)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "ground-truth")
+    ap.add_argument("--out", type=Path, default=None, help="default bench/data/gt-<space>-v2[-pilot].json")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "ground-truth-v2")
     args = ap.parse_args(argv)
+
+    from unetnas.errors import UserError
+    from unetnas.train.recipe import load_recipe
+
+    recipe_path = args.recipe or DEFAULT_RECIPE[args.unit or "samples"]
+    recipe = load_recipe(recipe_path)
+    unit = args.unit or recipe.horizon_unit
+    if recipe.horizon_unit != unit:
+        raise UserError(f"the recipe's horizon_unit is {recipe.horizon_unit}", field="--unit", value=unit)
+    horizon = args.horizon or DEFAULT_HORIZON[unit]
+    for name, value, ok in [
+        ("--horizon", horizon, horizon > 0),
+        ("--checkpoints", args.checkpoints, args.checkpoints >= 1),
+        ("--ratio", args.ratio, args.ratio > 1),
+        ("--seeds", args.seeds, args.seeds >= 1),
+        ("--extra-seeds", args.extra_seeds, args.extra_seeds >= 0),
+        ("--prompts", args.prompts, args.prompts >= 2),
+    ]:
+        if not ok:
+            raise UserError("out of range", field=name, value=value)
+    stem = args.space.stem
+    out = args.out or ROOT / "bench" / "data" / f"gt-{stem}-v2{'-pilot' if args.pilot else ''}.json"
 
     import torch
 
     from unetnas.proxies import WorldTifa
     from unetnas.train.engine import ensure_distributed
-    from unetnas.train.recipe import load_recipe
     from unetnas.train.source import WorldSource
 
     torch.set_num_threads(int(os.environ.get("UNETNAS_THREADS", os.cpu_count() or 1)))
     ensure_distributed()
-    recipe = load_recipe(args.recipe)
     table_designs = designs(args.space)
+    if args.pilot:
+        keep = set(second_seed_ids(table_designs, args.pilot + 1))
+        table_designs = [d for d in table_designs if d["id"] in keep]
+    by_id = {d["id"]: d for d in table_designs}
     first = table_designs[0]["spec"]
     source = WorldSource(pool=recipe.world_pool, seed=0, resolution=first["latent_size"], text_len=first["text_len"])
     proxy = WorldTifa(prompts=args.prompts, images_per_prompt=1)
-    horizons = [args.horizon / args.ratio**k for k in reversed(range(args.checkpoints))]
+    horizons = checkpoint_horizons(horizon, args.checkpoints, args.ratio, unit, recipe.batch_size)
+    extra = [] if args.pilot else second_seed_ids(table_designs, args.extra_seeds) if args.extra_seeds else []
     only = set(filter(None, args.only.split(",")))
-    jobs = [(d, 0) for d in table_designs]
-    seconds = set(second_seed_ids(table_designs, args.second_seeds))
-    jobs += [(d, 1) for d in table_designs if d["id"] in seconds]
-    jobs = [(d, s) for d, s in jobs if not only or d["id"] in only]
+    jobs = [(by_id[i], s) for i, s in plan_jobs(table_designs, args.seeds, extra) if not only or i in only]
     start = time.time()
-    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    previous = json.loads(out.read_text()) if out.is_file() else {}
     spent_before = previous.get("meta", {}).get("cost_s", 0.0)
 
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-    log(f"{len(table_designs)} designs, {len(jobs)} runs, horizons {', '.join(f'{h:.3g}' for h in horizons)}")
-    runs = []
-    for d, seed in jobs:
-        rows = run_one(d, seed, recipe=recipe, source=source, proxy=proxy, horizons=horizons, work=args.work, log=log)
-        runs.append({"design": d["id"], "seed": seed, "checkpoints": rows})
+    def rel(p: Path) -> str:
+        return str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p)
+
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {}
+
+    def write() -> None:
+        runs = [{"design": d["id"], "seed": s, "checkpoints": results.get((d["id"], s), [])} for d, s in jobs]
         done = [r for r in runs if len(r["checkpoints"]) == len(horizons)]
         meta = {
-            "space": str(args.space.relative_to(ROOT)) if args.space.is_relative_to(ROOT) else str(args.space),
-            "recipe": str(args.recipe.relative_to(ROOT)) if args.recipe.is_relative_to(ROOT) else str(args.recipe),
+            "space": rel(args.space),
+            "recipe": rel(Path(recipe_path)),
+            "horizon_unit": unit,
             "horizons": horizons,
+            "seeds": args.seeds,
+            "extra_seed_designs": extra,
+            "runs_planned": len(jobs),
+            "pilot": args.pilot,
             "world": source.describe(),
             "proxy": {
                 "name": "tifa",
@@ -224,12 +325,25 @@ def main(argv: list[str] | None = None) -> int:
             },
             "machine": machine(),
             "date": time.strftime("%Y-%m-%d"),
-            "command": "python -m bench ground-truth " + " ".join(argv or []),
+            "command": "python -m bench ground-truth " + " ".join(argv if argv is not None else []),
             "cost_s": round(spent_before + time.time() - start, 1),
             "complete": len(done) == len(jobs),
         }
-        _write_json(args.out, {"version": 1, "meta": meta, "designs": table_designs, "runs": done})
-    log(f"table written to {args.out} ({len(runs)} runs)")
+        partial = [r for r in runs if 0 < len(r["checkpoints"]) < len(horizons)]
+        _write_json(out, {"version": 2, "meta": meta, "designs": table_designs, "runs": done, "partial_runs": partial})
+
+    log(
+        f"{len(table_designs)} designs, {len(jobs)} runs, horizons ({unit}) {', '.join(f'{h:.4g}' for h in horizons)}"
+        f" -> {out}"
+    )
+    depths = range(1, len(horizons) + 1) if args.pilot else [len(horizons)]  # pilot: breadth-first over checkpoints
+    for depth in depths:
+        for d, seed in jobs:
+            results[d["id"], seed] = run_one(
+                d, seed, recipe=recipe, source=source, proxy=proxy, horizons=horizons[:depth], work=args.work, log=log
+            )
+            write()
+    log(f"table written to {out} ({len(jobs)} runs)")
     return 0
 
 

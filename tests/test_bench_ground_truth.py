@@ -17,43 +17,58 @@ DATA = Path(__file__).parent / "data"
 
 def test_ground_truth_writes_and_resumes_a_table(tmp_path) -> None:
     out, work = tmp_path / "gt.json", tmp_path / "work"
-    argv = [
-        "--space",
-        str(DATA / "micro.yaml"),
-        "--recipe",
-        str(DATA / "smoke.yaml"),
-        "--horizon",
-        "6e9",
-        "--checkpoints",
-        "2",
-        "--ratio",
-        "3",
-        "--prompts",
-        "4",
-        "--second-seeds",
-        "1",
-        "--only",
-        "d00",
-        "--out",
-        str(out),
-        "--work",
-        str(work),
-    ]
+    argv = ["--space", str(DATA / "micro.yaml"), "--recipe", str(DATA / "smoke.yaml"), "--horizon", "6e9"]
+    argv += ["--checkpoints", "2", "--ratio", "3", "--prompts", "4", "--seeds", "1", "--extra-seeds", "1"]
+    argv += ["--only", "d00", "--out", str(out), "--work", str(work)]
     assert ground_truth.main(argv) == 0
     table = json.loads(out.read_text())
-    assert table["version"] == 1 and table["meta"]["complete"]
+    assert table["version"] == 2 and table["meta"]["complete"] and table["meta"]["horizon_unit"] == "flops"
     runs = table["runs"]
-    assert [(r["design"], r["seed"]) for r in runs] == [("d00", 0), ("d00", 1)]  # d00 is also a second-seed pick
+    assert [(r["design"], r["seed"]) for r in runs] == [("d00", 0), ("d00", 1)]  # d00 is also an extra-seed pick
     cks = runs[0]["checkpoints"]
     assert [c["train_flops"] <= h * 1.0001 for c, h in zip(cks, [2e9, 6e9])] == [True, True]
     assert cks[0]["train_flops"] < cks[1]["train_flops"] and cks[1]["wall_s"] >= cks[0]["wall_s"]
     for c in cks:
         assert len(c["per_prompt_alignment"]) == 4 and c["alignment_se"] >= 0 and math.isfinite(c["val_loss"])
     assert runs[0]["checkpoints"] != runs[1]["checkpoints"]  # another seed, another run
-    stamp = (work / "d00-s0" / "rows.json").stat().st_mtime_ns
+    (rows,) = work.glob("d00-s0-*/rows.json")
+    stamp = rows.stat().st_mtime_ns
     assert ground_truth.main(argv) == 0  # resumed: finished runs are read back, not retrained
-    assert (work / "d00-s0" / "rows.json").stat().st_mtime_ns == stamp
+    assert rows.stat().st_mtime_ns == stamp
     assert json.loads(out.read_text())["runs"] == runs
+
+
+def test_ground_truth_at_equal_samples_pilot_then_full_reuses_runs(tmp_path) -> None:
+    """Samples unit: every design reaches the same samples at each checkpoint; a breadth-first pilot's runs are
+    reused by a longer table whose checkpoints include the pilot's."""
+    recipe = DATA / "smoke-samples.yaml"
+    work = tmp_path / "work"
+    common = ["--space", str(DATA / "micro.yaml"), "--recipe", str(recipe), "--prompts", "4", "--work", str(work)]
+    pilot = tmp_path / "pilot.json"
+    argv = common + ["--unit", "samples", "--horizon", "16", "--checkpoints", "2", "--ratio", "2", "--pilot", "2"]
+    assert ground_truth.main(argv + ["--out", str(pilot)]) == 0
+    table = json.loads(pilot.read_text())
+    assert table["meta"]["horizon_unit"] == "samples" and table["meta"]["horizons"] == [8.0, 16.0]
+    assert len({r["design"] for r in table["runs"]}) == 3 and {r["seed"] for r in table["runs"]} == {0, 1}
+    fps = {d["id"]: d["train_flops_per_sample"] for d in table["designs"]}
+    for r in table["runs"]:
+        assert [c["samples"] for c in r["checkpoints"]] == [8, 16]  # equal samples, whatever the design's cost
+        assert r["checkpoints"][-1]["train_flops"] == pytest.approx(16 * fps[r["design"]])
+    stamps = {p: p.stat().st_mtime_ns for p in work.glob("*/rows.json")}
+    full = tmp_path / "full.json"
+    argv = common + ["--horizon", "32", "--checkpoints", "3", "--seeds", "1", "--extra-seeds", "0"]
+    assert ground_truth.main(argv + ["--only", table["runs"][0]["design"], "--out", str(full)]) == 0
+    (run,) = json.loads(full.read_text())["runs"]
+    assert [c["samples"] for c in run["checkpoints"]] == [8, 16, 32]
+    assert run["checkpoints"][:2] == table["runs"][0]["checkpoints"]  # the pilot's rows, not retrained
+    assert sum(p.stat().st_mtime_ns != t for p, t in stamps.items()) == 1  # only that run continued
+
+
+def test_ground_truth_refuses_a_recipe_of_the_other_unit(tmp_path, capsys) -> None:
+    from unetnas.errors import UserError
+
+    with pytest.raises(UserError, match="horizon_unit is flops"):
+        ground_truth.main(["--unit", "samples", "--recipe", str(DATA / "smoke.yaml"), "--out", str(tmp_path / "x")])
 
 
 def test_designs_cover_the_space_and_one_text_blind_control() -> None:
@@ -67,6 +82,13 @@ def test_designs_cover_the_space_and_one_text_blind_control() -> None:
     assert not ground_truth.text_reading(UNetSpec.model_validate(blind["spec"]))
     picks = ground_truth.second_seed_ids(ds, 8)
     assert len(picks) == 8 and blind["id"] in picks
+    order = ground_truth.spread_order(ds)
+    assert sorted(order) == sorted(d["id"] for d in ds) and order[2] == blind["id"]
+    gmacs = {d["id"]: d["gmacs"] for d in ds}
+    first = sorted(gmacs[i] for i in order[:5] if i != blind["id"])  # a prefix spans the GMACs range
+    assert first[0] == min(gmacs.values()) and first[-1] == max(gmacs.values()) and len(first) == 4
+    jobs = ground_truth.plan_jobs(ds, 2, picks)
+    assert jobs[: len(ds)] == [(i, 0) for i in order] and jobs[-len(picks) :] == [(i, 2) for i in order if i in picks]
 
 
 def _synthetic(path: Path, n_prompts: int = 64) -> Path:

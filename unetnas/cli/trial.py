@@ -29,7 +29,7 @@ def trial(
     seed: int = typer.Option(0, "--seed", help="seed for weights, data order and noise"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary"),
 ) -> None:
-    """Train one candidate for a FLOPs horizon: metrics.jsonl, validation loss and a resumable checkpoint."""
+    """Train one candidate for a horizon (training FLOPs, or samples if the recipe says horizon_unit: samples): metrics.jsonl, validation loss and a resumable checkpoint."""
     from unetnas.cost import cost
     from unetnas.stop import graceful_stop
     from unetnas.train.recipe import load_recipe
@@ -38,9 +38,9 @@ def trial(
 
     if (horizon is None) == (steps is None):
         raise UserError("give exactly one of --horizon FLOPS or --steps N", field="--horizon")
-    h = parse_horizon(horizon) if horizon is not None else None
     s = resolve_spec(spec)
     r = load_recipe(recipe)
+    h = parse_horizon(horizon, r.horizon_unit) if horizon is not None else None
     out = out or Path("runs") / "trials" / (s.name or Path(spec).stem)
     prepare_out(out, resume, s)  # fail before loading data
     src = open_source(data, seed=seed, pool=r.world_pool, resolution=s.resolution, text_len=s.text_len)

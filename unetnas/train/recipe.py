@@ -11,6 +11,11 @@ Counted in FLOPs, every candidate spends the same compute warming up, and a rung
 candidate equally far past its warm-up. The LR stays constant afterwards (no decay, as in Li et al.), so a rung's
 checkpoint continues to the next rung exactly as an uninterrupted run would; the search plans its first rung at
 ``>= 2 x warmup_flops`` so that no rung is decided during warm-up.
+
+Horizon unit (``horizon_unit``): ``flops`` (above; Liang et al.'s isoFLOP view) or ``samples`` (Li et al.: every
+design trained for the same steps x batch, the comparison of architectures at equal data). The warm-up is counted
+in the same unit as the horizon (``warmup_flops`` or ``warmup_samples``); a warm-up in the other unit is refused,
+since a warm-up in FLOPs at a samples horizon (or the reverse) would again favour one end of the cost range.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unetnas.errors import UserError
 
+HorizonUnit = Literal["flops", "samples"]
+DEFAULT_WARMUP = {"flops": 2e11, "samples": 256}  # warm-up when the recipe names none, per horizon unit
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = ROOT / "trials" / "short.yaml"
 
@@ -68,11 +75,17 @@ class Recipe(BaseModel):
     name: str = Field("short", description="recipe name")
     # optimisation
     lr: float = Field(1e-3, gt=0, description="peak learning rate (short horizons, small models: higher than 8e-5)")
-    warmup_flops: float = Field(
-        2e11,
+    horizon_unit: HorizonUnit = Field(
+        "flops", description="unit of horizons and rungs: training FLOPs (isoFLOP) or training samples (steps x batch)"
+    )
+    warmup_flops: float | None = Field(
+        None,
         ge=0,
-        description="linear warm-up over this many training FLOPs of every "
-        "candidate (fair at a FLOPs horizon; see the module docstring), then constant",
+        description="linear warm-up over this many training FLOPs of every candidate (horizon_unit flops; "
+        "default 2e11), then constant",
+    )
+    warmup_samples: int | None = Field(
+        None, ge=0, description="linear warm-up over this many training samples (horizon_unit samples; default 256)"
     )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
@@ -98,6 +111,23 @@ class Recipe(BaseModel):
     search: SearchSettings = Field(default_factory=SearchSettings, description="multi-fidelity search schedule")
     source: Path | None = Field(None, exclude=True, description="file it was loaded from")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _warmup_unit(cls, data: Any) -> Any:
+        """The warm-up is in the horizon's unit: the other unit's field is refused, a missing one defaulted."""
+        if not isinstance(data, dict):
+            return data
+        unit = data.get("horizon_unit", "flops")
+        if unit not in DEFAULT_WARMUP:
+            return data  # the Literal reports it
+        other = "warmup_samples" if unit == "flops" else "warmup_flops"
+        if data.get(other) is not None:
+            raise ValueError(
+                f"{other}={data[other]}: a warm-up in the other unit; horizon_unit is {unit}, use warmup_{unit}"
+            )
+        own = f"warmup_{unit}"
+        return data if data.get(own) is not None else {**data, own: DEFAULT_WARMUP[unit]}
+
     @model_validator(mode="after")
     def _check(self) -> Recipe:
         if self.batch_size % self.micro_batch:
@@ -107,8 +137,29 @@ class Recipe(BaseModel):
         return self
 
     def warmup_steps(self, flops_per_step: float) -> int:
-        """Warm-up length in optimizer steps for a candidate that spends ``flops_per_step`` training FLOPs a step."""
-        return math.ceil(self.warmup_flops / flops_per_step - 1e-9) if self.warmup_flops > 0 else 0
+        """Warm-up length in optimizer steps for a candidate that spends ``flops_per_step`` training FLOPs a step.
+
+        In the samples unit every candidate warms up for the same steps (``ceil(warmup_samples / batch_size)``).
+        """
+        if self.horizon_unit == "samples":
+            return math.ceil(self.warmup_samples / self.batch_size - 1e-9) if self.warmup_samples else 0
+        return math.ceil(self.warmup_flops / flops_per_step - 1e-9) if self.warmup_flops else 0
+
+    def warmup(self) -> float:
+        """The warm-up in the horizon unit (FLOPs or samples)."""
+        return float(self.warmup_samples if self.horizon_unit == "samples" else self.warmup_flops)
+
+    def horizon_steps(self, horizon: float, train_flops_per_sample: float) -> int:
+        """Optimizer steps that fit within ``horizon`` (in ``horizon_unit``) for a candidate of this cost; never more.
+
+        samples: ``floor(horizon / batch_size)``; flops: ``floor(horizon / (train_flops_per_sample x batch_size))``.
+        """
+        per_step = self.batch_size * (1.0 if self.horizon_unit == "samples" else train_flops_per_sample)
+        return math.floor(horizon / per_step + 1e-9)
+
+    def horizon_flops(self, horizon: float, train_flops_per_sample: float) -> float:
+        """Training FLOPs a candidate of this cost spends to reach ``horizon`` (in ``horizon_unit``): what it costs."""
+        return self.horizon_steps(horizon, train_flops_per_sample) * self.batch_size * train_flops_per_sample
 
     def deepspeed_config(self, world_size: int, bf16: bool) -> dict[str, Any]:
         """The DeepSpeed JSON with batch and precision filled in from this recipe (the recipe owns them)."""

@@ -1,4 +1,4 @@
-"""A trial: train one candidate to a FLOPs horizon, measure validation loss, keep a resumable checkpoint."""
+"""A trial: train one candidate to a horizon (training FLOPs or samples, the recipe's ``horizon_unit``), measure validation loss, keep a resumable checkpoint."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from unetnas.train.source import Source
 from unetnas.train.trainer import Trainer
 
 
-def parse_horizon(text: str | float) -> float:
-    """A positive, finite FLOPs count such as ``2e12``."""
+def parse_horizon(text: str | float, unit: str = "flops") -> float:
+    """A positive, finite horizon in ``unit`` (training FLOPs such as ``2e12``, or training samples such as ``8192``)."""
     try:
         value = float(text)
     except (TypeError, ValueError):
         value = float("nan")
     if not (value > 0 and value != float("inf")):
-        raise UserError("must be a positive number of FLOPs such as 2e12", field="--horizon", value=text)
+        example = "FLOPs such as 2e12" if unit == "flops" else "samples such as 8192"
+        raise UserError(f"must be a positive number of {example}", field="--horizon", value=text)
     return value
 
 
@@ -47,12 +48,11 @@ def preflight(
 
     prepare_out(out, resume, spec)
     check_fits(spec, source)
-    per_step = cost(spec).train_flops_per_sample * recipe.batch_size
-    target = steps if steps is not None else int(horizon / per_step + 1e-9)
+    fps = cost(spec).train_flops_per_sample
+    target = steps if steps is not None else recipe.horizon_steps(horizon, fps)
     if target < 1:
-        raise UserError(
-            f"is below one step of batch {recipe.batch_size} ({per_step:.3g} FLOPs)", field="--horizon", value=horizon
-        )
+        one = f"{fps * recipe.batch_size:.3g} FLOPs" if recipe.horizon_unit == "flops" else "samples"
+        raise UserError(f"is below one step of batch {recipe.batch_size} ({one})", field="--horizon", value=horizon)
     return target
 
 
@@ -69,13 +69,13 @@ def run_trial(
     on_step: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Train to ``horizon`` FLOPs (or ``steps``), then validation loss and a checkpoint; returns the summary."""
+    """Train to ``horizon`` (in the recipe's ``horizon_unit``; or ``steps``), then validation loss and a checkpoint; returns the summary."""
     out = Path(out)
     preflight(spec, recipe, source, out, horizon=horizon, steps=steps, resume=resume)
     fresh = not out.exists()
     try:
         trainer = Trainer(spec, recipe, source, out, seed=seed)
-        target = steps if steps is not None else trainer.steps_for(horizon)
+        target = steps if steps is not None else recipe.horizon_steps(horizon, trainer.cost.train_flops_per_sample)
         if resume:
             trainer.resume()
         elif trainer.rank == 0:
@@ -100,6 +100,7 @@ def run_trial(
         "steps": trainer.step,
         "new_steps": trainer.step - start,
         "samples": trainer.samples,
+        "horizon_unit": recipe.horizon_unit,
         "train_flops_per_sample": trainer.cost.train_flops_per_sample,
         "initial_loss": hist[0] if hist else float("nan"),
         "final_loss": sum(tail) / len(tail),
