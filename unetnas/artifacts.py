@@ -30,9 +30,11 @@ from unetnas.train.recipe import Recipe
 STATE, WEIGHTS, METRICS = "state.json", "model.safetensors", "metrics.jsonl"
 
 
-def _first_line(err: BaseException, limit: int = 120) -> str:
+def _first_line(err: BaseException, limit: int = 100) -> str:
+    """The first sentence of an error message from a library (torch's run on for lines)."""
     text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:limit]
+    first = (text[0] if text else type(err).__name__).split(". ")[0]
+    return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def read_text(path: Path, what: str) -> str:
@@ -98,7 +100,15 @@ def read_state_json(path: Path) -> tuple[TrialState, dict[str, Any]]:
 
 def read_trial_state(ckpt: Path) -> TrialState:
     """The validated state of checkpoint folder ``ckpt`` (see ``TrialState``)."""
-    return read_state_json(checkpoint_dir(ckpt) / STATE)[0]
+    return read_state_json(state_file(ckpt))[0]
+
+
+def state_file(ckpt: Path) -> Path:
+    """The ``state.json`` of checkpoint folder ``ckpt`` (see ``checkpoint_dir``); a folder without one is refused."""
+    path = checkpoint_dir(ckpt) / STATE
+    if not path.is_file():
+        raise UserError(f"not a trial checkpoint (no {STATE})", source=ckpt)
+    return path
 
 
 def checkpoint_dir(ckpt: Path) -> Path:
@@ -170,18 +180,18 @@ class ValRecord(BaseModel):
     val_loss: float
 
 
+RECORDS: dict[str, type[TrainRecord] | type[ValRecord]] = {"train": TrainRecord, "val": ValRecord}
+
+
 def read_metrics(path: Path) -> list[TrainRecord | ValRecord]:
     """Every record of a trial's ``metrics.jsonl``; a cut, damaged or foreign line is refused naming its number.
 
     Steps never go back except where a resumed run repeats the steps after its checkpoint."""
-    from pydantic import TypeAdapter
-
     from unetnas.io import parse_json
 
     text = read_text(path, "a trial's metrics log (JSON lines)")
     if text and not text.endswith("\n"):
         raise UserError(f"line {text.count(chr(10)) + 1} is cut short (no newline): the log was truncated", source=path)
-    adapter: TypeAdapter[TrainRecord | ValRecord] = TypeAdapter(TrainRecord | ValRecord)
     out = []
     for i, line in enumerate(text.splitlines(), 1):
         where = f"{path}:{i}"
@@ -189,7 +199,7 @@ def read_metrics(path: Path) -> list[TrainRecord | ValRecord]:
         if not isinstance(row, dict) or row.get("kind") not in ("train", "val"):
             raise UserError("is not a metrics record (kind 'train' or 'val')", source=where)
         try:
-            out.append(adapter.validate_python(row, strict=True))
+            out.append(RECORDS[row["kind"]].model_validate(row, strict=True))
         except ValidationError as err:
             raise from_validation_error(err, source=where) from None
     return out

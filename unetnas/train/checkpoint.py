@@ -24,11 +24,11 @@ from unetnas.artifacts import (
     read_optimizer,
     read_state_json,
     read_weights,
+    state_file,
 )
-from unetnas.errors import UserError
 from unetnas.spec import UNetSpec
 
-__all__ = ["STATE", "WEIGHTS", "TrialState", "load", "load_weights", "read_state", "save"]
+__all__ = ["STATE", "WEIGHTS", "TrialState", "check", "load", "load_weights", "read_state", "save"]
 
 
 def _optim_name(rank: int) -> str:
@@ -85,9 +85,7 @@ def _fsync(path: Path) -> None:
 def read_state(ckpt: Path) -> dict[str, Any]:
     """The checkpoint's ``state.json`` as a mapping, validated first (``artifacts.TrialState``): a missing,
     damaged, truncated or foreign file is a one-line ``UserError`` naming it."""
-    if not checkpoint_dir(ckpt).is_dir():
-        raise UserError("not a trial checkpoint (no such folder)", source=ckpt)
-    return read_state_json(checkpoint_dir(ckpt) / STATE)[1]
+    return read_state_json(state_file(ckpt))[1]
 
 
 def load_weights(ckpt: Path, spec: UNetSpec | None = None) -> dict[str, torch.Tensor]:
@@ -99,12 +97,20 @@ def load(ckpt: Path, *, model: torch.nn.Module, optimizer: Any, rank: int) -> di
     """Load weights and this rank's optimizer state into ``model`` and ``optimizer``; returns the state (validated,
     as the mapping ``read_state`` gives). Every file is read and checked before anything is loaded."""
     ckpt = checkpoint_dir(ckpt)
-    typed, state = read_state_json(ckpt / STATE)
+    typed, state = read_state_json(state_file(ckpt))
     weights = load_weights(ckpt, typed.spec)
     optim_state = read_optimizer(ckpt / _optim_name(rank), _deepspeed_globals())
     model.load_state_dict(weights)
     _load_optimizer(optimizer, optim_state, rank)
     return state
+
+
+def check(ckpt: Path, rank: int) -> None:
+    """Read every file of ``ckpt`` this rank loads (state, weights, optimizer state) and check it, loading nothing:
+    for a resume, before training starts or any output is shown."""
+    ckpt = checkpoint_dir(ckpt)
+    load_weights(ckpt, read_state_json(state_file(ckpt))[0].spec)
+    read_optimizer(ckpt / _optim_name(rank), _deepspeed_globals())
 
 
 def _load_optimizer(optimizer: Any, optim_state: dict[str, Any], rank: int) -> None:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from unetnas.artifacts import METRICS, TrialState, checkpoint_dir, read_metrics, read_state_json, read_trial_state
+from unetnas.artifacts import (
+    METRICS,
+    TrialState,
+    checkpoint_dir,
+    read_metrics,
+    read_state_json,
+    read_trial_state,
+    state_file,
+)
 from unetnas.errors import UserError
 from unetnas.io import save_model
 from unetnas.spec import UNetSpec
@@ -119,7 +128,7 @@ def preflight(
     state = prepare_out(out, resume, spec, recipe, seed)
     if state is not None:
         check_resume_data(out / "checkpoint", state, source)
-        checkpoint.load_weights(out / "checkpoint", spec)  # damaged or foreign weights: refused before training
+        checkpoint.check(out / "checkpoint", int(os.environ.get("RANK", "0")))  # weights, optimizer: read back
     check_fits(spec, source)
     per_step = cost(spec).train_flops_per_sample * recipe.batch_size
     target = steps if steps is not None else int(horizon / per_step + 1e-9)
@@ -201,7 +210,7 @@ class LoadedTrial:
         if not p.is_dir():
             raise UserError("is not a directory; expected a trial folder or its checkpoint", source=p)
         ckpt = checkpoint_dir(p if (p / checkpoint.STATE).is_file() else p / "checkpoint")
-        typed, self.state = read_state_json(ckpt / checkpoint.STATE)
+        typed, self.state = read_state_json(state_file(ckpt))
         self.spec, self.recipe = typed.spec, typed.recipe
         self.unet = build_unet(self.spec)
         self.unet.load_state_dict(checkpoint.load_weights(ckpt, self.spec))  # names and shapes checked on read
