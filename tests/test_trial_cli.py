@@ -314,7 +314,7 @@ def test_existing_trial_is_never_overwritten(files, real_trial, run_cli) -> None
         "9",
         "--resume",
     ]
-    expect_usage_error(run_cli, argv, "holds a different spec")
+    expect_usage_error(run_cli, argv, "spec.base_channels=16: the trial has 8")
     assert snapshot(out) == before
 
 

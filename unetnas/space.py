@@ -13,7 +13,16 @@ import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from unetnas.heads import head_problem, layout
 from unetnas.spec import UNetSpec
@@ -76,6 +85,20 @@ class SearchSpace(BaseModel):
     max_gmacs: float | None = Field(None, gt=0, description="constraint: inference GMACs at most this")
     max_params: float | None = Field(None, gt=0, description="constraint: parameters at most this")
     _cache: dict = PrivateAttr(default_factory=dict)  # member combinations per (C, mult), keyed by the choices
+
+    @field_validator("base")
+    @classmethod
+    def _base_types(cls, base: dict[str, Any]) -> dict[str, Any]:
+        """Each fixed field has its UNetSpec type, strictly (``text_len: true`` or ``32.0`` is not an integer)."""
+        for key, value in base.items():
+            field = UNetSpec.model_fields.get(key)
+            if field is None:
+                continue  # an unknown field is named when the first member is built (UNetSpec forbids extras)
+            try:
+                TypeAdapter(field.annotation).validate_python(value, strict=True)
+            except ValidationError as err:
+                raise ValueError(f"{key}={value!r}: {err.errors()[0]['msg']}") from None
+        return base
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Attention = Literal["none", "self", "cross"]
 """Per level: no attention; one self-attention layer per res block (diffusers' AttnDown/UpBlock2D, depth 1);
@@ -86,18 +86,14 @@ class UNetSpec(BaseModel):
     def time_embed_dim(self) -> int:
         return 4 * self.widths[0]  # diffusers: 4 x block_out_channels[0]
 
-    @model_validator(mode="before")
+    @field_validator("layers_per_block", mode="before")
     @classmethod
-    def _scalars_to_lists(cls, data: object) -> object:
-        # `layers_per_block: 2` is shorthand for the same count at every level.
-        if (
-            isinstance(data, dict)
-            and isinstance(data.get("layers_per_block"), int)
-            and isinstance(data.get("channel_mult", ()), (list, tuple))
-        ):
-            n = len(data.get("channel_mult", (1, 2, 4)))
-            data = {**data, "layers_per_block": (data["layers_per_block"],) * n}
-        return data
+    def _scalar_to_levels(cls, v: object, info: ValidationInfo) -> object:
+        """`layers_per_block: 2` is shorthand for the same count at every level. A list becomes the tuple it fills
+        here, so the field reads the same from Python and from a file validated as strict JSON (``unetnas.io``)."""
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (v,) * len(info.data.get("channel_mult", (1, 2, 4)))
+        return tuple(v) if isinstance(v, list) else v
 
     @model_validator(mode="after")
     def _check(self) -> UNetSpec:

@@ -42,9 +42,9 @@ def trial(
     r = load_recipe(recipe)
     h = parse_horizon(horizon, r.horizon_unit) if horizon is not None else None
     out = out or Path("runs") / "trials" / (s.name or Path(spec).stem)
-    prepare_out(out, resume, s)  # fail before loading data
+    prepare_out(out, resume, s, r, seed)  # fail before loading data (resume: every stored file and setting checked)
     src = open_source(data, seed=seed, pool=r.world_pool, resolution=s.resolution, text_len=s.text_len)
-    total = preflight(s, r, src, out, horizon=h, steps=steps, resume=resume)  # ... and before the progress bar
+    total = preflight(s, r, src, out, horizon=h, steps=steps, resume=resume, seed=seed)  # ... and before the bar
     per_step = cost(s).train_flops_per_sample * r.batch_size
     cols = [
         TextColumn("[bold]{task.description}"),

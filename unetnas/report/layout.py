@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from unetnas.errors import UserError, from_validation_error
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_LAYOUT = Path(__file__).resolve().parents[2] / "dashboards" / "report.yaml"
 
@@ -47,18 +45,7 @@ class Layout(BaseModel):
 def load_layout(path: str | Path | None = None) -> Layout:
     """Read and validate a layout YAML (default ``dashboards/report.yaml``); bad files raise a one-line
     ``UserError`` naming the file, field and rule."""
-    import yaml
+    from unetnas.io import load_model
 
     path = Path(path) if path is not None else DEFAULT_LAYOUT
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise UserError(f"cannot read the layout ({err.strerror})", source=path) from None
-    except yaml.YAMLError as err:
-        raise UserError(f"not valid YAML ({type(err).__name__})", source=path) from None
-    if not isinstance(data, dict):
-        raise UserError("must be a mapping with 'panels'", source=path)
-    try:
-        return Layout.model_validate(data)
-    except ValidationError as err:
-        raise from_validation_error(err, source=path) from None
+    return load_model(path, Layout)

@@ -1,22 +1,34 @@
 """Trial checkpoints: safetensors weights, optimizer state (loaded with ``weights_only=True``), trainer state.
 
 A checkpoint is written into a temporary folder and swapped in by rename, so a run that fails mid-write leaves
-the previous checkpoint as it was.
+the previous checkpoint as it was. Reading back is validated in ``unetnas.artifacts`` (one-line errors naming the
+file; nothing is changed by a read).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from unetnas.errors import UserError
+from unetnas.artifacts import (
+    STATE,
+    WEIGHTS,
+    TrialState,
+    checkpoint_dir,
+    read_optimizer,
+    read_state_json,
+    read_weights,
+    state_file,
+)
+from unetnas.spec import UNetSpec
 
-WEIGHTS, STATE = "model.safetensors", "state.json"
+__all__ = ["STATE", "WEIGHTS", "TrialState", "check", "load", "load_weights", "read_state", "save"]
 
 
 def _optim_name(rank: int) -> str:
@@ -24,7 +36,13 @@ def _optim_name(rank: int) -> str:
 
 
 def save(ckpt: Path, *, model: torch.nn.Module, optimizer: Any, rank: int, state: dict[str, Any]) -> None:
-    """Write ``ckpt`` atomically (rank 0 writes weights and state; every rank its optimizer shard)."""
+    """Write ``ckpt`` atomically (rank 0 writes weights and state; every rank its optimizer shard).
+
+    Everything goes to ``<ckpt>.tmp`` and is flushed to disk; then the old checkpoint is renamed ``<ckpt>.old``, the
+    new one into place, and the old one removed. A run killed at any point leaves a complete checkpoint: ``ckpt``,
+    or between the two renames ``<ckpt>.old``, which readers fall back to (``artifacts.checkpoint_dir``) and the
+    next save keeps until the new one is in place.
+    """
     import torch.distributed as dist
 
     tmp = ckpt.with_name(ckpt.name + ".tmp")
@@ -34,56 +52,65 @@ def save(ckpt: Path, *, model: torch.nn.Module, optimizer: Any, rank: int, state
     if dist.is_initialized():
         dist.barrier()
     torch.save(optimizer.state_dict(), tmp / _optim_name(rank))
+    _fsync(tmp / _optim_name(rank))
     if rank == 0:
         weights = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / WEIGHTS))
         (tmp / STATE).write_text(json.dumps(state, indent=1))
+        for name in (WEIGHTS, STATE):
+            _fsync(tmp / name)
     if dist.is_initialized():
         dist.barrier()
     if rank == 0:
         old = ckpt.with_name(ckpt.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if ckpt.exists():
+        if ckpt.exists():  # else a cut save left the last complete checkpoint in .old: keep it until ours is in place
+            shutil.rmtree(old, ignore_errors=True)
             ckpt.rename(old)
         tmp.rename(ckpt)
+        _fsync(ckpt.parent)
         shutil.rmtree(old, ignore_errors=True)
     if dist.is_initialized():
         dist.barrier()
 
 
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder's entries) to disk, so a rename never exposes unwritten data."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_state(ckpt: Path) -> dict[str, Any]:
-    path = ckpt / STATE
-    if not path.is_file():
-        raise UserError("not a trial checkpoint (no state.json)", source=ckpt)
-    try:
-        return json.loads(path.read_text())
-    except ValueError as err:
-        raise UserError(f"state.json is not valid JSON ({err})", source=ckpt) from None
+    """The checkpoint's ``state.json`` as a mapping, validated first (``artifacts.TrialState``): a missing,
+    damaged, truncated or foreign file is a one-line ``UserError`` naming it."""
+    return read_state_json(state_file(ckpt))[1]
 
 
-def load_weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    path = ckpt / WEIGHTS
-    if not path.is_file():
-        raise UserError("not a trial checkpoint (no model.safetensors)", source=ckpt)
-    try:
-        return load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
-        raise UserError(f"corrupt weights ({str(err).splitlines()[0]})", source=path) from None
+def load_weights(ckpt: Path, spec: UNetSpec | None = None) -> dict[str, torch.Tensor]:
+    """The checkpoint's UNet tensors (with ``spec``: checked to be that design's names and shapes)."""
+    return read_weights(checkpoint_dir(ckpt) / WEIGHTS, spec)
 
 
 def load(ckpt: Path, *, model: torch.nn.Module, optimizer: Any, rank: int) -> dict[str, Any]:
-    state = read_state(ckpt)
-    model.load_state_dict(load_weights(ckpt))
-    path = ckpt / _optim_name(rank)
-    if not path.is_file():
-        raise UserError(f"no optimizer state for rank {rank} (saved with another world size?)", source=ckpt)
-    try:
-        with torch.serialization.safe_globals(_deepspeed_globals()):
-            optim_state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or foreign file: pickle, zip and weights_only errors vary
-        raise UserError(f"corrupt optimizer state ({str(err).splitlines()[0][:120]})", source=path) from None
+    """Load weights and this rank's optimizer state into ``model`` and ``optimizer``; returns the state (validated,
+    as the mapping ``read_state`` gives). Every file is read and checked before anything is loaded."""
+    ckpt = checkpoint_dir(ckpt)
+    typed, state = read_state_json(state_file(ckpt))
+    weights = load_weights(ckpt, typed.spec)
+    optim_state = read_optimizer(ckpt / _optim_name(rank), _deepspeed_globals())
+    model.load_state_dict(weights)
     _load_optimizer(optimizer, optim_state, rank)
     return state
+
+
+def check(ckpt: Path, rank: int) -> None:
+    """Read every file of ``ckpt`` this rank loads (state, weights, optimizer state) and check it, loading nothing:
+    for a resume, before training starts or any output is shown."""
+    ckpt = checkpoint_dir(ckpt)
+    load_weights(ckpt, read_state_json(state_file(ckpt))[0].spec)
+    read_optimizer(ckpt / _optim_name(rank), _deepspeed_globals())
 
 
 def _load_optimizer(optimizer: Any, optim_state: dict[str, Any], rank: int) -> None:

@@ -20,7 +20,6 @@ since a warm-up in FLOPs at a samples horizon (or the reverse) would again favou
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -164,10 +163,15 @@ class Recipe(BaseModel):
     def deepspeed_config(self, world_size: int, bf16: bool) -> dict[str, Any]:
         """The DeepSpeed JSON with batch and precision filled in from this recipe (the recipe owns them)."""
         base = (self.source.parent if self.source else DEFAULT_RECIPE.parent) / self.deepspeed
+        from unetnas.io import parse_json
+
         try:
-            cfg = json.loads(base.read_text())
+            text = base.read_text()
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read DeepSpeed config ({err.__class__.__name__})", source=base) from None
+        cfg = parse_json(text, base)
+        if not isinstance(cfg, dict):
+            raise UserError("must be a JSON object (a DeepSpeed config)", source=base)
         owned = {
             "train_batch_size",
             "train_micro_batch_size_per_gpu",

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from unetnas.artifacts import (
+    METRICS,
+    TrialState,
+    checkpoint_dir,
+    read_metrics,
+    read_state_json,
+    read_trial_state,
+    state_file,
+)
 from unetnas.errors import UserError
 from unetnas.io import save_model
 from unetnas.spec import UNetSpec
@@ -28,25 +38,98 @@ def parse_horizon(text: str | float, unit: str = "flops") -> float:
     return value
 
 
-def prepare_out(out: Path, resume: bool, spec: UNetSpec | None = None) -> None:
-    """A fresh folder for a new trial, or an existing trial's folder (of the same spec) for ``--resume``."""
+RESUME_MAY_CHANGE = {
+    "name": "a label only",
+    "micro_batch": "how the same global batch is split (gradient accumulation): steps, samples and FLOPs unchanged",
+    "log_every": "how often metrics.jsonl gets a line",
+    "sample_steps": "DDIM steps of sampling after training",
+    "cfg_scale": "guidance scale of sampling after training",
+    "search": "settings read by `unetnas search`, not by a trial",
+}
+"""Recipe fields a resumed trial may change, and why its accounting stays exact. Every other recipe field, the
+spec, the seed, the data and the world size are refused on ``--resume`` (README, "Resume rules"): they change
+what a step trains on or what a step costs, so the steps before and after would not add up to one trial."""
+
+
+def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:
+    """(dotted field, old value, new value) of the first difference between two JSON-like values, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    return None if old == new else (path, old, new)
+
+
+def check_resume(ckpt: Path, state: TrialState, spec: UNetSpec | None, recipe: Recipe | None, seed: int | None) -> None:
+    """Refuse a resume whose settings differ from the trial's in a way ``RESUME_MAY_CHANGE`` does not allow: one
+    line naming the setting, the trial's value and the new one."""
+    keep = "; resume with the trial's own settings or start a new trial with another --out"
+    if spec is not None:
+        diff = _first_difference(state.spec.model_dump(mode="json"), spec.model_dump(mode="json"), "spec")
+        if diff:
+            raise UserError(f"the trial has {diff[1]!r}{keep}", source=ckpt, field=diff[0], value=diff[2])
+    if recipe is not None:
+        old, new = state.recipe.model_dump(mode="json"), recipe.model_dump(mode="json")
+        for key in old.keys() - RESUME_MAY_CHANGE.keys():
+            diff = _first_difference(old[key], new[key], f"recipe.{key}")
+            if diff:
+                raise UserError(f"the trial has {diff[1]!r}{keep}", source=ckpt, field=diff[0], value=diff[2])
+    if seed is not None and seed != state.seed:
+        raise UserError(f"the trial has seed {state.seed}{keep}", source=ckpt, field="--seed", value=seed)
+
+
+def check_resume_data(ckpt: Path, state: TrialState, source: Source) -> None:
+    """Refuse a resume on other data than the trial trained on (``Source.describe``)."""
+    diff = _first_difference(state.data, source.describe(), "data")
+    if diff:
+        keep = "; resume on the trial's own data or start a new trial with another --out"
+        raise UserError(f"the trial has {diff[1]!r}{keep}", source=ckpt, field=diff[0], value=diff[2])
+
+
+def prepare_out(
+    out: Path,
+    resume: bool,
+    spec: UNetSpec | None = None,
+    recipe: Recipe | None = None,
+    seed: int | None = None,
+) -> TrialState | None:
+    """A fresh folder for a new trial, or, for ``--resume``, an existing trial's folder whose stored files all read
+    back (state, weights, metrics log) and whose settings allow the resume (``check_resume``); returns its state."""
     ckpt = out / "checkpoint"
-    if resume and not (ckpt / checkpoint.STATE).is_file():
+    if resume and not (checkpoint_dir(ckpt) / checkpoint.STATE).is_file():
         raise UserError("has no checkpoint to resume; drop --resume to start a new trial", source=out)
     if not resume and out.exists() and any(out.iterdir()):
         raise UserError("already holds a trial; pass --resume to continue it or choose another --out", source=out)
-    if resume and spec is not None and checkpoint.read_state(ckpt).get("spec") != spec.model_dump(mode="json"):
-        raise UserError("holds a different spec; use another --out or the same spec", source=ckpt)
+    if not resume:
+        return None
+    state = read_trial_state(ckpt)
+    check_resume(ckpt, state, spec, recipe, seed)
+    if (out / METRICS).exists():
+        read_metrics(out / METRICS)  # a cut or damaged log is refused before a line is appended to it
+    return state
 
 
 def preflight(
-    spec: UNetSpec, recipe: Recipe, source: Source, out: Path, *, horizon: float | None, steps: int | None, resume: bool
+    spec: UNetSpec,
+    recipe: Recipe,
+    source: Source,
+    out: Path,
+    *,
+    horizon: float | None,
+    steps: int | None,
+    resume: bool,
+    seed: int | None = None,
 ) -> int:
     """Every check that needs no training, before anything starts; returns the target step."""
     from unetnas.cost import cost
     from unetnas.train.trainer import check_fits
 
-    prepare_out(out, resume, spec)
+    state = prepare_out(out, resume, spec, recipe, seed)
+    if state is not None:
+        check_resume_data(out / "checkpoint", state, source)
+        checkpoint.check(out / "checkpoint", int(os.environ.get("RANK", "0")))  # weights, optimizer: read back
     check_fits(spec, source)
     fps = cost(spec).train_flops_per_sample
     target = steps if steps is not None else recipe.horizon_steps(horizon, fps)
@@ -71,12 +154,20 @@ def run_trial(
 ) -> dict[str, Any]:
     """Train to ``horizon`` (in the recipe's ``horizon_unit``; or ``steps``), then validation loss and a checkpoint; returns the summary."""
     out = Path(out)
-    preflight(spec, recipe, source, out, horizon=horizon, steps=steps, resume=resume)
+    preflight(spec, recipe, source, out, horizon=horizon, steps=steps, resume=resume, seed=seed)
     fresh = not out.exists()
     try:
         trainer = Trainer(spec, recipe, source, out, seed=seed)
         target = steps if steps is not None else recipe.horizon_steps(horizon, trainer.cost.train_flops_per_sample)
         if resume:
+            ranks = read_trial_state(out / "checkpoint").world_size
+            if ranks != trainer.world:
+                raise UserError(
+                    f"the trial ran on {ranks} ranks (one optimizer shard each); resume it on {ranks}",
+                    source=out / "checkpoint",
+                    field="world size",
+                    value=trainer.world,
+                )
             trainer.resume()
         elif trainer.rank == 0:
             out.mkdir(parents=True, exist_ok=True)
@@ -115,26 +206,18 @@ class LoadedTrial:
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         from unetnas.build import build_unet
-        from unetnas.train.recipe import Recipe
 
         p = Path(path)
-        ckpt = p if (p / checkpoint.STATE).is_file() else p / "checkpoint"
         if not p.is_dir():
             raise UserError("is not a directory; expected a trial folder or its checkpoint", source=p)
-        self.state = checkpoint.read_state(ckpt)
-        try:
-            self.spec = UNetSpec.model_validate(self.state["spec"])
-            self.recipe = Recipe.model_validate(self.state["recipe"])
-        except Exception as err:
-            raise UserError(f"state.json does not describe a trial ({str(err).splitlines()[0]})", source=ckpt) from None
+        ckpt = checkpoint_dir(p if (p / checkpoint.STATE).is_file() else p / "checkpoint")
+        typed, self.state = read_state_json(state_file(ckpt))
+        self.spec, self.recipe = typed.spec, typed.recipe
         self.unet = build_unet(self.spec)
-        try:
-            self.unet.load_state_dict(checkpoint.load_weights(ckpt))
-        except RuntimeError as err:
-            raise UserError(f"weights do not fit the spec ({str(err).splitlines()[0]})", source=ckpt) from None
+        self.unet.load_state_dict(checkpoint.load_weights(ckpt, self.spec))  # names and shapes checked on read
         self.unet.to(device).eval().requires_grad_(False)
-        self.data: dict[str, Any] = self.state.get("data", {})
-        self.train_flops: float = self.state["train_flops"]
+        self.data: dict[str, Any] = typed.data
+        self.train_flops: float = typed.train_flops
         self.path = ckpt.parent
 
     def text_encoder_path(self) -> str | None:

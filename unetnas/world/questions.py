@@ -210,15 +210,18 @@ def validate_tifa_questions(items: Any, source: str | Path | None = None) -> lis
 def load_tifa_questions(path: str | Path) -> list[dict[str, Any]]:
     """Read a TIFA v1.0 question file (a non-empty JSON list of question items) and validate it: the one reader
     of question files, for the built-in world's files and the official ``tifa_v1.0_question_answers.json`` alike."""
+    from unetnas.io import parse_json
+
     path = Path(path)
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError("file not found; expected a TIFA v1.0 question file (JSON)", source=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
         raise UserError(f"is not valid JSON ({err})", source=path) from None
     except OSError as err:
         raise UserError(f"is not a readable file ({first_line(err)})", source=path) from None
+    items = parse_json(text, path)  # a key given twice in an item is refused
     if isinstance(items, list) and not items:
         raise UserError("holds no question items; expected a non-empty JSON list", source=path)
     return validate_tifa_questions(items, source=path)
