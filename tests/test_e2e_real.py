@@ -16,6 +16,7 @@ import optuna
 import pytest
 from tiny_models import LATENT_BUDGET, tiny_blip_vqa, tiny_clip, tiny_latent_search
 
+from unetnas.export import MARKER, folder_name
 from unetnas.search import study as S
 from unetnas.search.ledger import Ledger
 from unetnas.search.plan import val_flops
@@ -166,8 +167,8 @@ def test_vqa_tifa_search_then_export_then_from_pretrained(e2e, run_cli, tmp_path
     out = tmp_path / "exported"
     code, _, err = run_cli(["export", "--study", "vqa", "--storage", f"sqlite:///{e2e['db']}", "--out", str(out)])
     assert code == 0, err
-    folders = sorted(out.iterdir())
-    assert [d.name for d in folders] == sorted(f"trial-{row['trial']:04d}" for row in s["pareto"])
+    folders = sorted(d for d in out.iterdir() if d.name != MARKER)
+    assert [d.name for d in folders] == sorted(folder_name("vqa", row["trial"]) for row in s["pareto"])
     for d in folders:
         unet, info = UNet2DConditionModel.from_pretrained(d, output_loading_info=True)
         assert not any(info.values()), info

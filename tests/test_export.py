@@ -4,6 +4,7 @@ UNets: folders diffusers loads, cards with rung and standard error, and the refu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from unetnas.build import build_unet
 from unetnas.cost import cost
+from unetnas.export import MARKER
 from unetnas.io import load_space
 from unetnas.search import study as S
 
@@ -84,17 +86,18 @@ def one_line_error(code: int, out: str, err: str) -> str:
     return err.strip()
 
 
-def export_args(db: Path, out: Path, *extra: str) -> list[str]:
-    return ["export", "--study", "s", "--storage", f"sqlite:///{db}", "--out", str(out), *extra]
+def export_args(db: Path, out: Path, *extra: str, study: str = "s") -> list[str]:
+    return ["export", "--study", study, "--storage", f"sqlite:///{db}", "--out", str(out), *extra]
 
 
 def test_export_loads_in_diffusers_and_shows_rung_and_standard_error(tmp_path, run_cli) -> None:
     db, _ = make_study(tmp_path / "runs")
     code, _, err = run_cli(export_args(db, tmp_path / "out"))
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["trial-0000", "trial-0001"]  # "worse" dominated
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [MARKER, "s-trial-0000", "s-trial-0001"]  # "worse" is dominated
     for i in (0, 1):
-        d = tmp_path / "out" / f"trial-{i:04d}"
+        d = tmp_path / "out" / f"s-trial-{i:04d}"
         unet, info = UNet2DConditionModel.from_pretrained(d, output_loading_info=True)
         assert not any(info.values()), info
         trained = load_file(db.parent / "trials" / f"{i:04d}" / "checkpoint" / "model.safetensors")
@@ -112,7 +115,7 @@ def test_records_without_standard_errors_still_export(tmp_path, run_cli) -> None
     db, _ = make_study(tmp_path / "runs", with_se=False)
     code, _, err = run_cli(export_args(db, tmp_path / "out"))
     assert code == 0, err
-    card = (tmp_path / "out" / "trial-0001" / "README.md").read_text()
+    card = (tmp_path / "out" / "s-trial-0001" / "README.md").read_text()
     assert "| alignment (-validation loss) | -0.3900 |" in card and "±" not in card and "| rung | 1 of" in card
 
 
@@ -127,7 +130,7 @@ def test_a_missing_checkpoint_is_refused_before_anything_is_written(tmp_path, ru
     code, _, err = run_cli(export_args(db, out, "--config-only"))
     assert code == 0, err
     for i in (0, 1):
-        d = out / f"trial-{i:04d}"
+        d = out / f"s-trial-{i:04d}"
         assert {p.name for p in d.iterdir()} == {"config.json", "spec.yaml", "metrics.json", "README.md"}
         card = (d / "README.md").read_text()
         assert "Config only: this folder holds no weights" in card and "from_pretrained(" not in card
@@ -143,7 +146,7 @@ def test_a_moved_study_finds_its_trials(tmp_path, run_cli) -> None:
     code, _, err = run_cli(export_args(moved / "study.db", tmp_path / "out"))
     assert code == 0, err
     trained = load_file(moved / "trials" / "0001" / "checkpoint" / "model.safetensors")
-    exported = load_file(tmp_path / "out" / "trial-0001" / "diffusion_pytorch_model.safetensors")
+    exported = load_file(tmp_path / "out" / "s-trial-0001" / "diffusion_pytorch_model.safetensors")
     assert trained.keys() == exported.keys() and all(torch.equal(trained[k], exported[k]) for k in trained)
 
 
@@ -169,3 +172,94 @@ def test_weights_that_cannot_be_trusted_are_refused(tmp_path, run_cli, damage, r
         err = one_line_error(*run_cli(export_args(db, tmp_path / "out", *extra)))
         assert err.startswith(f"error: trial 0: {path}: {rule}") and "not exported" in err
     assert not (tmp_path / "out").exists()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones too), by relative path, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_another_studys_export_is_refused_unless_replaced(tmp_path, run_cli) -> None:
+    """Issue 21 item 2: two studies with the same trial numbers never mix in one --out, and nothing is lost."""
+    db_a, _ = make_study(tmp_path / "runs", "a")
+    db_b, _ = make_study(tmp_path / "runs", "b")
+    out = tmp_path / "out"
+    assert run_cli(export_args(db_a, out, study="a"))[0] == 0
+    before = snapshot(out)
+    err = one_line_error(*run_cli(export_args(db_b, out, study="b")))
+    assert err.startswith("error: --out=") and ": holds the export of study 'a'" in err and "--replace" in err
+    assert snapshot(out) == before  # nothing mixed, nothing lost
+    # a re-export of the same study replaces its own folders (here: fewer of them), leaving no stale one
+    assert run_cli(export_args(db_a, out, "--top", "1", study="a"))[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a-trial-0001"]
+    # --replace: study b's designs only, under names that carry the study
+    code, _, err = run_cli(export_args(db_b, out, "--replace", study="b"))
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "b-trial-0000", "b-trial-0001"]
+    assert json.loads((out / MARKER).read_text())["study"] == "b"
+    assert json.loads((out / "b-trial-0000" / "metrics.json").read_text())["study"] == "b"
+    # a folder holding anything an export did not write is refused, even with --replace
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    err = one_line_error(*run_cli(export_args(db_a, out, "--replace", study="a")))
+    assert "holds notes.txt, which no export wrote" in err and snapshot(out) == before
+
+
+@pytest.mark.parametrize("where", ["out-is-a-file", "under-a-file", "design-folder-is-a-file"])
+def test_a_file_in_the_way_is_one_line_and_changes_nothing(tmp_path, run_cli, where) -> None:
+    db, _ = make_study(tmp_path / "runs")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    if where == "out-is-a-file":
+        out, rule = blocker, "a file is in the way (--out must be a folder)"
+    elif where == "under-a-file":
+        out, rule = blocker / "sub" / "out", f"a file is in the way ({blocker} is not a folder)"
+    else:  # an earlier export whose design folder was replaced by a file: not an export's entry any more
+        out = tmp_path / "out"
+        assert run_cli(export_args(db, out))[0] == 0
+        shutil.rmtree(out / "s-trial-0000")
+        (out / "s-trial-0000").write_text("in the way")
+        rule = "a file is in the way (s-trial-0000 should be an exported design folder)"
+    before = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("runs/")}  # the study db is opened
+    err = one_line_error(*run_cli(export_args(db, out)))
+    assert err.startswith("error: --out=") and f": {rule}" in err, err
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("runs/")} == before
+
+
+def test_an_unwritable_folder_is_one_line_and_changes_nothing(tmp_path, run_cli) -> None:
+    db, _ = make_study(tmp_path / "runs")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permission bits: a read-only bind mount would be needed
+            pytest.skip("running as root: chmod does not make a folder unwritable (see the under-a-file case)")
+        for out in (locked, locked / "out"):
+            err = one_line_error(*run_cli(export_args(db, out)))
+            assert err.startswith("error: --out=") and f": folder {locked} is not writable" in err
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_failure_while_writing_leaves_the_earlier_export_whole(tmp_path, run_cli, monkeypatch) -> None:
+    """A write that fails half way (here: the third file copy raises, as a full disk would) leaves --out exactly
+    as the previous export left it, and no staging folder behind."""
+    db, _ = make_study(tmp_path / "runs")
+    out = tmp_path / "out"
+    assert run_cli(export_args(db, out))[0] == 0
+    before = snapshot(out)
+    real, calls = shutil.copyfile, []
+
+    def failing_copy(src, dst, *a, **k):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(shutil, "copyfile", failing_copy)
+    err = one_line_error(*run_cli(export_args(db, out)))
+    assert "cannot write the export (No space left on device); nothing changed there" in err
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
+        [MARKER, "s-trial-0000", "s-trial-0001"]
+    )

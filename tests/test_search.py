@@ -29,6 +29,7 @@ import torch
 from optuna.trial import TrialState
 
 from unetnas.cost import cost
+from unetnas.export import MARKER, folder_name
 from unetnas.search import study as S
 from unetnas.search.ledger import Ledger, reservations
 from unetnas.search.plan import Bracket, Plan
@@ -248,10 +249,10 @@ def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_pat
     assert code == 0, err
     study = load(full.db, full.study)
     pareto = full.summary["pareto"]
-    folders = sorted(out.iterdir())
-    assert [f.name for f in folders] == sorted(f"trial-{row['trial']:04d}" for row in pareto)
+    folders = sorted(f for f in out.iterdir() if f.name != MARKER)
+    assert [f.name for f in folders] == sorted(folder_name(full.study, row["trial"]) for row in pareto)
     for row in pareto:
-        d = out / f"trial-{row['trial']:04d}"
+        d = out / folder_name(full.study, row["trial"])
         t = study.trials[row["trial"]]
         spec = S.spec_of(t)
         c = cost(spec)
@@ -302,7 +303,8 @@ def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_pat
         ]
     )
     assert code == 0, err
-    assert [f.name for f in (tmp_path / "top1").iterdir()] == [f"trial-{pareto[0]['trial']:04d}"]
+    got = [f.name for f in (tmp_path / "top1").iterdir() if f.name != MARKER]
+    assert got == [folder_name(full.study, pareto[0]["trial"])]
 
 
 def test_resuming_a_finished_search_is_a_no_op(full, run_cli, db_bytes) -> None:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,51 +197,138 @@ Design: base channels {spec.base_channels}, channel multipliers {list(spec.chann
 """
 
 
-def export(
-    storage_url: str, study_name: str, out: str | Path, top: int | None = None, config_only: bool = False
-) -> list[Path]:
-    """Write one folder per Pareto trial (best alignment first, at most ``top``); returns the folders.
+MARKER = ".unetnas-export.json"  # in --out: which study the folders there came from, and their names
 
-    Every design is checked (checkpoint found, weights matching and finite) before anything is written; a failed
-    check is a one-line ``UserError`` naming the trial. ``config_only`` writes no weights and says so in the card.
+
+def folder_name(study_name: str, number: int) -> str:
+    """``<study>-trial-NNNN``: the study in every design folder's name, so two studies never share one."""
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', study_name)}-trial-{number:04d}"
+
+
+def _refuse(out: Path, rule: str) -> UserError:
+    return UserError(rule, field="--out", value=str(out))
+
+
+def _check_out(out: Path, study_name: str, replace: bool) -> list[str]:
+    """Check ``out`` before anything is written; returns the entries of an earlier export there that this one
+    replaces (its folders and marker). Refused: a file in the way, an unwritable folder, a folder holding another
+    study's export (unless ``replace``) or anything an export did not write."""
+    probe = out
+    while not probe.exists():  # the nearest existing ancestor must be a writable folder
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if out.exists() and not out.is_dir():
+        raise _refuse(out, "a file is in the way (--out must be a folder)")
+    if not probe.is_dir():
+        raise _refuse(out, f"a file is in the way ({probe} is not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise _refuse(out, f"folder {probe} is not writable")
+    if probe != out:
+        return []
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return []
+    try:
+        marker = json.loads((out / MARKER).read_text())
+        theirs, folders = str(marker["study"]), [str(f) for f in marker["folders"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise _refuse(
+            out,
+            f"is not empty and holds no unetnas export ({entries[0]}, ...); nothing written: choose an empty folder",
+        ) from None
+    foreign = sorted(set(entries) - {MARKER, *folders})
+    if foreign:
+        raise _refuse(out, f"holds {foreign[0]}, which no export wrote; nothing written: choose an empty folder")
+    blocked = [f for f in folders if f in entries and not (out / f).is_dir()]
+    if blocked:
+        raise _refuse(out, f"a file is in the way ({blocked[0]} should be an exported design folder)")
+    if theirs != study_name and not replace:
+        raise _refuse(
+            out,
+            f"holds the export of study {theirs!r}; nothing written: choose another folder, or pass --replace to "
+            f"replace it with study {study_name!r}'s",
+        )
+    return [MARKER, *(f for f in folders if f in entries)]
+
+
+def _write_design(d: _Design, folder: Path, objectives, study_name: str, n_rungs: int | None) -> None:
+    t, c = d.trial, cost(d.spec)
+    folder.mkdir()
+    save_diffusers_config(d.spec, folder)
+    save_model(d.spec, folder / "spec.yaml")
+    if d.weights is not None:
+        shutil.copyfile(d.weights, folder / WEIGHTS)
+    rung = d.row.get("rung", t.user_attrs.get("rung"))
+    metrics = {
+        "study": study_name,
+        "trial": t.number,
+        "rung": rung,
+        "alignment": d.row["alignment"],
+        "alignment_se": d.record.get("alignment_se", d.row.get("alignment_se")),
+        "tifa": d.record.get("tifa"),
+        "tifa_se": d.record.get("tifa_se"),
+        "val_loss": d.record.get("val_loss"),
+        "objectives": list(objectives),
+        "values": list(t.values),
+        "gmacs": c.gmacs,
+        "gflops": c.gflops,
+        "params": c.params,
+        "flops_spent": t.user_attrs.get("flops_spent"),
+        "rungs": {k: v for k, v in t.user_attrs.items() if k.startswith("rung_")},
+        "weights": d.weights is not None,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (folder / "README.md").write_text(_card(d, c, study_name, n_rungs))
+
+
+def export(
+    storage_url: str,
+    study_name: str,
+    out: str | Path,
+    top: int | None = None,
+    config_only: bool = False,
+    replace: bool = False,
+) -> list[Path]:
+    """Write one folder ``<study>-trial-NNNN`` per Pareto trial (best alignment first, at most ``top``) into
+    ``out``; returns the folders.
+
+    A transaction: every design is checked (checkpoint found, weights matching and finite) and ``out`` too (a
+    folder, writable, empty or holding this study's earlier export, or another study's with ``replace``) before
+    anything is written; the designs are written into a hidden staging folder inside ``out`` and then renamed into
+    place, the earlier export's folders moved aside and deleted only after all are in place. Any failure is a
+    one-line ``UserError`` and leaves ``out`` as it was. ``config_only`` writes no weights and says so in the card.
     """
     study, objectives = load_study(storage_url, study_name)
     designs = _designs(study, objectives, storage_url, study_name, top, config_only)
     n_rungs = len(study.user_attrs.get(S.SETTINGS_ATTR, {}).get("plan", {}).get("rungs", ())) or None
     out = Path(out)
+    old = _check_out(out, study_name, replace)
+    names = [folder_name(study_name, d.trial.number) for d in designs]
+    stage = None
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file in the way, no permission
-        raise UserError(f"cannot create the export folder ({err.strerror})", field="--out", value=str(out)) from None
-    folders = []
-    for d in designs:
-        t, c = d.trial, cost(d.spec)
-        folder = out / f"trial-{t.number:04d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        save_diffusers_config(d.spec, folder)
-        save_model(d.spec, folder / "spec.yaml")
-        (folder / WEIGHTS).unlink(missing_ok=True)  # a config-only export over an earlier one holds no stale weights
-        if d.weights is not None:
-            shutil.copyfile(d.weights, folder / WEIGHTS)
-        rung = d.row.get("rung", t.user_attrs.get("rung"))
-        metrics = {
-            "trial": t.number,
-            "rung": rung,
-            "alignment": d.row["alignment"],
-            "alignment_se": d.record.get("alignment_se", d.row.get("alignment_se")),
-            "tifa": d.record.get("tifa"),
-            "tifa_se": d.record.get("tifa_se"),
-            "val_loss": d.record.get("val_loss"),
-            "objectives": list(objectives),
-            "values": list(t.values),
-            "gmacs": c.gmacs,
-            "gflops": c.gflops,
-            "params": c.params,
-            "flops_spent": t.user_attrs.get("flops_spent"),
-            "rungs": {k: v for k, v in t.user_attrs.items() if k.startswith("rung_")},
-            "weights": d.weights is not None,
-        }
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        (folder / "README.md").write_text(_card(d, c, study_name, n_rungs))
-        folders.append(folder)
-    return folders
+        stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+        for d, name in zip(designs, names):
+            _write_design(d, stage / name, objectives, study_name, n_rungs)
+        (stage / MARKER).write_text(json.dumps({"study": study_name, "folders": names}, indent=1))
+        aside = stage / ".replaced"
+        aside.mkdir()
+        for name in old:  # rename: atomic per entry, on the same filesystem
+            (out / name).rename(aside / name)
+        try:
+            for name in [*names, MARKER]:
+                (stage / name).rename(out / name)
+        except OSError:
+            for name in [*names, MARKER]:  # undo: the earlier export back in place
+                if (out / name).exists() and not (stage / name).exists():
+                    (out / name).rename(stage / name)
+            for name in old:
+                (aside / name).rename(out / name)
+            raise
+    except OSError as err:
+        raise _refuse(out, f"cannot write the export ({err.strerror or err}); nothing changed there") from None
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+    return [out / n for n in names]

@@ -23,16 +23,21 @@ def export(
         "--config-only",
         help="write configs and model cards without weights (when trial checkpoints are gone); the cards say so",
     ),
+    replace: bool = typer.Option(
+        False, "--replace", help="replace another study's export in --out (refused without it, nothing written)"
+    ),
 ) -> None:
     """Export the Pareto designs: diffusers config + weights, spec YAML, metrics, model card.
 
     Refuses (one line, nothing written) a design whose checkpoint is missing (unless --config-only) or whose weights
     do not match its design or are not all finite. Trial folders are looked up where the study recorded them, then
-    beside its SQLite file (a moved study folder still exports)."""
+    beside its SQLite file (a moved study folder still exports). Folders are named <study>-trial-NNNN and written as
+    one transaction: a re-export replaces the study's earlier one; another study's export in --out is refused
+    unless --replace; a file in the way or an unwritable folder is refused with --out untouched."""
     from unetnas.export import export as run
     from unetnas.search.storage import existing_storage
 
-    folders = run(existing_storage(storage, study), study, out, top, config_only=config_only)
+    folders = run(existing_storage(storage, study), study, out, top, config_only=config_only, replace=replace)
     for f in folders:
         console.print(f"wrote {f}")
 

@@ -34,6 +34,7 @@ def trial(
     from unetnas.stop import graceful_stop
     from unetnas.train.recipe import load_recipe
     from unetnas.train.source import open_source
+    from unetnas.train.trainer import TrainingDiverged
     from unetnas.train.trial import parse_horizon, preflight, prepare_out, run_trial
 
     if (horizon is None) == (steps is None):
@@ -68,9 +69,17 @@ def trial(
                 flops=f"{rec['train_flops']:.3g} of {total * per_step:.3g} FLOPs",
             )
 
-        summary = run_trial(
-            s, r, src, out, horizon=h, steps=steps, resume=resume, seed=seed, on_step=on_step, should_stop=stop
-        )
+        try:
+            summary = run_trial(
+                s, r, src, out, horizon=h, steps=steps, resume=resume, seed=seed, on_step=on_step, should_stop=stop
+            )
+        except TrainingDiverged as err:  # a result, not a crash: one line, exit 2 (the search records it as FAIL)
+            raise UserError(
+                f"training diverged ({err}); lower lr or warm up longer",
+                source=recipe or "trials/short.yaml",
+                field="lr",
+                value=r.lr,
+            ) from None
     if os.environ.get("RANK", "0") != "0":  # under the deepspeed launcher only rank 0 reports
         return
     if json_out:

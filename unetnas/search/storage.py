@@ -80,8 +80,9 @@ def engine_for(url: str) -> sa.Engine:
 
     On SQLite every connection gets ``busy_timeout`` and WAL mode, and transactions are begun by us so that
     ``writer(engine)`` can take the write lock at ``BEGIN IMMEDIATE``. On PostgreSQL the engine pings stale
-    pooled connections and gives up connecting after ``PG_CONNECT_TIMEOUT_S``. Build one engine per process
-    (never share one across ``fork``).
+    pooled connections and gives up connecting after ``PG_CONNECT_TIMEOUT_S``; a server engine connects once here, so
+    an unreachable server (or wrong password) is the same one-line ``UserError`` as ``open_storage``'s, on every
+    command, before anything is stored. Build one engine per process (never share one across ``fork``).
     """
     parsed = _parse(url)
     try:
@@ -90,7 +91,9 @@ def engine_for(url: str) -> sa.Engine:
             engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_TIMEOUT_S})
             _install_sqlite_hooks(engine)
             return engine
-        return sa.create_engine(parsed, **_server_kwargs(parsed))
+        engine = sa.create_engine(parsed, **_server_kwargs(parsed))
+        engine.connect().close()  # first contact: fail in one line now, not in a traceback later
+        return engine
     except (sa.exc.SQLAlchemyError, ImportError) as err:
         raise _open_error(url, err) from err
 
