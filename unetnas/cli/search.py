@@ -115,6 +115,10 @@ def plan_json(plan, flops_per_s: float, presets: list[str], gpus: int | None = N
         "workers": wall["workers"],
         "ranks_per_trial": wall["ranks"],
         "presets": presets,
+        "feasible_members": plan.members,
+        "space_members": plan.space_size,
+        "plan_shrunk": plan.shrunk,
+        "feasible_note": plan.feasible_note,
     }
 
 
@@ -252,6 +256,8 @@ def search(
                 )
             )
         else:
+            if p.plan.shrunk:
+                _hint(p.plan.feasible_note, Console())
             for table in _plan_tables(
                 p.plan,
                 fps,
@@ -348,6 +354,8 @@ def _run(p, json_out: bool) -> None:
     ):
         name = getattr(p.proxy, "name", None) or "val_loss (no alignment proxy)"
         rep.message(f"study {search.study.study_name}: alignment proxy {name}, storage {url}")
+        if plan.shrunk:
+            rep.message(plan.feasible_note)
         rep.tick(state, force=True)
 
         def should_stop() -> bool:  # asked between jobs and at every training step

@@ -113,6 +113,7 @@ def worker(
         print(f"trial {job.number} rung {job.rung}: {out.status}", file=sys.stderr, flush=True)
 
     with graceful_stop() as stop:
+        print(f"worker joined study {study} in {url}", file=sys.stderr, flush=True)
         reason = drive(search, stop, on_done=on_done)
     out = summary(search, reason, time.perf_counter() - t0, url)
     out["runs"] = runs

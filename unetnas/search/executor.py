@@ -241,7 +241,7 @@ class TrainingExecutor:
         finally:
             meter.train_flops = trainer.train_flops - before
             self.wall["train"] += time.perf_counter() - t0
-        if trainer.step < job.target_steps:  # asked to stop: keep the partial rung
+        if trainer.step < job.target_steps or should_stop():  # asked to stop: keep the (partial) rung, unscored
             trainer.save()
             return RungResult("stopped")
         t1 = time.perf_counter()

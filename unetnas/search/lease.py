@@ -20,7 +20,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +91,10 @@ class Lease:
             m["train_flops"] or 0.0,
             m["eval_flops"] or 0.0,
         )
+
+
+class Stopped(Exception):
+    """A wait for a lease ended by a stop request (``Leases.held``)."""
 
 
 def trial_key(number: int) -> str:
@@ -165,10 +169,19 @@ class Leases:
             conn.execute(leases.delete().where(c.study_name == self.study_name, c.key == key, c.holder == self.me))
 
     @contextmanager
-    def held(self, key: str, poll_s: float = 0.05, timeout_s: float | None = None) -> Iterator[None]:
-        """Hold lease ``key`` for the duration of a block, waiting for it (mutual exclusion between workers)."""
+    def held(
+        self,
+        key: str,
+        poll_s: float = 0.05,
+        timeout_s: float | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> Iterator[None]:
+        """Hold lease ``key`` for the duration of a block, waiting for it (mutual exclusion between workers);
+        raises ``Stopped`` when ``stop()`` turns true while waiting (Ctrl-C)."""
         t0 = time.monotonic()
         while not self.claim(key):
+            if stop is not None and stop():
+                raise Stopped(f"stopped while waiting for lease {key!r}")
             if timeout_s is not None and time.monotonic() - t0 > timeout_s:
                 raise TimeoutError(f"lease {key!r} of study {self.study_name!r} not free after {timeout_s:.0f} s")
             time.sleep(poll_s)

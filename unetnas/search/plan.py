@@ -25,7 +25,7 @@ import functools
 import math
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from unetnas.cost import cost
@@ -154,6 +154,24 @@ class Plan:
     batch_size: int
     n_top: int
     cycle: list[int]  # bracket types (first rungs) the plan cycles through: Hyperband's is every rung from 0
+    members: int | None = None  # feasible members of the space (its rules and constraints); None: plans before it
+    space_size: int | None = None  # members of the space by its rules alone
+    wanted: int | None = None  # candidates the budget would buy in a space without a member limit
+
+    @property
+    def shrunk(self) -> bool:
+        """Whether the feasible space cut the plan: fewer candidates than the budget buys."""
+        return self.wanted is not None and self.wanted > self.candidates
+
+    @property
+    def feasible_note(self) -> str:
+        """One line: how many members are feasible and, when that cut the plan, to how many candidates."""
+        if self.members is None:
+            return ""
+        line = f"{self.members} of the space's {self.space_size} members are feasible (rules and constraints)"
+        if self.shrunk:
+            line += f": the plan shrinks from the {self.wanted} candidates the budget buys to {self.candidates}"
+        return line
 
     @property
     def costs(self) -> Costs:
@@ -209,6 +227,20 @@ class Plan:
 
 
 # -- costs of the typical member --------------------------------------------------------------------------------
+
+
+WANTED_CAP = 4  # the plan without a member limit is laid out up to this many times the space's size
+ENUMERATE_LIMIT = 20_000  # spaces up to this size have their feasible members counted exactly
+
+
+def feasible_count(space: SearchSpace) -> int:
+    """Members meeting the space's rules and constraints (``space.feasible``): counted exactly in spaces of up to
+    ``ENUMERATE_LIMIT`` members, else estimated as size x the feasible share of a seeded sample of
+    ``SAMPLE_MEMBERS`` (the search then also stops proposing once the proposer finds no unseen member)."""
+    if space.size() <= ENUMERATE_LIMIT:
+        return sum(1 for m in space.enumerate(ENUMERATE_LIMIT) if space.feasible(m) is None)
+    sample = space.sample(SAMPLE_MEMBERS, seed=0)
+    return math.ceil(space.size() * sum(1 for m in sample if space.feasible(m) is None) / len(sample))
 
 
 def members(space: SearchSpace, n: int = SAMPLE_MEMBERS) -> list[UNetSpec]:
@@ -310,9 +342,10 @@ def make_plan(
         once_flops(space, recipe, s, data, bool(tifa_idx) and proxy_flops is None),
     )
 
-    limit = space.size() + extra  # presets may lie outside the space's rules
+    feasible = feasible_count(space)
+    limit = feasible + extra  # presets may lie outside the space's rules
 
-    def plan_for(b: float) -> Plan:
+    def plan_for(b: float, limit: int = limit) -> Plan:
         """Hyperband's cycle from its most exploratory bracket; when that gives fewer than n_top candidates at the
         last rung (budgets under one round), the cycle from the first type that does."""
         available = b * (1 - MARGIN) - math.fsum(costs.once.values())
@@ -329,17 +362,22 @@ def make_plan(
                 batch_size=recipe.batch_size,
                 n_top=s.n_top,
                 cycle=list(cycle),
+                members=feasible,
+                space_size=space.size(),
             )
             for after in (-1, *cycle[:-1])
         ]
         return next((p for p in plans if p.top_candidates >= s.n_top), plans[0])
 
     plan = plan_for(budget)
+    # what the budget would buy in a space without a member limit (capped: "at least" this many), so the plan can
+    # say it shrank to the feasible members (a constraint, or a space smaller than the budget)
+    plan = replace(plan, wanted=plan_for(budget, WANTED_CAP * (space.size() + extra + 1)).candidates)
     if plan.top_candidates < s.n_top:
         if plan_for(1e300).top_candidates < s.n_top:
             raise UserError(
                 f"cannot train {s.n_top} candidates (n_top) to the last rung: brackets of the "
-                f"{space.size()} members of space {space.name!r} give at most "
+                f"{feasible} feasible members (of {space.size()}) of space {space.name!r} give at most "
                 f"{plan_for(1e300).top_candidates}",
                 field="search settings",
             )

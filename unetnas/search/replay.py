@@ -282,6 +282,9 @@ def replay_search(
     study: str = "replay",
     cycle: tuple[int, ...] | None = None,
     on_done: Callable[[Any, Any, Any], None] | None = None,
+    max_gmacs: float | None = None,
+    max_params: float | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Run one seeded search on the replayed table in this process and return its summary (``runner.summary``).
 
@@ -289,7 +292,8 @@ def replay_search(
     an Optuna storage object (the ledger still in memory) or a URL (study and ledger there, e.g. a temporary SQLite
     file to inspect later). ``cycle``: the bracket types (see ``plan.make_plan``; baselines). ``on_done(search,
     job, outcome)`` is called after every run (anytime curves: ``search.ledger.summary()["spent"]``,
-    ``outcome.record``). No subprocess, no DeepSpeed; the table is read once if given as a ``GroundTruth``.
+    ``outcome.record``). ``max_gmacs``/``max_params``: constraints, as ``--max-gmacs``; ``stop``: asked between
+    jobs (Ctrl-C). No subprocess, no DeepSpeed; the table is read once if given as a ``GroundTruth``.
     """
     import optuna
 
@@ -310,6 +314,8 @@ def replay_search(
         replay=gt.path,
         storage=url,
         cycle=cycle,
+        max_gmacs=max_gmacs,
+        max_params=max_params,
     )
     p = prepare(cfg, table=gt)
     if url is not None:
@@ -318,6 +324,6 @@ def replay_search(
         search, url = open_search(p, storage=storage or optuna.storages.InMemoryStorage(), engine=memory_engine())
     t0 = time.perf_counter()
     reason = drive(
-        search, lambda: False, on_done=None if on_done is None else lambda job, out: on_done(search, job, out)
+        search, stop or (lambda: False), on_done=None if on_done is None else lambda job, out: on_done(search, job, out)
     )
     return summary(search, reason, time.perf_counter() - t0, url)

@@ -31,7 +31,7 @@ from unetnas.errors import UserError
 from unetnas.search import study as S
 from unetnas.search.budget import format_flops
 from unetnas.search.executor import Executor, Meter, RungJob
-from unetnas.search.lease import SCHEDULER, Heartbeat, Lease, Leases, trial_key
+from unetnas.search.lease import SCHEDULER, Heartbeat, Lease, Leases, Stopped, trial_key
 from unetnas.search.ledger import Ledger, Reservation
 from unetnas.search.plan import Bracket, Plan
 from unetnas.search.proposer import Proposer
@@ -40,6 +40,7 @@ from unetnas.space import SearchSpace
 
 log = logging.getLogger("unetnas.search")
 BRACKETS_ATTR = "brackets"  # study user attr: the bracket sizes in force (the plan's, adjusted to the budget)
+EXHAUSTED_ATTR = "space_exhausted"  # study user attr: the proposer found no feasible member the study lacks
 STOPPED = "stopped (Ctrl-C): rerun the same command to resume"
 
 
@@ -129,6 +130,14 @@ class Search:
     def _taken(self) -> set[str]:
         return {t.user_attrs["design"] for t in self.study.get_trials(deepcopy=False) if "design" in t.user_attrs}
 
+    def feasible_left(self) -> int:
+        """Feasible members the study has not taken yet: how many new candidates more brackets may start (0 once
+        the proposer found none: the count of a large space is an estimate)."""
+        if self.study.user_attrs.get(EXHAUSTED_ATTR):
+            return 0
+        members = self.plan.members if self.plan.members is not None else self.space.size()
+        return max(0, members - len(self._taken()))
+
     # -- one-off costs --------------------------------------------------------------------------------------------
     def charge_once(self) -> None:
         """Charge the study's one-off costs once, before its first run (the world's caption encoding: its states
@@ -160,15 +169,15 @@ class Search:
                 brackets = fitted
                 job = self.scheduler.next_job(brackets, cands)
         if job is None:
-            left = self.space.size() - len(self._taken())
-            more = self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], left)
+            more = self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], self.feasible_left())
             if more != brackets:
                 self._save_brackets(more)
                 brackets = more
                 job = self.scheduler.next_job(brackets, cands)
         if job is not None and job.kind == "new":
             trial = self._new_trial(job.bracket)
-            if trial is None:  # the space has no untried member left
+            if trial is None:  # the space has no untried feasible member left: no new candidate from now on
+                self.study.set_user_attr(EXHAUSTED_ATTR, True)
                 self._save_brackets(self.scheduler.close_open_slots(brackets, cands))
                 return self.next_job(busy)
             job = replace(job, number=trial.number, trial_id=trial._trial_id)
@@ -219,8 +228,9 @@ class Search:
         brackets, cands = self.brackets(), self.candidates()
         if self.scheduler.next_job(brackets, cands) is not None or self.scheduler.decided(brackets, cands):
             return False
-        left = self.space.size() - len(self._taken())
-        return self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], left) == brackets
+        return (
+            self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], self.feasible_left()) == brackets
+        )
 
     # -- deciding -----------------------------------------------------------------------------------------------------
     def prune_decided(self, busy: set[int] | frozenset[int] = frozenset()) -> list[int]:
@@ -275,15 +285,23 @@ class Search:
         key = trial_key(job.number)
         if not self.leases.claim(key, trial_number=job.number, trial_id=job.trial_id, rung=job.rung):
             return Outcome("busy")
-        start = self.executor.start_steps(rj)
-        self.charge_once()
-        note = f"rung {job.rung}"
-        train_res = self.ledger.reserve(job.number, "train", max(rj.target_steps - start, 0) * per_step, note=note)
-        eval_res = (
-            None
-            if train_res is None
-            else self.ledger.reserve(job.number, "eval", self.executor.eval_flops(rj), note=note)
-        )
+        train_res = eval_res = None
+        try:
+            start = self.executor.start_steps(rj)
+            self.charge_once()
+            note = f"rung {job.rung}"
+            train_res = self.ledger.reserve(job.number, "train", max(rj.target_steps - start, 0) * per_step, note=note)
+            eval_res = (
+                None
+                if train_res is None
+                else self.ledger.reserve(job.number, "eval", self.executor.eval_flops(rj), note=note)
+            )
+        except BaseException:  # Ctrl-C twice, or an error: nothing stays reserved or claimed
+            for res in (train_res, eval_res):
+                if res is not None:
+                    self.ledger.release(res)
+            self.leases.release(key)
+            raise
         if train_res is None or eval_res is None:
             if train_res is not None:
                 self.ledger.release(train_res)
@@ -305,6 +323,17 @@ class Search:
         )
         S.set_attrs(self.study, job.trial_id, status="training", target_rung=job.rung)
         return Running(job, rj, train_res, eval_res, key)
+
+    def abandon(self, r: Running) -> None:
+        """Give a claimed rung back before it ran: release both reservations and the lease; the trial keeps its
+        status (a new candidate stays ``new``, a promotion stays ``waiting`` at its rung) and is claimed again."""
+        self.ledger.release(r.train)
+        self.ledger.release(r.eval)
+        if r.job.kind == "promote":
+            S.set_attrs(self.study, r.job.trial_id, status="waiting", target_rung=r.job.rung - 1)
+        else:
+            S.set_attrs(self.study, r.job.trial_id, status="new" if r.rung_job.fresh else "paused")
+        self.leases.release(r.key)
 
     def execute(self, r: Running, should_stop: Callable[[], bool], on_step: Callable | None = None) -> Outcome:
         """Run a claimed rung under a heartbeat; settle what ran; record the result; give the lease back."""
@@ -444,20 +473,31 @@ def drive(
     while not search.over():
         if stop():
             return STOPPED
-        with search.leases.held(SCHEDULER):
-            search.recover_abandoned()
-            busy = search.leases.busy_trials()
-            search.prune_decided(busy)
-            job = search.next_job(busy)
-            started = None if job is None else search.begin(job)
-            if job is None and not busy:
-                search.finish()
-                break
+        try:
+            with search.leases.held(SCHEDULER, stop=stop):
+                search.recover_abandoned()
+                busy = search.leases.busy_trials()
+                search.prune_decided(busy)
+                job = search.next_job(busy)
+                started = None if job is None else search.begin(job)
+                if job is None and not busy:
+                    search.finish()
+                    break
+        except Stopped:  # Ctrl-C while another worker decides
+            return STOPPED
         if job is None or (isinstance(started, Outcome) and started.status == "busy"):
-            time.sleep(poll)
+            _sleep(poll, stop)
             continue
-        if on_job is not None:
-            on_job(job)
+        if isinstance(started, Running):
+            if stop():  # asked to stop while claiming: give the claim back unspent
+                search.abandon(started)
+                return STOPPED
+            try:
+                if on_job is not None:
+                    on_job(job)
+            except BaseException:
+                search.abandon(started)
+                raise
         out = started if isinstance(started, Outcome) else search.execute(started, should_stop=stop)
         if on_done is not None:
             on_done(job, out)
@@ -469,6 +509,13 @@ def drive(
         if t.user_attrs.get("status") == "closed" and "budget" in (t.user_attrs.get("reason") or "")
     )
     return "plan finished" + (f" ({closed} candidate(s) closed: budget)" if closed else "")
+
+
+def _sleep(seconds: float, stop: Callable[[], bool]) -> None:
+    """Wait ``seconds`` for other workers, asking ``stop()`` every tenth of a second."""
+    end = time.monotonic() + seconds
+    while not stop() and time.monotonic() < end:
+        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
 
 
 def summary(search: Search, reason: str, wall_s: float, url: str) -> dict[str, Any]:
@@ -500,6 +547,9 @@ def summary(search: Search, reason: str, wall_s: float, url: str) -> dict[str, A
         "brackets": len(brackets),
         "bracket_sizes": [{"start": b.start, "counts": list(b.counts)} for b in brackets],
         "top_rung": search.top,
+        "feasible_members": search.plan.members,
+        "space_members": search.plan.space_size,
+        "plan_shrunk": search.plan.shrunk,
         "max_horizon_flops": search.plan.max_horizon_flops,
         "proposals": {
             "modelled": sum(1 for p in proposals if p.get("modelled")),
