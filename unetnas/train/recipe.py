@@ -110,22 +110,20 @@ class Recipe(BaseModel):
     search: SearchSettings = Field(default_factory=SearchSettings, description="multi-fidelity search schedule")
     source: Path | None = Field(None, exclude=True, description="file it was loaded from")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _warmup_unit(cls, data: Any) -> Any:
-        """The warm-up is in the horizon's unit: the other unit's field is refused, a missing one defaulted."""
-        if not isinstance(data, dict):
-            return data
-        unit = data.get("horizon_unit", "flops")
-        if unit not in DEFAULT_WARMUP:
-            return data  # the Literal reports it
+    @model_validator(mode="after")
+    def _warmup_unit(self) -> Recipe:
+        """The warm-up is in the horizon's unit: the other unit's field is refused, a missing one defaulted. (An
+        after-validator: a before-validator would turn strict JSON validation into strict Python validation, which
+        refuses the JSON arrays of tuple fields such as ``val_timesteps``.)"""
+        unit = self.horizon_unit
         other = "warmup_samples" if unit == "flops" else "warmup_flops"
-        if data.get(other) is not None:
+        if getattr(self, other) is not None:
             raise ValueError(
-                f"{other}={data[other]}: a warm-up in the other unit; horizon_unit is {unit}, use warmup_{unit}"
+                f"{other}={getattr(self, other)}: a warm-up in the other unit; horizon_unit is {unit}, use warmup_{unit}"
             )
-        own = f"warmup_{unit}"
-        return data if data.get(own) is not None else {**data, own: DEFAULT_WARMUP[unit]}
+        if getattr(self, f"warmup_{unit}") is None:
+            object.__setattr__(self, f"warmup_{unit}", DEFAULT_WARMUP[unit])  # frozen model, still validating
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> Recipe:
