@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -412,3 +413,75 @@ def test_every_shipped_config_loads_strictly(path: str) -> None:
     assert loaded.model_dump(exclude={"source"}) == model.model_validate(read_yaml(ROOT / path)).model_dump(
         exclude={"source"}
     )
+
+
+# -- exported designs (read back by unetnas.artifacts.read_export) --------------------------------------------------
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, run_cli) -> Path:
+    from test_export import export_args, make_study
+
+    root = tmp_path_factory.mktemp("export")
+    db, _ = make_study(root)
+    code, _, stderr = run_cli(export_args(db, root / "out"))
+    assert code == 0, stderr
+    return root / "out"
+
+
+def test_exported_designs_read_back(exported) -> None:
+    from unetnas.artifacts import read_export
+
+    designs = [read_export(d) for d in sorted(exported.iterdir())]
+    assert designs and {d.study for d in designs} == {"s"}
+    assert all(d.metrics.weights and d.spec.name in ("small", "large") for d in designs)
+
+
+EXPORT_FAULTS = {
+    "card_foreign": ("README.md", lambda p: p.write_text("# some other model\n"), "is not the model card of"),
+    "card_other_trial": (
+        "README.md",
+        lambda p: p.write_text(re.sub(r"trial \d+\)", "trial 99)", p.read_text())),
+        "names trial 99",
+    ),
+    "card_binary": ("README.md", lambda p: p.write_bytes(b"\xff\xfe\x00" * 50), "is not text"),
+    "metrics_truncated": ("metrics.json", _truncate, "is not valid JSON"),
+    "metrics_float_params": (
+        "metrics.json",
+        lambda p: p.write_text(re.sub(r'"params": (\d+)', r'"params": \1.5', p.read_text())),
+        "params=",
+    ),
+    "metrics_bool_trial": (
+        "metrics.json",
+        lambda p: p.write_text(re.sub(r'"trial": \d+', '"trial": true', p.read_text())),
+        "trial=True: Input should be a valid integer",
+    ),
+    "config_other_design": (
+        "config.json",
+        lambda p: p.write_text(p.read_text().replace('"cross_attention_dim": ', '"cross_attention_dim": 1')),
+        "does not describe spec.yaml's design",
+    ),
+    "spec_repeated_key": (
+        "spec.yaml",
+        lambda p: p.write_text(p.read_text() + "name: again\n"),
+        "name: key given twice",
+    ),
+    "weights_truncated": ("diffusion_pytorch_model.safetensors", _truncate, "not readable weights"),
+    "weights_other_design": ("diffusion_pytorch_model.safetensors", _other_design, "weights of another design"),
+    "weights_missing": ("diffusion_pytorch_model.safetensors", Path.unlink, "exported with weights"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPORT_FAULTS))
+def test_damaged_export_is_one_line(exported, tmp_path, case: str) -> None:
+    from unetnas.artifacts import read_export
+    from unetnas.errors import UserError
+
+    folder = tmp_path / "design"
+    shutil.copytree(sorted(exported.iterdir())[0], folder)
+    name, damage, match = EXPORT_FAULTS[case]
+    damage(folder / name)
+    before = snapshot(folder)
+    with pytest.raises(UserError) as err:
+        read_export(folder)
+    line = str(err.value)
+    assert len(line.splitlines()) == 1 and name in line and match in line, line
+    assert snapshot(folder) == before

@@ -13,11 +13,17 @@ Files (a trial folder, see ``unetnas trial``):
 * ``checkpoint/optimizer-rank{R}.pt``: rank R's optimizer state (``torch.load(weights_only=True)``);
 * ``metrics.jsonl``: one JSON object a line, ``kind`` "train" (step, samples, train_flops, loss, lr,
   samples_per_s) or "val" (step, train_flops, val_loss).
+
+An exported design (``unetnas export``, one folder per Pareto design): ``spec.yaml``, ``config.json`` (diffusers),
+``diffusion_pytorch_model.safetensors`` (unless exported config-only), ``metrics.json`` (``ExportMetrics``) and
+``README.md``, the model card naming its study and trial; ``read_export`` reads and cross-checks them.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,3 +209,91 @@ def read_metrics(path: Path) -> list[TrainRecord | ValRecord]:
         except ValidationError as err:
             raise from_validation_error(err, source=where) from None
     return out
+
+
+class ExportMetrics(BaseModel):
+    """``metrics.json`` of an exported design (``unetnas.export``); fields added later are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    trial: int = Field(ge=0)
+    rung: int | None = None
+    alignment: float
+    alignment_se: float | None = None
+    tifa: float | None = None
+    tifa_se: float | None = None
+    val_loss: float | None = None
+    objectives: list[str]
+    values: list[float]
+    gmacs: float = Field(ge=0)
+    gflops: float = Field(ge=0)
+    params: int = Field(ge=0)
+    flops_spent: float | None = None
+    rungs: dict[str, Any]
+    weights: bool
+
+
+@dataclass(frozen=True)
+class ExportedDesign:
+    """One exported design folder, read back and cross-checked."""
+
+    folder: Path
+    study: str
+    spec: UNetSpec
+    metrics: ExportMetrics
+
+
+_CARD = re.compile(r"\(study `(?P<study>[^`]+)`, trial (?P<trial>\d+)\)")
+EXPORT_WEIGHTS = "diffusion_pytorch_model.safetensors"  # diffusers' file name (unetnas.export.WEIGHTS)
+
+
+def read_export(folder: Path) -> ExportedDesign:
+    """Read an exported design folder: spec (strict), diffusers config equal to the spec's, metrics, card naming
+    the same design and trial, and the weights' names and shapes (header only) when ``metrics.weights``."""
+    from unetnas.build import to_diffusers_config
+    from unetnas.io import load_spec, parse_json, validate_strict
+
+    if not folder.is_dir():
+        raise UserError("is not an exported design folder", source=folder)
+    spec = load_spec(folder / "spec.yaml") if (folder / "spec.yaml").is_file() else None
+    if spec is None:
+        raise UserError("missing: expected the design's spec (unetnas export writes it)", source=folder / "spec.yaml")
+    path = folder / "config.json"
+    config = parse_json(read_text(path, "a diffusers UNet config (JSON)"), path)
+    want = to_diffusers_config(spec)
+    if not isinstance(config, dict) or config.get("_class_name") != want["_class_name"]:
+        raise UserError("is not a UNet2DConditionModel config", source=path)
+    diff = sorted(k for k in want.keys() | config.keys() if config.get(k) != want.get(k))
+    if diff:
+        raise UserError(f"does not describe spec.yaml's design ({len(diff)} fields differ)", source=path, field=diff[0])
+    path = folder / "metrics.json"
+    metrics = validate_strict(parse_json(read_text(path, "the design's metrics (JSON)"), path), ExportMetrics, path)
+    path = folder / "README.md"
+    card = read_text(path, "the design's model card")
+    found = _CARD.search(card)
+    if not card.startswith(f"# {spec.name}\n") or found is None:
+        raise UserError(f"is not the model card of {spec.name!r} (no title and study line)", source=path)
+    if int(found["trial"]) != metrics.trial:
+        raise UserError(f"names trial {found['trial']}; metrics.json has {metrics.trial}", source=path)
+    if metrics.weights:
+        _check_header(folder / EXPORT_WEIGHTS, spec)
+    return ExportedDesign(folder, found["study"], spec, metrics)
+
+
+def _check_header(path: Path, spec: UNetSpec) -> None:
+    """The safetensors file lists exactly the design's tensor names and shapes (its header only: no data read)."""
+    from safetensors import safe_open
+
+    from unetnas.build import build_unet
+
+    if not path.is_file():
+        raise UserError("missing: metrics.json says the design was exported with weights", source=path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (no __iter__)
+    except Exception as err:  # safetensors' own error types for truncated or foreign files
+        raise UserError(f"not readable weights: damaged or not safetensors ({_first_line(err)})", source=path) from None
+    want = {k: tuple(v.shape) for k, v in build_unet(spec, device="meta").state_dict().items()}
+    if got != want:
+        bad = sorted(set(got) ^ set(want)) or sorted(k for k in got if got[k] != want[k])
+        raise UserError(f"weights of another design (e.g. {bad[0]})", source=path)
