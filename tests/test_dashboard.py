@@ -31,11 +31,17 @@ def test_sync_writes_names_cards_artifacts_and_plots_once(small, tmp_path):
     done = sync_dashboard(study, url, tmp_path / "art")
     assert done.objectives == ("alignment", "gmacs") and study.metric_names == ["alignment", "gmacs"]
     assert done.artifacts_uploaded == 9 + 3 and done.notes_written == 9 + 1 and done.plots == 6
-    files = {m.filename: m for m in optuna.artifacts.get_all_artifact_meta(study)}
-    assert "trial-0008-samples.png" in files and "trial-0000-model_card.md" in files
+    fresh = optuna.load_study(study_name="small", storage=url)  # what the dashboard reads: artifacts on each trial
+    assert optuna.artifacts.get_all_artifact_meta(fresh) == []  # none left at study level
+    files = {m.filename: m for m in optuna.artifacts.get_all_artifact_meta(fresh.trials[8], storage=fresh._storage)}
+    assert set(files) == {"trial-0008-samples.png", "trial-0008-model_card.md"}
     assert (tmp_path / "art" / files["trial-0008-samples.png"].artifact_id).read_bytes()[:4] == b"\x89PNG"
+    assert fresh.trials[8].state.is_finished()  # finished trials take their artifacts too
     note = get_note(optuna.trial.Trial(study, study.trials[8]._trial_id))
-    assert note.startswith("## small-t8") and f"![samples](/artifacts/{study._study_id}/" in note
+    assert (
+        note.startswith("## small-t8")
+        and f"![samples](/artifacts/{study._study_id}/{study.trials[8]._trial_id}/" in note
+    )
     assert "| 2 | 9e+10 |" in note  # one row per finished rung
     design = next(line for line in note.splitlines() if line.startswith("| design |"))
     assert design.count("|") - design.count("\\|") == 3  # one cell, whatever the spec text holds
@@ -99,8 +105,13 @@ def test_dashboard_command_syncs_and_serves_artifacts(small, tmp_path, free_port
     proc = _serve(url, port, "--study", "small")
     try:
         _get(f"http://127.0.0.1:{port}/api/studies")
-        files = {m.filename: m.artifact_id for m in optuna.artifacts.get_all_artifact_meta(study)}
-        png = _get(f"http://127.0.0.1:{port}/artifacts/{study._study_id}/{files['trial-0007-samples.png']}")
+        fresh = optuna.load_study(study_name="small", storage=url)
+        t7 = fresh.trials[7]
+        meta = optuna.artifacts.get_all_artifact_meta(t7, storage=fresh._storage)
+        files = {m.filename: m.artifact_id for m in meta}
+        png = _get(
+            f"http://127.0.0.1:{port}/artifacts/{study._study_id}/{t7._trial_id}/{files['trial-0007-samples.png']}"
+        )
         assert png[:4] == b"\x89PNG"
     finally:
         proc.terminate()

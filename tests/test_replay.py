@@ -24,6 +24,7 @@ from unetnas.cost import cost
 from unetnas.errors import UserError
 from unetnas.io import load_space
 from unetnas.search import study as S
+from unetnas.search.proposer import Proposer
 from unetnas.search.replay import GroundTruth, replay_search
 
 DATA = Path(__file__).parent / "data"
@@ -180,9 +181,13 @@ def test_the_pareto_set_holds_last_rung_designs_only(one) -> None:
 
 
 def test_each_rung_feeds_the_samplers_model(one) -> None:
+    """The per-rung models are derived state: the storage holds one study per search (optuna-dashboard lists one),
+    and a proposer opened on the finished study alone (a fresh process, a resume) rebuilds every observation."""
     out, study = one
+    assert [s.study_name for s in study._storage.get_all_studies()] == ["replay"]
+    rebuilt = Proposer(study, load_space(SPACE), "tpe", 0, out["top_rung"] + 1)
     for k in range(out["top_rung"] + 1):
-        model = optuna.load_study(study_name=f"replay@rung{k}", storage=study._storage)
+        model = rebuilt.models[k]
         fed = [t for t in model.trials if t.state == TrialState.COMPLETE]
         ran = [t for t in candidates(study) if f"rung_{k}" in t.user_attrs]
         assert sorted(t.user_attrs["trial"] for t in fed) == sorted(t.number for t in ran)
@@ -190,6 +195,7 @@ def test_each_rung_feeds_the_samplers_model(one) -> None:
             t = study.trials[f.user_attrs["trial"]]
             assert f.params == t.params
             assert f.values == S.objective_values(t.user_attrs[f"rung_{k}"], ("alignment", "gmacs"))
+    assert rebuilt.sync() == 0  # nothing fed twice
     assert out["proposals"]["modelled"] > 0  # after start-up the sampler modelled the rungs
 
 

@@ -1,26 +1,31 @@
-"""optuna-dashboard in the study's language: objective names, per-trial cards and image grids, the report's plots.
+"""optuna-dashboard in the study's language: objective names, per-trial cards and labelled samples, the report's plots.
 
 ``sync_dashboard`` writes, idempotently, what optuna-dashboard shows:
 
 - the objective names as Optuna metric names (``records.name_objectives``);
-- the study's artifacts (``optuna.artifacts`` with a ``FileSystemArtifactStore``): each trial's ``samples.png`` and
-  model card, uploaded at study level because Optuna refuses changes to finished trials (``UpdateFinishedTrialError``);
-  a search that wants them on the trial itself must upload them before telling the trial;
+- each trial's artifacts, on the trial itself so its *Artifacts* panel lists them (``optuna.artifacts`` with a
+  ``FileSystemArtifactStore``): the labelled samples sheet ``samples.png`` (each image with its prompt and the
+  judge's answers, ``report.samples``), the same as ``samples.json``, and the model card. Optuna refuses attribute
+  changes to finished trials (``UpdateFinishedTrialError``), and a dashboard is usually synced after the search, so
+  the artifact's record (a trial system attribute, exactly what ``upload_artifact`` writes) is added to a finished
+  trial through the RDB storage directly (``_attach``); artifact files and records are otherwise Optuna's own;
 - a note per trial (optuna-dashboard's Markdown notes, stored in study system attrs, so finished trials take them):
-  the model card, with the image grid embedded from the artifact store;
+  the model card, the samples sheet embedded from the artifact store, and the judge's answers as a table;
 - the report's figures as dashboard plots (``save_plotly_graph_object``, one fixed id per panel, overwritten).
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
-from unetnas.report.data import SAMPLES_FILE, ReportData, collect
+from unetnas.report.data import ReportData, collect
 from unetnas.report.records import Metric, TrialRecord, name_objectives, spec_text
+from unetnas.report.samples import SAMPLES_FILE, SAMPLES_JSON
 
 CARD_FILE = "model_card.md"
 PLOT_PANELS = ("pareto", "curves", "scaling", "sampling", "budget", "importance")
@@ -42,8 +47,9 @@ def default_artifact_dir(url: str, study: str, runs_dir: str | Path = "runs") ->
     return Path(runs_dir).resolve() / study / "artifacts"
 
 
-def trial_card(t: TrialRecord, metric: Metric, image_url: str | None = None) -> str:
-    """A Markdown model card of one trial: design, costs, status and one row per finished rung."""
+def trial_card(t: TrialRecord, metric: Metric, image_url: str | None = None, samples: list[dict] | None = None) -> str:
+    """A Markdown model card of one trial: design, costs, status, one row per finished rung, and the samples sheet
+    with each shown prompt's judge answers (``samples``: ``samples.json``'s entries)."""
     lines = [
         f"## {t.name}",
         "",
@@ -65,35 +71,48 @@ def trial_card(t: TrialRecord, metric: Metric, image_url: str | None = None) -> 
             s, se = r.score(metric), r.score_se(metric)
             lines.append(f"| {r.rung} | {r.train_flops:.3g} | {r.steps} | {_f(r.val_loss)} | {_f(s)} | {_f(se)} |")
     if image_url:
-        lines += ["", "Samples on the search's fixed prompts:", "", f"![samples]({image_url})"]
+        lines += ["", "Samples on the search's fixed prompts (prompt and the judge's answers under each):", ""]
+        lines += [f"![samples]({image_url})"]
+    if samples:
+        lines += ["", "| prompt | alignment | judge's answers (wrong ones: what the prompt wants) |", "|---|---|---|"]
+        for e in samples:
+            said = "; ".join(
+                f"{a['question']} {a['answer']}" + ("" if a["correct"] else f" ✗ (want {a['expected']})")
+                for a in e.get("answers", [])
+            )
+            lines.append(f"| {_cell(e['prompt'])} | {_f(e.get('alignment'))} | {_cell(said) or '-'} |")
     return "\n".join(lines) + "\n"
 
 
 def sync_dashboard(study: optuna.Study, url: str, artifact_dir: str | Path) -> SyncSummary:
     """Write objective names, artifacts, notes and plots for ``study`` (storage ``url``); safe to repeat."""
-    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+    from optuna.artifacts import FileSystemArtifactStore
 
     names = name_objectives(study)
     d = collect(study, url)
     artifact_dir = Path(artifact_dir)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(artifact_dir))
-    have = {m.filename: m.artifact_id for m in get_all_artifact_meta(study)}
     uploaded = notes = 0
     with tempfile.TemporaryDirectory() as tmp:
         for t in d.trials:
-            image = None
-            png = t.folder / SAMPLES_FILE if t.folder else None
-            if png is not None and png.is_file():
-                fname = f"trial-{t.number:04d}-{SAMPLES_FILE}"
+            trial_id = study.trials[t.number]._trial_id
+            have = _trial_artifacts(study, trial_id)
+            files: dict[str, bytes] = {}
+            for name in (SAMPLES_FILE, SAMPLES_JSON):
+                path = t.folder / name if t.folder else None
+                if path is not None and path.is_file():
+                    files[f"trial-{t.number:04d}-{name}"] = path.read_bytes()
+            for fname, data in files.items():
                 if fname not in have:
-                    have[fname] = _upload(upload_artifact, store, study, Path(tmp) / fname, png.read_bytes())
+                    have[fname] = _upload(store, study, trial_id, Path(tmp) / fname, data)
                     uploaded += 1
-                image = f"/artifacts/{study._study_id}/{have[fname]}"
-            card = trial_card(t, d.info.metric, image)
+            png = have.get(f"trial-{t.number:04d}-{SAMPLES_FILE}")
+            image = f"/artifacts/{study._study_id}/{trial_id}/{png}" if png else None
+            card = trial_card(t, d.info.metric, image, _answers(t.folder))
             fname = f"trial-{t.number:04d}-{CARD_FILE}"
             if fname not in have:
-                have[fname] = _upload(upload_artifact, store, study, Path(tmp) / fname, card.encode())
+                have[fname] = _upload(store, study, trial_id, Path(tmp) / fname, card.encode())
                 uploaded += 1
             notes += _note(study, t.number, card)
     notes += _note(study, None, _study_note(d))
@@ -101,9 +120,61 @@ def sync_dashboard(study: optuna.Study, url: str, artifact_dir: str | Path) -> S
     return SyncSummary(names, uploaded, notes, plots, artifact_dir)
 
 
-def _upload(upload_artifact, store, study: optuna.Study, path: Path, data: bytes) -> str:  # noqa: ANN001
+def _backend(study: optuna.Study):
+    """The storage below Optuna's cache and unetnas' retry wrappers (``_CachedStorage``, ``RetryingStorage``)."""
+    storage = study._storage
+    for attr in ("_inner", "_backend"):
+        storage = getattr(storage, attr, storage)
+    return getattr(storage, "_backend", storage)
+
+
+def _trial_artifacts(study: optuna.Study, trial_id: int) -> dict[str, str]:
+    """``{filename: artifact_id}`` of one trial's artifacts, read from the database (not a cache)."""
+    from optuna.artifacts import get_all_artifact_meta
+
+    trial = _backend(study).get_trial(trial_id)
+    return {m.filename: m.artifact_id for m in get_all_artifact_meta(trial, storage=_backend(study))}
+
+
+class _Attach:
+    """The storage ``upload_artifact`` records an artifact in: Optuna's, except that a finished trial's record is
+    written through the RDB storage's session directly (Optuna refuses attribute changes to finished trials)."""
+
+    def __init__(self, backend) -> None:  # noqa: ANN001 (an Optuna storage)
+        self.backend = backend
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: object) -> None:
+        from optuna.storages import RDBStorage
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        b = self.backend
+        if not isinstance(b, RDBStorage) or not b.get_trial(trial_id).state.is_finished():
+            b.set_trial_system_attr(trial_id, key, value)
+            return
+        with _create_scoped_session(b.scoped_session, True) as session:
+            session.add(models.TrialSystemAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+
+
+def _upload(store, study: optuna.Study, trial_id: int, path: Path, data: bytes) -> str:  # noqa: ANN001
+    from optuna.artifacts import upload_artifact
+
     path.write_bytes(data)
-    return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+    trial = _backend(study).get_trial(trial_id)
+    return upload_artifact(
+        artifact_store=store, file_path=str(path), study_or_trial=trial, storage=_Attach(_backend(study))
+    )
+
+
+def _answers(folder: Path | None) -> list[dict]:
+    """The shown samples of a trial (``samples.json``: prompt, per-prompt scores, judge's answers); [] if none."""
+    path = folder / SAMPLES_JSON if folder else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        return list(json.loads(path.read_text()).get("samples", []))
+    except (ValueError, AttributeError):
+        return []
 
 
 def _note(study: optuna.Study, number: int | None, body: str) -> int:

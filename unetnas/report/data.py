@@ -19,9 +19,9 @@ from unetnas.report.records import (
     param_importances,
     study_records,
 )
+from unetnas.report.samples import SAMPLES_FILE  # the labelled samples sheet a trial folder may hold
 from unetnas.report.scaling import Scaling, scaling
 
-SAMPLES_FILE = "samples.png"  # the image grid a trial folder may hold (the search's fixed prompts)
 N_BEST = 6  # designs shown in the image-grid panel
 
 

@@ -256,14 +256,9 @@ class TrainingExecutor:
                 res = proxy.score(subject)
                 meter.eval_flops += res.flops
                 record.update(proxy_fields(res))
-                if job.folder is not None and res.details.get("images") is not None:
-                    from unetnas.sample import save_grid
+                from unetnas.report.samples import write_samples
 
-                    k = res.details.get("images_per_prompt", 1)
-                    imgs = res.details["images"]
-                    save_grid(
-                        imgs, job.folder / SAMPLES_FILE, cols=max(k, min(8, 4 * k)), scale=max(1, 64 // imgs.shape[1])
-                    )
+                write_samples(job.folder, proxy, res.details)  # samples.png + samples.json: prompts, judge answers
             record["eval_flops"] = meter.eval_flops
             trainer.save()
         finally:

@@ -2,12 +2,18 @@
 
 Optuna's samplers model the COMPLETE trials of the study they sample for, and the search study holds values of the
 last rung only (``study.py``), so on its own a sampler would learn from a handful of finished candidates, late. The
-proposer keeps, beside the search study and in the same storage, one model study per rung (``<study>@rung<k>``,
-same objectives): each time a candidate finishes rung k, its parameters and rung-k objective values are added there
-as a COMPLETE trial. A new candidate is drawn by the chosen sampler (TPE, NSGA-II, GP or random, unchanged) in the
-model study of the highest rung with at least the sampler's start-up number of observations, else of the rung with
-the most (Falkner et al. 2018, BOHB: "model the highest budget with enough observations"). One fidelity per model:
-low-rung values never mix with high-rung ones, yet the first results reach the sampler as soon as rung 0 ends.
+proposer keeps one model study per rung (same objectives): each time a candidate finishes rung k, its parameters and
+rung-k objective values are added there as a COMPLETE trial. A new candidate is drawn by the chosen sampler (TPE,
+NSGA-II, GP or random, unchanged) in the model study of the highest rung with at least the sampler's start-up number
+of observations, else of the rung with the most (Falkner et al. 2018, BOHB: "model the highest budget with enough
+observations"). One fidelity per model: low-rung values never mix with high-rung ones, yet the first results reach
+the sampler as soon as rung 0 ends.
+
+The model studies are derived state, kept in this process's memory (``optuna.storages.InMemoryStorage``), so the
+study's database, and optuna-dashboard's study list, hold one study per search. The search study is their record:
+``feed`` marks the trial (user attr ``fed``: the rungs fed) and its rung record holds the values, so before each
+proposal the models take in what other workers (or an earlier run of this search, on resume) fed since
+(``sync``), and a fresh process rebuilds them from the study alone.
 
 The draw is then enqueued in the search study. A draw of a design the study already holds (any state: trained,
 training, stopped or failed) is not trained again: the sampler is asked again, with the rejected draws left
@@ -46,21 +52,16 @@ class Proposer:
     def __init__(self, study: optuna.Study, space: SearchSpace, name: str, seed: int, n_rungs: int) -> None:
         self.study, self.space, self.name, self.seed = study, space, name, seed
         self.samplers = [S.make_sampler(name, seed, stream=k + 1) for k in range(n_rungs)]
-        directions = study.directions
-        storage = study._storage
-        self.models = []
-        for k, sampler in enumerate(self.samplers):
-            model = optuna.create_study(
-                study_name=model_name(study.study_name, k),
-                storage=storage,
-                directions=directions,
-                sampler=sampler,
-                load_if_exists=True,
+        memory = optuna.storages.InMemoryStorage()  # derived state: never stored, never listed by the dashboard
+        self.models = [
+            optuna.create_study(
+                study_name=model_name(study.study_name, k), storage=memory, directions=study.directions, sampler=sampler
             )
-            if "unetnas_model_of" not in model.user_attrs:
-                model.set_user_attr("unetnas_model_of", {"study": study.study_name, "rung": k})
-            self.models.append(model)
+            for k, sampler in enumerate(self.samplers)
+        ]
+        self._fed: set[tuple[int, int]] = set()  # (trial number, rung) already in the models
         self._members: list[UNetSpec] | None = None
+        self.sync()
 
     # -- observations -------------------------------------------------------------------------------------------
     def observations(self) -> list[int]:
@@ -68,7 +69,25 @@ class Proposer:
 
     def feed(self, trial: optuna.trial.FrozenTrial, rung: int, values: list[float]) -> None:
         """Tell rung ``rung``'s model that ``trial``'s design scored ``values`` there (idempotent per trial, rung)."""
-        if rung in trial.user_attrs.get("fed", []):
+        if rung not in trial.user_attrs.get("fed", []):
+            S.set_attrs(self.study, trial._trial_id, fed=[*trial.user_attrs.get("fed", []), rung])
+        self._observe(trial, rung, values)
+
+    def sync(self) -> int:
+        """Add to the models what the study records as fed but they lack (other workers' rungs; an earlier run's,
+        on resume): each trial's rung-k record, as ``objective_values``. Returns how many observations came in."""
+        objectives = tuple(self.study.user_attrs.get(S.SETTINGS_ATTR, {}).get("objectives", ()))
+        n = 0
+        for t in self.study.get_trials(deepcopy=False):
+            for k in t.user_attrs.get("fed", []):
+                record = t.user_attrs.get(f"rung_{k}")
+                if (t.number, k) not in self._fed and record is not None and objectives and k < len(self.models):
+                    self._observe(t, k, S.objective_values(record, objectives))
+                    n += 1
+        return n
+
+    def _observe(self, trial: optuna.trial.FrozenTrial, rung: int, values: list[float]) -> None:
+        if (trial.number, rung) in self._fed:
             return
         model = self.models[rung]
         n = len(model.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -81,7 +100,7 @@ class Proposer:
                 system_attrs=self.samplers[rung].observation_attrs(n),
             )
         )
-        S.set_attrs(self.study, trial._trial_id, fed=[*trial.user_attrs.get("fed", []), rung])
+        self._fed.add((trial.number, rung))
 
     def modelled_rung(self) -> tuple[int, int]:
         """(rung whose model proposes, its observations): the highest rung with enough observations for the sampler
@@ -94,6 +113,7 @@ class Proposer:
     # -- proposals ----------------------------------------------------------------------------------------------
     def propose(self, taken: set[str]) -> Proposal | None:
         """A feasible design whose key is not in ``taken``; None when the space has no such member left."""
+        self.sync()
         k, n = self.modelled_rung()
         model = self.models[k]
         info = {
