@@ -15,6 +15,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "proxy-fidelity": ("bench.proxy_fidelity", "rank correlation of early proxies with final alignment"),
     "science": ("bench.science", "the paper's findings (depth vs width, cross-attention placement) on the table"),
     "search-efficiency": ("bench.search_efficiency", "unetnas vs baselines on the replayed ground truth"),
+    "roofline": (
+        "bench.roofline",
+        "this CPU's fp32 GFLOP/s on the conv/GEMM shapes of a tiny-space trial, and a GEMM peak",
+    ),
+    "trial": ("bench.bench_trial", "trial throughput: new trainer vs today's vs an equally optimised plain loop"),
+    "scoring": ("bench.bench_scoring", "alignment scoring images/s (batched CFG sampling, memoised judge) new vs old"),
     "gpu-throughput": ("bench.gpu_throughput", "trial throughput and MFU of paper-scale presets on a GPU"),
 }
 

@@ -83,6 +83,10 @@ class Trainer:
             model=unet, optimizer=opt, lr_scheduler=sched, config=ds_config
         )
         self.micro, self.accum = ds_config["train_micro_batch_size_per_gpu"], ds_config["gradient_accumulation_steps"]
+        if self.world == 1 and self.engine.zero_optimization_stage() == 0:
+            # One rank: DeepSpeed's gradient all-reduce is an identity that still runs gloo (9.5 ms a step on CPU,
+            # BENCHMARKS.md "Trials"); the sum over one rank divided by one changes no gradient.
+            self.engine.enable_backward_allreduce = False
         self.ddpm = noise_scheduler(recipe)
         self.alphas = self.ddpm.alphas_cumprod.to(self.device)
         self.step, self.wall_s, self.history = 0, 0.0, []  # history: per-step global-batch losses

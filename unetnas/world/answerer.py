@@ -224,13 +224,23 @@ class Answerer:
     def answer_lists(self, image: Any, question_lists: Sequence[Sequence[dict[str, Any]]]) -> list[list[str]]:
         """Answers to several question lists about one image (parsed once): own and foil questions alike."""
         dets = self.parse(image)
-        return [[self._answer(dets, q) for q in qs] for qs in question_lists]
+        memo: dict[tuple[str, tuple[str, ...]], str] = {}  # one image's answers: foil lists repeat questions
+        out = []
+        for qs in question_lists:
+            answers = []
+            for q in qs:
+                key = q["question"], tuple(q["choices"])
+                if key not in memo:
+                    memo[key] = self._answer(dets, q)
+                answers.append(memo[key])
+            out.append(answers)
+        return out
 
     @staticmethod
     def _answer(dets: list[Detection], q: dict[str, Any]) -> str:
-        choices, refs = list(q["choices"]), question_refs(q["question"])
+        choices, refs = list(q["choices"]), _refs(q["question"])
         guess = choices[zlib.crc32(q["question"].encode()) % len(choices)]  # chance-level fallback, deterministic
-        kind = _kind(choices)
+        kind = _kind(tuple(choices))
         if kind is None or not refs:
             return guess
         if kind in ("yes/no", "count"):
@@ -261,7 +271,14 @@ class Answerer:
         return max(choices, key=lambda c: votes[names.index(c)])
 
 
-def _kind(choices: list[str]) -> str | None:
+@functools.lru_cache(maxsize=4096)
+def _refs(question: str) -> tuple[Ref, ...]:
+    """``question_refs``, cached: the judge asks the same questions of every image."""
+    return tuple(question_refs(question))
+
+
+@functools.lru_cache(maxsize=256)
+def _kind(choices: tuple[str, ...]) -> str | None:
     """Question kind from its choice set (works for any question with these answer vocabularies)."""
     if all(c.isdigit() for c in choices):
         return "count"
@@ -278,7 +295,10 @@ def _kind(choices: list[str]) -> str | None:
 
 
 def _match(dets: list[Detection], ref: Ref) -> list[Detection]:
-    return [d for d in dets if all(getattr(ref, f) in (None, getattr(d, f)) for f in ("color", "shape", "size"))]
+    c, s, z = ref.color, ref.shape, ref.size
+    return [
+        d for d in dets if (c is None or c == d.color) and (s is None or s == d.shape) and (z is None or z == d.size)
+    ]
 
 
 def _relaxed(dets: list[Detection], ref: Ref, drops: tuple[str, ...]) -> list[Detection]:
