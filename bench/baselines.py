@@ -225,17 +225,26 @@ def top_k(bench: Bench, seed: int) -> Trace:
     return trace
 
 
-def hyperband(bench: Bench, seed: int, lambda_max: float = LAMBDA_MAX) -> Trace:
-    """Optuna's HyperbandPruner and TPE on a scalarised objective (see the module docstring)."""
-    trace = Trace("hyperband", seed)
-    run = Runner(bench, seed, trace)
-    eta, top = bench.plan.eta, bench.top
+def scalariser(bench: Bench, seed: int, lambda_max: float = LAMBDA_MAX) -> Callable[[dict], float]:
+    """The single objective (to maximise) of the scalarised methods at ``seed``: measured alignment (minus validation
+    loss at rungs without TIFA) - lambda x GMACs / the space's max GMACs, lambda ~ U(0, ``lambda_max``) drawn from
+    the seed (the same lambda for every scalarised method at a seed)."""
     lam = float(np.random.default_rng([seed, 7]).uniform(0, lambda_max))
     gmax = max(cost(m).gmacs for m in bench.members)
 
     def scalar(record: dict) -> float:
         a, g = _measure(record)
         return a - lam * g / gmax
+
+    return scalar
+
+
+def hyperband(bench: Bench, seed: int, lambda_max: float = LAMBDA_MAX) -> Trace:
+    """Optuna's HyperbandPruner and TPE on a scalarised objective (see the module docstring)."""
+    trace = Trace("hyperband", seed)
+    run = Runner(bench, seed, trace)
+    eta, top = bench.plan.eta, bench.top
+    scalar = scalariser(bench, seed, lambda_max)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(

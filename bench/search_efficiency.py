@@ -38,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from bench import replay_noise as RN
 from bench.baselines import METHODS, Bench, Trace, make_bench
+from bench.peers import PEERS, label, method
 from bench.table_stats import DEFAULT_TABLE, ROOT
 from unetnas.cost import cost
 from unetnas.errors import UserError
@@ -47,13 +49,6 @@ from unetnas.search.replay import GroundTruth
 
 EPSILON = 0.05  # default relative regret threshold (raised to twice the floor regret where that is larger)
 GRID = 80  # compute points of the anytime curves (log-spaced)
-LABELS = {
-    "unetnas": "unetnas (Hyperband + MO-ASHA + TPE)",
-    "random": "random search, full horizon",
-    "tpe": "TPE, full horizon",
-    "topk": "top-k after rung 0 (oracle k)",
-    "hyperband": "Optuna HyperbandPruner + TPE, scalarised",
-}
 BASELINES = ("random", "tpe", "topk", "hyperband")
 
 
@@ -61,19 +56,20 @@ BASELINES = ("random", "tpe", "topk", "hyperband")
 
 
 class Scorer:
-    """True values of the space's members and the regret of any set of them (cached by set)."""
+    """True values of the space's members at one search seed and the (plain and noise-aware) regret of any set of
+    them, cached by set. ``protocol``: ``bench.replay_noise.PROTOCOLS`` (held-out: the truth excludes the run the
+    search at ``seed`` reads)."""
 
-    def __init__(self, bench: Bench) -> None:
+    def __init__(self, bench: Bench, protocol: str = "same-run", seed: int = 0) -> None:
         t = bench.table
+        tv = RN.truth(t, bench.members, protocol, seed)
+        sd = RN.seed_sd(t, list(tv))
         self.truth: dict[str, tuple[float, float]] = {}
+        self.se: dict[str, float] = {}  # SE of each design's true alignment (pooled seed sd / sqrt(runs averaged))
         for m in bench.members:
-            d = t.design(m)
-            finals = [r.checkpoints[-1].alignment for r in t.runs[d.id]]
-            if any(a is None for a in finals):
-                raise UserError(
-                    f"design {d.id} has no alignment at its last checkpoint", field="--table", value=str(t.path)
-                )
-            self.truth[d.id] = (statistics.fmean(finals), cost(m).gmacs)
+            d = t.design(m).id
+            self.truth[d] = (tv[d][0], cost(m).gmacs)
+            self.se[d] = sd / math.sqrt(tv[d][1])
         self.ref = (0.0, max(g for _, g in self.truth.values()))
         self.best = self.hv(self.truth)
         if self.best <= 0:
@@ -88,29 +84,37 @@ class Scorer:
             key=lambda d: self.truth[d][1],
         )
         self._cache: dict[tuple[str, ...], float] = {}
+        self._noise: dict[tuple[str, ...], float] = {}
 
-    def hv(self, ids) -> float:  # noqa: ANN001
-        return hypervolume([(-self.truth[d][0], self.truth[d][1]) for d in ids], [-self.ref[0], self.ref[1]])
+    def hv(self, ids, points: dict[str, tuple[float, float]] | None = None) -> float:  # noqa: ANN001
+        pts = self.truth if points is None else points
+        return hypervolume([(-pts[d][0], pts[d][1]) for d in ids], [-self.ref[0], self.ref[1]])
 
-    def regret(self, ids: tuple[str, ...]) -> float:
-        """Relative regret of answering ``ids``: (HV(true front) - HV(ids)) / HV(true front)."""
+    def regret(self, ids: tuple[str, ...], noise: bool = False) -> float:
+        """Relative regret of answering ``ids``: (HV(true front) - HV(ids)) / HV(true front); ``noise``: of the
+        answer with every design within 2 SE of the front credited as on it (``bench.replay_noise.credited``)."""
+        if noise:
+            if ids not in self._noise:
+                pts = RN.credited(ids, self.truth, self.se)
+                self._noise[ids] = max(0.0, (self.best - self.hv(ids, pts)) / self.best)
+            return self._noise[ids]
         if ids not in self._cache:
             self._cache[ids] = (self.best - self.hv(ids)) / self.best
         return self._cache[ids]
 
 
-def curve(trace: Trace, scorer: Scorer, grid: np.ndarray) -> np.ndarray:
+def curve(trace: Trace, scorer: Scorer, grid: np.ndarray, noise: bool = False) -> np.ndarray:
     """Relative regret of the trace's answer at each compute level of ``grid`` (its last answer beyond its end)."""
     xs = np.array([f for f, _ in trace.events])
-    rs = np.array([scorer.regret(a) for _, a in trace.events])
+    rs = np.array([scorer.regret(a, noise) for _, a in trace.events])
     idx = np.searchsorted(xs, grid, side="right") - 1
     return rs[np.maximum(idx, 0)]
 
 
-def compute_to(trace: Trace, scorer: Scorer, eps: float) -> tuple[float, bool]:
+def compute_to(trace: Trace, scorer: Scorer, eps: float, noise: bool = False) -> tuple[float, bool]:
     """(compute at which the relative regret first is <= eps, reached?); (all it spent, False) if never."""
     for f, ids in trace.events:
-        if scorer.regret(ids) <= eps:
+        if scorer.regret(ids, noise) <= eps:
             return f, True
     return trace.spent, False
 
@@ -133,19 +137,17 @@ def ratio_ci(base: list[float], ours: list[float]) -> tuple[float, float, float]
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def floor(bench: Bench, scorer: Scorer, seeds: list[int]) -> float:
-    """Mean relative regret of the front of ALL members measured at the last rung: what exhausting the space at
-    the full horizon answers (selection noise only)."""
-    from bench.baselines import Trace as T
-
+def floor(bench: Bench, scorers: dict[int, Scorer], noise: bool = False) -> float:
+    """Mean relative regret (over the scorers' seeds) of the front of ALL members measured at the last rung: what
+    exhausting the space at the full horizon answers (selection noise only)."""
     out = []
-    for s in seeds:
-        t = T("all", s)
+    for s, scorer in scorers.items():
+        t = Trace("all", s)
         for m in bench.members:
             steps = bench.plan.steps_at(bench.top, cost(m).train_flops_per_sample)
             v = bench.table.at(m, steps * bench.plan.batch_size * cost(m).train_flops_per_sample, s)
             t.done(0.0, bench.table.design(m).id, (v["alignment"], cost(m).gmacs))
-        out.append(scorer.regret(t.events[-1][1]))
+        out.append(scorer.regret(t.events[-1][1], noise))
     return statistics.fmean(out)
 
 
@@ -158,64 +160,100 @@ def auto_epsilon(floor_regret: float) -> float:
     return max(EPSILON, math.ceil(200 * floor_regret) / 100)
 
 
+def _mean_se(xs) -> tuple[float, float]:  # noqa: ANN001
+    xs = list(xs)
+    return statistics.fmean(xs), (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else 0.0)
+
+
 def evaluate(
-    bench: Bench, seeds: list[int], eps: float | None, methods: tuple[str, ...] = tuple(METHODS), progress: bool = False
+    bench: Bench,
+    seeds: list[int],
+    eps: float | None,
+    methods: tuple[str, ...] = tuple(METHODS),
+    progress: bool = False,
+    protocol: str = "same-run",
 ) -> dict[str, Any]:
     """Run every method at every seed and summarise (the ``--json`` output; see the module docstring).
-    ``eps`` None: ``auto_epsilon``."""
-    scorer = Scorer(bench)
-    floor_regret = floor(bench, scorer, seeds)
+    ``eps`` None: ``auto_epsilon`` of the primary regret's floor. ``protocol``: ``bench.replay_noise.PROTOCOLS``;
+    the primary regret (epsilon, compute, ratios, curves) is the noise-aware one under ``held-out`` and the plain
+    one under ``same-run`` (issue 9's figures); the other is reported beside it (``plain_*`` / ``noise_*``)."""
+    runners = {m: method(m) for m in methods}  # a peer without its package fails here, before anything runs
+    if protocol == "held-out":
+        RN.check_held_out(bench.table, bench.members)
+    RN.check_seeds(protocol, seeds)
+    noise = protocol == "held-out"
+    scorers = {s: Scorer(bench, protocol, s) for s in seeds}
+    floor_regret = floor(bench, scorers, noise)
+    other_floor = floor(bench, scorers, not noise)
     eps = auto_epsilon(floor_regret) if eps is None else eps
+    other_eps = auto_epsilon(other_floor)
     traces: dict[str, list[Trace]] = {m: [] for m in methods}
     wall: dict[str, float] = {}
     for m in methods:
         t0 = time.perf_counter()
         for s in seeds:
-            traces[m].append(METHODS[m](bench, s))
+            traces[m].append(runners[m](bench, s))
         wall[m] = time.perf_counter() - t0
         if progress:
             print(f"{m}: {len(seeds)} seeds in {wall[m]:.1f} s", file=sys.stderr, flush=True)
     hi = max(t.spent for ts in traces.values() for t in ts)
     lo = min(f for ts in traces.values() for t in ts for f, _ in t.events if f > 0)
     grid = np.geomspace(lo, hi, GRID)
+    other = "plain" if noise else "noise"
     rows: dict[str, Any] = {}
     for m, ts in traces.items():
-        curves = np.array([curve(t, scorer, grid) for t in ts])
-        reach = [compute_to(t, scorer, eps) for t in ts]
+        curves = np.array([curve(t, scorers[t.seed], grid, noise) for t in ts])
+        reach = [compute_to(t, scorers[t.seed], eps, noise) for t in ts]
+        reach_o = [compute_to(t, scorers[t.seed], other_eps, not noise) for t in ts]
         comp = [f for f, _ in reach]
+        final_o = [scorers[t.seed].regret(t.events[-1][1], not noise) for t in ts]
         rows[m] = {
-            "label": LABELS[m],
+            "label": label(m),
             "reached": sum(ok for _, ok in reach),
             "compute_to_epsilon": comp,
             "compute_mean": statistics.fmean(comp),
-            "compute_se": statistics.stdev(comp) / math.sqrt(len(comp)) if len(comp) > 1 else 0.0,
+            "compute_se": _mean_se(comp)[1],
             "final_regret_mean": float(curves[:, -1].mean()),
             "final_regret_se": float(curves[:, -1].std(ddof=1) / math.sqrt(len(ts))) if len(ts) > 1 else 0.0,
+            f"{other}_reached": sum(ok for _, ok in reach_o),
+            f"{other}_compute_to_epsilon": [f for f, _ in reach_o],
+            f"{other}_final_regret_mean": _mean_se(final_o)[0],
+            f"{other}_final_regret_se": _mean_se(final_o)[1],
             "spent_mean": statistics.fmean(t.spent for t in ts),
             "runs_mean": statistics.fmean(t.runs for t in ts),
             "answer_size_mean": statistics.fmean(len(t.events[-1][1]) for t in ts),
             "front_recall_mean": statistics.fmean(
-                len(set(t.events[-1][1]) & set(scorer.front)) / len(scorer.front) for t in ts
-            ),  # share of the true front in the final answer
+                len(set(t.events[-1][1]) & set(scorers[t.seed].front)) / len(scorers[t.seed].front) for t in ts
+            ),  # share of the (seed's) true front in the final answer
             "regret_mean": curves.mean(0).tolist(),
             "regret_se": (curves.std(0, ddof=1) / math.sqrt(len(ts))).tolist() if len(ts) > 1 else [0.0] * GRID,
             "wall_s": wall[m],
         }
+    first = scorers[seeds[0]]
     out: dict[str, Any] = {
         "table": str(bench.table.path),
         "table_digest": bench.table.digest,
         "complete": bool(bench.table.table.meta.get("complete", True)),
         "designs": len(bench.members),
+        "protocol": protocol,
+        "regret": "noise-aware" if noise else "plain",
         "seeds": len(seeds),
+        "seed_list": list(seeds),
+        "tuning_seeds": [RN.TUNING_SEEDS.start, RN.TUNING_SEEDS.stop - 1],
+        "seed_sd": RN.seed_sd(bench.table, list(first.truth)),
         "epsilon": eps,
-        "epsilon_hv": eps * scorer.best,
-        "true_hv": scorer.best,
-        "reference_point": {"alignment": scorer.ref[0], "gmacs": scorer.ref[1]},
-        "true_front": scorer.front,
+        f"{other}_epsilon": other_eps,
+        "epsilon_hv": eps * first.best,
+        "true_hv": first.best,
+        "reference_point": {"alignment": first.ref[0], "gmacs": first.ref[1]},
+        "true_front": first.front,  # at the first seed (under held-out each seed has its own)
+        "true_front_sizes": sorted({len(sc.front) for sc in scorers.values()}),
         "budget": bench.budget,
+        "caption_encoding": "excluded for every method (the study's one-off text charge)",
         "rungs": bench.plan.rungs,
         "eta": bench.plan.eta,
         "floor_regret": floor_regret,
+        f"{other}_floor_regret": other_floor,
         "grid": grid.tolist(),
         "methods": rows,
         "compute_to_epsilon": {
@@ -224,28 +262,35 @@ def evaluate(
     }
     if "unetnas" in rows:
         ours = rows["unetnas"]["compute_to_epsilon"]
-        for b in BASELINES:
-            if b in rows:
-                r, lo_, hi_ = ratio_ci(rows[b]["compute_to_epsilon"], ours)
-                out[f"ratio_vs_{b}"] = r
-                out[f"ratio_vs_{b}_ci"] = [lo_, hi_]
-                # a baseline that missed epsilon at some seed was counted at what it spent: the ratio is then a
-                # lower bound; where unetnas missed it, an upper bound (both flagged)
-                out[f"ratio_vs_{b}_bound"] = ("lower" if rows[b]["reached"] < len(seeds) else "") + (
-                    "upper" if rows["unetnas"]["reached"] < len(seeds) else ""
-                )
-        if all(f"ratio_vs_{b}" in out for b in BASELINES):
-            out["goal_met"] = bool(out["ratio_vs_random"] >= 5 and all(out[f"ratio_vs_{b}"] > 1 for b in BASELINES))
+        for b in rows:
+            if b == "unetnas":
+                continue
+            r, lo_, hi_ = ratio_ci(rows[b]["compute_to_epsilon"], ours)
+            out[f"ratio_vs_{b}"] = r
+            out[f"ratio_vs_{b}_ci"] = [lo_, hi_]
+            # a baseline that missed epsilon at some seed was counted at what it spent: the ratio is then a
+            # lower bound; where unetnas missed it, an upper bound (both flagged)
+            out[f"ratio_vs_{b}_bound"] = ("lower" if rows[b]["reached"] < len(seeds) else "") + (
+                "upper" if rows["unetnas"]["reached"] < len(seeds) else ""
+            )
+        if all(b in rows for b in BASELINES):
+            out["goal_met"] = bool(
+                out["ratio_vs_random"] >= 5 and all(out[f"ratio_vs_{b}"] > 1 for b in rows if b != "unetnas")
+            )
     return out
 
 
 def markdown(res: dict[str, Any]) -> str:
-    """The efficiency table (one row per method) as BENCHMARKS.md shows it."""
+    """The efficiency table (one row per method) as BENCHMARKS.md shows it: the primary regret (noise-aware under
+    the held-out protocol) first, the other beside it."""
     n = res["seeds"]
+    other = "plain" if res.get("regret", "plain") == "noise-aware" else "noise"
+    kind = res.get("regret", "plain")
     lines = [
-        f"| method | reached eps ({res['epsilon']:g}) | compute to eps, FLOPs (mean +- SE) | ratio to unetnas "
-        f"[95% CI] | final regret (mean +- SE) | true front found | FLOPs spent | runs |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| method | reached {kind} eps ({res['epsilon']:g}) | compute to eps, FLOPs (mean +- SE) | ratio to unetnas "
+        f"[95% CI] | final {kind} regret | final {other} regret | {other} eps ({res.get(f'{other}_epsilon', 0):g}) "
+        "reached | true front found | FLOPs spent | runs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, r in res["methods"].items():
         ratio = "1 (reference)" if m == "unetnas" else "-"
@@ -256,8 +301,9 @@ def markdown(res: dict[str, Any]) -> str:
         bound = "" if r["reached"] == n else " (>=)"
         lines.append(
             f"| {r['label']} | {r['reached']}/{n} | {r['compute_mean']:.3g} +- {r['compute_se']:.2g}{bound} "
-            f"| {ratio} | {r['final_regret_mean']:.3f} +- {r['final_regret_se']:.3f} | {r['front_recall_mean']:.0%} | "
-            f"{r['spent_mean']:.3g} | {r['runs_mean']:.1f} |"
+            f"| {ratio} | {r['final_regret_mean']:.3f} +- {r['final_regret_se']:.3f} "
+            f"| {r[f'{other}_final_regret_mean']:.3f} +- {r[f'{other}_final_regret_se']:.3f} "
+            f"| {r[f'{other}_reached']}/{n} | {r['front_recall_mean']:.0%} | {r['spent_mean']:.3g} | {r['runs_mean']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -266,7 +312,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench search-efficiency", description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
     ap.add_argument("--space", default=None, help="space file (default: the table's)")
-    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--seeds", type=int, default=20, help="how many search seeds (consecutive, from --first-seed)")
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=None,
+        help=f"first search seed (default {RN.REPORT_FIRST_SEED} under held-out, whose reports never use the "
+        f"tuning seeds {RN.TUNING_SEEDS.start}..{RN.TUNING_SEEDS.stop - 1}; 0 under same-run, issue 9's figures)",
+    )
+    ap.add_argument(
+        "--protocol",
+        choices=RN.PROTOCOLS,
+        default="held-out",
+        help="held-out: the search measures one seed of each design, the truth is the other seeds' mean "
+        "(needs >= 2 seeds per design); same-run: the truth includes the run measured (issue 9)",
+    )
     ap.add_argument(
         "--epsilon",
         type=float,
@@ -275,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         "where that is larger)",
     )
     ap.add_argument("--budget", type=float, default=None, help="FLOPs per search (default: exhaust the space)")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated, or 'all' (adds the peers: {', '.join(PEERS)}; they need scripts/setup_peers.sh)",
+    )
     ap.add_argument("--plot", default=None, help="write the anytime plot here (.png via Chromium, or .html)")
     ap.add_argument(
         "--partial",
@@ -316,9 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}, Optuna {m['optuna']}), {res['date']}"
     )
     print(
-        f"{res['designs']} designs, {res['seeds']} seeds, table {res['table']} ({'complete' if res['complete'] else 'PARTIAL'}); "
-        f"true front {res['true_front']}, HV {res['true_hv']:.4g}; epsilon {res['epsilon']:g} of it; "
-        f"regret floor (all members measured at the last rung) {res['floor_regret']:.3f}"
+        f"{res['designs']} designs, seeds {res['seed_list'][0]}..{res['seed_list'][-1]}, table {res['table']} "
+        f"({'complete' if res['complete'] else 'PARTIAL'}); protocol {res['protocol']} ({res['regret']} regret first; "
+        f"seed sd of one run's alignment {res['seed_sd']:.3f}); true front {res['true_front']} (sizes over seeds "
+        f"{res['true_front_sizes']}), HV {res['true_hv']:.4g}; epsilon {res['epsilon']:g} of it; regret floor (all "
+        f"members measured at the last rung) {res['floor_regret']:.3f}; caption encoding {res['caption_encoding']}"
     )
     print(markdown(res))
     if "goal_met" in res:
@@ -334,8 +400,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "must lie in (0, 1): a share of the true hypervolume", field="--epsilon", value=str(args.epsilon)
         )
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    if not methods or any(m not in METHODS for m in methods):
-        raise UserError(f"must list some of {', '.join(METHODS)}", field="--methods", value=args.methods)
+    if methods == ("all",):
+        methods = (*METHODS, *PEERS)
+    if not methods or any(m not in METHODS and m not in PEERS for m in methods):
+        raise UserError(
+            f"must list some of {', '.join((*METHODS, *PEERS))} (or all)", field="--methods", value=args.methods
+        )
+    for m in methods:
+        method(m)  # a peer whose package is missing: one line now, before anything runs
+    first = args.first_seed
+    if first is None:
+        first = RN.REPORT_FIRST_SEED if args.protocol == "held-out" else 0
+    seeds = list(range(first, first + args.seeds))
+    RN.check_seeds(args.protocol, seeds)
     if args.budget is not None and not args.budget > 0:
         raise UserError("must be a positive number of FLOPs", field="--budget", value=str(args.budget))
     if args.plot:
@@ -361,7 +438,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gt = GroundTruth.load(table)
         bench = make_bench(gt, space, args.budget)
         t0 = time.perf_counter()
-        res = evaluate(bench, list(range(args.seeds)), args.epsilon, methods, progress=not args.json)
+        res = evaluate(bench, seeds, args.epsilon, methods, progress=not args.json, protocol=args.protocol)
     return res | {
         "table": str(args.table),
         "wall_s": time.perf_counter() - t0,

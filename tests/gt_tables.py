@@ -1,10 +1,12 @@
 """Synthetic ground-truth tables for replay tests, in the schema `python -m bench ground-truth` writes.
 
-Every member of a space gets one run (a third of them two: seeds 0 and 1) with checkpoints at geometric training
+Every member of a space gets one run (a third of them two: seeds 0 and 1; or ``n_runs`` runs each, seeds 0..n_runs-1,
+for the held-out replay) with checkpoints at geometric training
 FLOPs from below the plan's first rung to its last (the horizon H comes from the recipe and the space, as the
 search derives it). Values follow a known law, so tests can tell a sampler that learns from one that does not:
 alignment grows with cross-attention depth (a text-blind design scores 0) and a little with width, and with
-training FLOPs as (F / H)^0.25; each run adds its own seed offset and small per-checkpoint noise.
+training FLOPs as (F / H)^0.25; each run adds its own seed offset (sd ``seed_sd``, the per-seed noise a held-out
+replay is fooled by) and small per-checkpoint noise.
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ def true_alignment(spec: UNetSpec) -> float:
     return 0.05 + 0.3 * (1 - math.exp(-cross / 2)) + 0.01 * selfs + 0.02 * math.log2(spec.base_channels / 16)
 
 
-def make_table(path: Path, space_path: Path = SPACE, recipe_path: Path = RECIPE, seed: int = 0) -> Path:
+def make_table(
+    path: Path,
+    space_path: Path = SPACE,
+    recipe_path: Path = RECIPE,
+    seed: int = 0,
+    n_runs: int | None = None,
+    seed_sd: float = 0.01,
+) -> Path:
     space, recipe = load_space(space_path), load_recipe(recipe_path)
     s = recipe.search
     rungs, _ = rung_flops(space, recipe, s)
@@ -66,8 +75,8 @@ def make_table(path: Path, space_path: Path = SPACE, recipe_path: Path = RECIPE,
             }
         )
         a_inf = true_alignment(spec)
-        for run_seed in (0, 1) if i % 3 == 0 else (0,):
-            offset = rng.normal(0, 0.01)
+        for run_seed in range(n_runs) if n_runs else (0, 1) if i % 3 == 0 else (0,):
+            offset = rng.normal(0, seed_sd)
             cks = []
             for j in reversed(range(n_ckpt)):
                 f = horizon / 2**j

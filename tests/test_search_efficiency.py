@@ -15,6 +15,7 @@ import pytest
 from gt_tables import make_table
 from optuna._hypervolume import compute_hypervolume
 
+from bench import replay_noise as RN
 from bench import search_efficiency as SE
 from bench.baselines import METHODS, Runner, Trace, make_bench
 from unetnas.cost import cost
@@ -138,6 +139,8 @@ def test_cli_json_and_plot(table_path, tmp_path, capsys) -> None:
             "--out",
             str(whole),
             "--json",
+            "--protocol",
+            "same-run",
         ]
     )
     assert code == 0
@@ -167,10 +170,26 @@ def test_a_partial_table_needs_partial_and_keeps_covered_widths(
     raw["meta"]["complete"] = False
     part = tmp_path / "partial.json"
     part.write_text(json.dumps(raw))
-    code = SE.main(["--table", str(part), "--seeds", "1", "--methods", "random"])
+    code = SE.main(["--table", str(part), "--seeds", "1", "--methods", "random", "--protocol", "same-run"])
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, "--table=", "still being written", "--partial", quiet=True)
-    assert SE.main(["--table", str(part), "--seeds", "1", "--methods", "random", "--partial", "--json"]) == 0
+    assert (
+        SE.main(
+            [
+                "--table",
+                str(part),
+                "--seeds",
+                "1",
+                "--methods",
+                "random",
+                "--partial",
+                "--json",
+                "--protocol",
+                "same-run",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert json.loads(out)["designs"] == 11 and "base widths [16]" in err  # C16 only: one C24 member lacks runs
 
@@ -184,9 +203,82 @@ def test_a_partial_table_needs_partial_and_keeps_covered_widths(
         (["--plot", "x.svg"], "--plot="),
         (["--budget", "-1"], "--budget="),
         (["--table", "/nonexistent.json"], "--replay"),
+        ([], "--protocol='held-out': the held-out replay needs >= 2 seeds for every design; 12 of 34"),
+        (["--protocol", "held-out", "--first-seed", "19"], "--first-seed='19': seeds 0..19 tuned the scheduler"),
+        (["--methods", "unetnas,nope"], "--methods="),
     ],
 )
 def test_bad_input_is_one_line(args, needle, table_path, capsys, assert_one_line_error) -> None:
     code = SE.main(["--table", str(table_path), *args])
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, needle, quiet=True)
+
+
+# -- the held-out replay (issue 18, item 4) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def held_bench(tmp_path_factory):
+    """Every member with 2 runs whose seed offsets (sd 0.03) exceed the gaps between neighbouring designs."""
+    path = make_table(tmp_path_factory.mktemp("gt2") / "tiny2.json", SPACE, RECIPE, n_runs=2, seed_sd=0.03)
+    return make_bench(GroundTruth.load(path))
+
+
+def test_held_out_truth_is_the_run_the_search_does_not_read(held_bench) -> None:
+    b, t = held_bench, held_bench.table
+    fooled = 0
+    for s in (100, 101):
+        sc, same = SE.Scorer(b, "held-out", s), SE.Scorer(b, "same-run", s)
+        for m in b.members:
+            d = t.design(m).id
+            read = t.run_for(m, s)
+            other = next(r for r in t.runs[d] if r is not read)
+            assert sc.truth[d][0] == other.checkpoints[-1].alignment  # the truth never includes what was read
+            assert same.truth[d][0] == pytest.approx(np.mean([r.checkpoints[-1].alignment for r in t.runs[d]]))
+            top = b.plan.steps_at(b.top, cost(m).train_flops_per_sample) * b.plan.batch_size
+            measured = t.at(m, top * cost(m).train_flops_per_sample, s)["alignment"]
+            assert measured == pytest.approx(read.checkpoints[-1].alignment, abs=1e-3)  # interpolated near the end
+            fooled += measured != pytest.approx(sc.truth[d][0], abs=1e-3)
+        # the front a search would measure by exhausting the space is not the true one: it can be fooled
+        assert SE.floor(b, {s: sc}) > 0
+    assert fooled == 2 * len(b.members)
+    assert SE.Scorer(b, "held-out", 100).truth != SE.Scorer(b, "held-out", 101).truth  # per-seed hold-out
+
+
+def test_noise_aware_regret_credits_answers_within_two_se_of_the_front(held_bench) -> None:
+    sc = SE.Scorer(held_bench, "held-out", 100)
+    sd = RN.seed_sd(held_bench.table, list(sc.truth))
+    assert 0.02 < sd < 0.045 and all(v == pytest.approx(sd) for v in sc.se.values())  # one run in each truth
+    assert sc.regret((), noise=True) == 1.0 and sc.regret(tuple(sc.front), noise=True) == 0.0
+    for d in sc.truth:  # every single-design answer: noise-aware regret <= plain regret
+        assert sc.regret((d,), noise=True) <= sc.regret((d,)) + 1e-12
+    # a non-front design within 2 SE of the front at its cost counts as the front point there; one beyond does not
+    within = beyond = 0
+    for d, (a, g) in sc.truth.items():
+        if d in sc.front:
+            continue
+        f = max((e for e, (_, ge) in sc.truth.items() if ge <= g), key=lambda e: sc.truth[e][0])
+        pts = RN.credited((d,), sc.truth, sc.se)
+        if sc.truth[f][0] - a <= 2 * math.hypot(sc.se[d], sc.se[f]):
+            within += 1
+            assert pts[d] == (sc.truth[f][0], g) and sc.regret((d,), noise=True) < sc.regret((d,))
+        else:
+            beyond += 1
+            assert pts[d] == (a, g) and sc.regret((d,), noise=True) == pytest.approx(sc.regret((d,)))
+    assert within and beyond
+
+
+def test_held_out_cli_reports_both_regrets_on_reporting_seeds(held_bench, tmp_path, capsys) -> None:
+    code = SE.main(
+        ["--table", str(held_bench.table.path), "--seeds", "2", "--methods", "unetnas,random,topk", "--json"]
+    )
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["protocol"] == "held-out" and res["regret"] == "noise-aware" and res["seed_list"] == [100, 101]
+    assert res["tuning_seeds"] == [0, 19] and "excluded" in res["caption_encoding"]
+    assert res["floor_regret"] <= res["plain_floor_regret"] and res["plain_floor_regret"] > 0
+    for m, r in res["methods"].items():
+        assert r["final_regret_mean"] <= r["plain_final_regret_mean"] + 1e-12, m
+        assert len(r["plain_compute_to_epsilon"]) == 2 and 0 <= r["plain_reached"] <= 2, m
+    md = SE.markdown(SE.evaluate(held_bench, [100], 0.05, ("unetnas", "random"), protocol="held-out"))
+    assert "noise-aware eps" in md and "final plain regret" in md
