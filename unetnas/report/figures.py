@@ -41,6 +41,15 @@ def _layout(fig: go.Figure, height: int = HEIGHT) -> go.Figure:
     return fig
 
 
+def axis_scale(values: Sequence[float]) -> dict:
+    """Plotly axis settings a person reads: log with SI ticks (1G, 10G, ...) where the positive values span at
+    least a decade, else linear with 4 significant SI digits (2.437T), never a log axis over a sliver of a decade."""
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if v and min(v) > 0 and max(v) / min(v) >= 10:
+        return {"type": "log", "exponentformat": "SI"}
+    return {"type": "linear", "tickformat": ".4~s"}
+
+
 def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
@@ -112,8 +121,7 @@ def pareto_panel(d: ReportData) -> Panel:
                 hoverinfo="skip",
             )
         )
-    spread = max(p.gmacs for p in pts) / max(min(p.gmacs for p in pts), 1e-30)
-    fig.update_xaxes(title_text="inference GMACs (conv + linear)", type="log" if spread > 20 else "linear")
+    fig.update_xaxes(title_text="inference GMACs (conv + linear)", **axis_scale([p.gmacs for p in pts]))
     fig.update_yaxes(title_text=d.info.metric.label)
     fig.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {"title": {"text": "params"}}})
     fig.update_layout(legend={"orientation": "h", "y": -0.2})
@@ -127,7 +135,19 @@ def curves_panel(d: ReportData) -> Panel:
     proxies = [("val_loss", "validation loss"), (d.info.metric.field, d.info.metric.label)]
     if not any(d.curves.get(p) for p, _ in proxies):
         return Panel(None, note="No trial has finished a rung yet.")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[label for _, label in proxies], horizontal_spacing=0.08)
+    lacking = [label for p, label in proxies if not any(len(c.points) >= 2 for c in d.curves.get(p, []))]
+    proxies = [(p, label) for p, label in proxies if label not in lacking]
+    need = (
+        f"{' and '.join(lacking)}: one point per design (measured at one rung only); a learning curve needs it at "
+        "2+ rungs (more rungs in the plan, or the recipe's search.tifa_rungs listing them)."
+        if lacking
+        else ""
+    )
+    if not proxies:
+        return Panel(None, note=need)
+    fig = make_subplots(
+        rows=1, cols=len(proxies), subplot_titles=[label for _, label in proxies], horizontal_spacing=0.08
+    )
     seen: set[int] = set()
     order = {t.number: i for i, t in enumerate(d.trials)}
     for col, (proxy, label) in enumerate(proxies, start=1):
@@ -150,10 +170,11 @@ def curves_panel(d: ReportData) -> Panel:
                 col=col,
             )
             seen.add(c.trial)
-        fig.update_xaxes(title_text="training FLOPs", type="log", row=1, col=col)
+        xs = [p.train_flops for c in d.curves.get(proxy, []) for p in c.points]
+        fig.update_xaxes(title_text="training FLOPs", row=1, col=col, **axis_scale(xs))
         fig.update_yaxes(title_text=label, row=1, col=col)
     fig.update_layout(legend={"title": {"text": "trial"}})
-    return Panel(_layout(fig))
+    return Panel(_layout(fig), note=need)
 
 
 # -- budget ------------------------------------------------------------------------------------------------------
@@ -247,6 +268,13 @@ def scaling_panel(d: ReportData) -> Panel:
     validation loss per rung with the compute-optimal size (Liang et al.), and predictions at larger budgets."""
     s = d.scaling
     label = d.info.metric.label
+    if s.compute is None and s.params is None and not any(c.n_opt for c in s.isoflop.curves):
+        return Panel(
+            None,
+            note=f"No scaling law can be fitted yet (S = a C^b: {s.compute_refused}); fits need 3+ frontier points "
+            "spread over training compute: more rungs or a larger budget.",
+            html=_scaling_table(d),
+        )
     fig = make_subplots(
         rows=1,
         cols=3,
@@ -285,9 +313,10 @@ def scaling_panel(d: ReportData) -> Panel:
         if fit is not None:
             x_hi = max(p[0] for p in s.predictions) if col == 1 and s.predictions else fit.x_range[1]
             _fit_line(fig, fit, x_hi, col, f"{fit.formula()} (R² {fit.r2:.3f})")
-        fig.update_xaxes(title_text=xname, type="log", row=1, col=col)
+        fig.update_xaxes(title_text=xname, row=1, col=col, **axis_scale([p[0] for p in pts]))
         positive = all(p[1] > 0 for p in pts)  # corrected alignment can be negative: no log axis then
-        fig.update_yaxes(title_text=label if col == 1 else None, type="log" if positive else "linear", row=1, col=col)
+        ys = [p[1] for p in pts] if positive else []  # linear (SI ticks) for scores that can be negative
+        fig.update_yaxes(title_text=label if col == 1 else None, row=1, col=col, **axis_scale(ys))
     if s.predictions:
         fig.add_trace(
             go.Scatter(
@@ -345,7 +374,7 @@ def scaling_panel(d: ReportData) -> Panel:
                 row=1,
                 col=3,
             )
-    fig.update_xaxes(title_text="parameters N", type="log", row=1, col=3)
+    fig.update_xaxes(title_text="parameters N", type="log", exponentformat="SI", row=1, col=3)
     return Panel(_layout(fig, 520), html=_scaling_table(d))
 
 
@@ -396,6 +425,13 @@ def sampling_panel(d: ReportData) -> Panel:
     pts, several = sampling_points(d.points, d.info.sample_steps)
     if not pts:
         return Panel(None, note="No Pareto design yet (or the study stores no sampling step count).")
+    if not several:
+        return Panel(
+            None,
+            note=f"Alignment was measured at {d.info.sample_steps} DDIM steps only: this panel needs each design "
+            "scored at 2+ step counts (rung records with alignment_by_steps); the Pareto front above is the "
+            "one-step-count view.",
+        )
     fig = go.Figure()
     names = sorted({(p.trial, p.name) for p in pts})
     for i, (trial, name) in enumerate(names):
@@ -424,7 +460,7 @@ def sampling_panel(d: ReportData) -> Panel:
             text=[p.name for p in best],
         )
     )
-    fig.update_xaxes(title_text="sampling cost: inference GMACs x DDIM steps", type="log")
+    fig.update_xaxes(title_text="sampling cost: inference GMACs x DDIM steps", **axis_scale([p.cost for p in pts]))
     fig.update_yaxes(title_text=d.info.metric.label)
     leaders = " -> ".join(dict.fromkeys(f"{p.name} (from {p.cost:.3g})" for p in best))
     if several:

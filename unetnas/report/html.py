@@ -20,7 +20,7 @@ table.fits { border-collapse: collapse; font-size: 0.9em; margin: 8px 0; }
 table.fits td, table.fits th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
 td.refused { color: #a33; }
 .grids { display: flex; flex-wrap: wrap; gap: 16px; }
-figure.grid { margin: 0; max-width: 420px; } figure.grid img { width: 100%; image-rendering: pixelated; }
+figure.grid { margin: 0; max-width: 960px; } figure.grid img { width: 100%; image-rendering: pixelated; }
 figcaption { font-size: 0.85em; color: #444; }
 """
 

@@ -20,7 +20,7 @@ import numpy as np
 
 SAMPLES_FILE = "samples.png"
 SAMPLES_JSON = "samples.json"
-SHEET_IMAGES = 8  # prompts shown (one image each): 4 x 2 tiles, one screen
+SHEET_IMAGES = 4  # prompts shown (one image each): one row of 4 tiles, about one screen with the answers
 TILE_PX = 224  # image side on the sheet
 COLS = 4
 FONT_PX = 13
