@@ -45,7 +45,8 @@ def test_empty_panel_detector_fails_on_an_empty_figure() -> None:
 def test_axes_are_log_only_over_a_decade_or_more() -> None:
     assert axis_scale([2.436e12, 2.439e12]) == {"type": "linear", "tickformat": ".4~s"}  # the demo's sliver
     assert axis_scale([1e10, 9e10, 2.7e11])["type"] == "log"
-    assert axis_scale([-0.1, 0.3])["type"] == "linear"
+    assert axis_scale([-0.1, 0.3]) == {"type": "linear", "tickformat": ".3~g"}  # scores: no "100m"
+    assert axis_scale([0.004, 0.09]) == {"type": "log", "exponentformat": "power"}
 
 
 @pytest.fixture(scope="module")

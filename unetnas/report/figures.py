@@ -42,12 +42,14 @@ def _layout(fig: go.Figure, height: int = HEIGHT) -> go.Figure:
 
 
 def axis_scale(values: Sequence[float]) -> dict:
-    """Plotly axis settings a person reads: log with SI ticks (1G, 10G, ...) where the positive values span at
-    least a decade, else linear with 4 significant SI digits (2.437T), never a log axis over a sliver of a decade."""
+    """Plotly axis settings a person reads: log where the positive values span at least a decade, else linear, never
+    a log axis over a sliver of a decade; counts of 1000 and more (FLOPs, parameters) get SI ticks (10G, 2.437T),
+    small values (scores, GMACs of tiny models) plain ones (no "20m" for 0.02)."""
     v = [x for x in values if x is not None and math.isfinite(x)]
+    si = bool(v) and max(abs(x) for x in v) >= 1e3
     if v and min(v) > 0 and max(v) / min(v) >= 10:
-        return {"type": "log", "exponentformat": "SI"}
-    return {"type": "linear", "tickformat": ".4~s"}
+        return {"type": "log", "exponentformat": "SI" if si else "power"}
+    return {"type": "linear", "tickformat": ".4~s" if si else ".3~g"}
 
 
 def _colour(i: int) -> str:
