@@ -430,7 +430,7 @@ def exported(tmp_path_factory, run_cli) -> Path:
 def test_exported_designs_read_back(exported) -> None:
     from unetnas.artifacts import read_export
 
-    designs = [read_export(d) for d in sorted(exported.iterdir())]
+    designs = [read_export(d) for d in sorted(exported.iterdir()) if d.is_dir()]  # not the export marker
     assert designs and {d.study for d in designs} == {"s"}
     assert all(d.metrics.weights and d.spec.name in ("small", "large") for d in designs)
 
@@ -476,7 +476,7 @@ def test_damaged_export_is_one_line(exported, tmp_path, case: str) -> None:
     from unetnas.errors import UserError
 
     folder = tmp_path / "design"
-    shutil.copytree(sorted(exported.iterdir())[0], folder)
+    shutil.copytree(sorted(p for p in exported.iterdir() if p.is_dir())[0], folder)
     name, damage, match = EXPORT_FAULTS[case]
     damage(folder / name)
     before = snapshot(folder)
