@@ -48,16 +48,32 @@ def report(
     storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
     out: Path = typer.Option(None, "--out", help="HTML file (default runs/<study>/report.html)"),
     layout: Path = typer.Option(None, "--layout", help="panel layout YAML (default dashboards/report.yaml)"),
+    steps: str = typer.Option(
+        None,
+        "--steps",
+        help="first score the top-rung Pareto designs at these DDIM step counts, e.g. 5,10,20,50 (sampling-"
+        "efficiency panel; trained checkpoints needed; FLOPs outside the study's budget)",
+    ),
 ) -> None:
     """One offline HTML report: Pareto front, learning curves, scaling laws, sampling efficiency, samples, budget."""
     from unetnas.export import load_study
     from unetnas.report import write_report
     from unetnas.report.layout import load_layout
+    from unetnas.report.steps import parse_steps, sweep_steps
     from unetnas.search.storage import existing_storage
 
     load_layout(layout)  # a bad layout is refused before the study is opened
+    sweep = parse_steps(steps) if steps is not None else None
     url = existing_storage(storage, study)
     s, _ = load_study(url, study)
+    if sweep is not None:
+
+        def said(number: int, by_steps: dict[int, float]) -> None:
+            shown = ", ".join(f"{k}: {v:.3f}" for k, v in by_steps.items())
+            console.print(f"trial {number}: alignment by DDIM steps {shown}", soft_wrap=True, markup=False)
+
+        spent = sweep_steps(s, url, sweep, on_design=said)
+        console.print(f"DDIM step sweep: {spent:.3g} FLOPs (outside the study's budget)", markup=False)
     path = write_report(s, out or Path("runs") / study / "report.html", url=url, layout_path=layout)
     console.print(f"wrote {path.resolve()}", soft_wrap=True, markup=False, highlight=False)
 

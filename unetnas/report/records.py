@@ -26,6 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from unetnas.report.steps import read_steps
 from unetnas.search.promotion import pareto
 
 SETTINGS_ATTR = "unetnas_settings"  # same key as unetnas.search.study.SETTINGS_ATTR
@@ -232,6 +233,12 @@ def trial_record(t: optuna.trial.FrozenTrial, n_rungs: int | None = None) -> Tri
     rungs = [rung_record(raw) for raw in raws]
     rung = ua.get("rung")
     rung = rung if isinstance(rung, int) and rung >= 0 else (rungs[-1].rung if rungs else None)
+    swept_rung, swept = read_steps(Path(ua["dir"]) if ua.get("dir") else None)  # `unetnas report --steps`
+    if swept:
+        rungs = [
+            replace(r, alignment_by_steps={**r.alignment_by_steps, **swept}) if r.rung == swept_rung else r
+            for r in rungs
+        ]
     if "top_rung" in ua:
         top = bool(ua["top_rung"])
     elif n_rungs is not None:
