@@ -200,6 +200,8 @@ METRICS_FAULTS = {
     "cut_last_line": (lambda t: t[:-7], "line 3 is cut short (no newline)"),
     "garbage_line": (lambda t: t.replace("\n", "\n}{garbage\n", 1), "metrics.jsonl:2: is not valid JSON"),
     "foreign_record": (lambda t: t + '{"epoch": 1}\n', "metrics.jsonl:4: is not a metrics record"),
+    "a_list_line": (lambda t: t + "[1, 2]\n", "metrics.jsonl:4: is not a metrics record"),
+    "val_without_loss": (lambda t: t + '{"kind": "val", "step": 2, "train_flops": 1.0}\n', "4: val_loss: Field"),
     "mistyped_step": (lambda t: t.replace('"step": 1', '"step": true', 1), "metrics.jsonl:1: step=True"),
     "repeated_key": (lambda t: t.replace('"loss"', '"loss": 0, "loss"', 1), "metrics.jsonl:1: loss: key given"),
 }
