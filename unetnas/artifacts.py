@@ -276,6 +276,9 @@ def read_export(folder: Path) -> ExportedDesign:
         raise UserError(f"is not the model card of {spec.name!r} (no title and study line)", source=path)
     if int(found["trial"]) != metrics.trial:
         raise UserError(f"names trial {found['trial']}; metrics.json has {metrics.trial}", source=path)
+    study = (metrics.model_extra or {}).get("study", found["study"])
+    if study != found["study"]:
+        raise UserError(f"names study {found['study']!r}; metrics.json has {study!r}", source=path)
     if metrics.weights:
         _check_header(folder / EXPORT_WEIGHTS, spec)
     return ExportedDesign(folder, found["study"], spec, metrics)
