@@ -55,7 +55,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def write_recipe(path: Path, **changes: Any) -> Path:
-    path.write_text(json.dumps({**RECIPE, **changes}))  # JSON is YAML
+    recipe = {k: v for k, v in {**RECIPE, **changes}.items() if v is not None}
+    path.write_text(json.dumps(recipe))  # JSON is YAML
     return path
 
 
@@ -200,6 +201,8 @@ METRICS_FAULTS = {
     "cut_last_line": (lambda t: t[:-7], "line 3 is cut short (no newline)"),
     "garbage_line": (lambda t: t.replace("\n", "\n}{garbage\n", 1), "metrics.jsonl:2: is not valid JSON"),
     "foreign_record": (lambda t: t + '{"epoch": 1}\n', "metrics.jsonl:4: is not a metrics record"),
+    "a_list_line": (lambda t: t + "[1, 2]\n", "metrics.jsonl:4: is not a metrics record"),
+    "val_without_loss": (lambda t: t + '{"kind": "val", "step": 2, "train_flops": 1.0}\n', "4: val_loss: Field"),
     "mistyped_step": (lambda t: t.replace('"step": 1', '"step": true', 1), "metrics.jsonl:1: step=True"),
     "repeated_key": (lambda t: t.replace('"loss"', '"loss": 0, "loss"', 1), "metrics.jsonl:1: loss: key given"),
 }
@@ -216,7 +219,9 @@ def test_damaged_metrics_log_is_refused_before_appending(made, trial, run_cli, c
 # -- resume under changed settings ----------------------------------------------------------------------------------
 CHANGED = {  # for every recipe field a resume must refuse: a valid other value
     "lr": 0.5,
+    "horizon_unit": "samples",
     "warmup_flops": 1e9,
+    "warmup_samples": 64,
     "weight_decay": 0.1,
     "betas": [0.8, 0.99],
     "grad_clip": 2.0,
@@ -244,9 +249,13 @@ def test_every_recipe_field_is_classified_for_resume() -> None:
 @pytest.mark.parametrize("field", sorted(CHANGED))
 def test_resume_with_a_changed_recipe_field_is_refused(made, trial, run_cli, tmp_path, field: str) -> None:
     value = CHANGED[field]
-    recipe = write_recipe(tmp_path / "other.yaml", **{field: value})
+    changes: dict[str, Any] = {field: value}
     if field == "batch_size":
-        recipe = write_recipe(tmp_path / "other.yaml", batch_size=16, micro_batch=16)
+        changes["micro_batch"] = 16
+    if field in ("horizon_unit", "warmup_samples"):  # the warm-up is in the horizon's unit
+        changes.update(horizon_unit="samples", warmup_flops=None)
+        field = "horizon_unit"  # the first field that differs is named
+    recipe = write_recipe(tmp_path / "other.yaml", **changes)
     old = Recipe.model_validate({**RECIPE}).model_dump(mode="json")[field]
     line = expect_error(
         run_cli,
@@ -430,7 +439,7 @@ def exported(tmp_path_factory, run_cli) -> Path:
 def test_exported_designs_read_back(exported) -> None:
     from unetnas.artifacts import read_export
 
-    designs = [read_export(d) for d in sorted(exported.iterdir()) if d.is_dir()]  # not the export marker
+    designs = [read_export(d) for d in sorted(exported.iterdir()) if d.is_dir()]
     assert designs and {d.study for d in designs} == {"s"}
     assert all(d.metrics.weights and d.spec.name in ("small", "large") for d in designs)
 
@@ -441,6 +450,11 @@ EXPORT_FAULTS = {
         "README.md",
         lambda p: p.write_text(re.sub(r"trial \d+\)", "trial 99)", p.read_text())),
         "names trial 99",
+    ),
+    "card_other_study": (
+        "README.md",
+        lambda p: p.write_text(p.read_text().replace("(study `s`", "(study `t`")),
+        "names study 't'; metrics.json has 's'",
     ),
     "card_binary": ("README.md", lambda p: p.write_bytes(b"\xff\xfe\x00" * 50), "is not text"),
     "metrics_truncated": ("metrics.json", _truncate, "is not valid JSON"),
@@ -476,7 +490,7 @@ def test_damaged_export_is_one_line(exported, tmp_path, case: str) -> None:
     from unetnas.errors import UserError
 
     folder = tmp_path / "design"
-    shutil.copytree(sorted(p for p in exported.iterdir() if p.is_dir())[0], folder)
+    shutil.copytree(next(d for d in sorted(exported.iterdir()) if d.is_dir()), folder)
     name, damage, match = EXPORT_FAULTS[case]
     damage(folder / name)
     before = snapshot(folder)

@@ -66,7 +66,7 @@ class TrialState(BaseModel):
     edited, and resuming from it would miscount the trial's compute, so it is refused.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="allow")  # fields a later trainer adds are kept
 
     step: int = Field(ge=0, description="optimizer steps done")
     samples: int = Field(ge=0, description="training samples seen: step x batch_size")
@@ -166,7 +166,7 @@ def read_optimizer(path: Path, safe_globals: list[Any]) -> dict[str, Any]:
 
 
 class TrainRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # fields a later trainer adds are kept
 
     kind: Literal["train"]
     step: int = Field(ge=1)
@@ -178,7 +178,7 @@ class TrainRecord(BaseModel):
 
 
 class ValRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     kind: Literal["val"]
     step: int = Field(ge=0)
@@ -190,9 +190,8 @@ RECORDS: dict[str, type[TrainRecord] | type[ValRecord]] = {"train": TrainRecord,
 
 
 def read_metrics(path: Path) -> list[TrainRecord | ValRecord]:
-    """Every record of a trial's ``metrics.jsonl``; a cut, damaged or foreign line is refused naming its number.
-
-    Steps never go back except where a resumed run repeats the steps after its checkpoint."""
+    """The train and val records of a trial's ``metrics.jsonl``; a cut, damaged or foreign line is refused naming
+    its number."""
     from unetnas.io import parse_json
 
     text = read_text(path, "a trial's metrics log (JSON lines)")
@@ -202,8 +201,10 @@ def read_metrics(path: Path) -> list[TrainRecord | ValRecord]:
     for i, line in enumerate(text.splitlines(), 1):
         where = f"{path}:{i}"
         row = parse_json(line, where)
-        if not isinstance(row, dict) or row.get("kind") not in ("train", "val"):
-            raise UserError("is not a metrics record (kind 'train' or 'val')", source=where)
+        if not isinstance(row, dict) or not isinstance(row.get("kind"), str) or not row["kind"]:
+            raise UserError("is not a metrics record (a JSON object with a 'kind')", source=where)
+        if row["kind"] not in RECORDS:
+            continue  # a kind this version does not read (written by a later one): kept, not checked
         try:
             out.append(RECORDS[row["kind"]].model_validate(row, strict=True))
         except ValidationError as err:
@@ -275,6 +276,9 @@ def read_export(folder: Path) -> ExportedDesign:
         raise UserError(f"is not the model card of {spec.name!r} (no title and study line)", source=path)
     if int(found["trial"]) != metrics.trial:
         raise UserError(f"names trial {found['trial']}; metrics.json has {metrics.trial}", source=path)
+    study = (metrics.model_extra or {}).get("study", found["study"])
+    if study != found["study"]:
+        raise UserError(f"names study {found['study']!r}; metrics.json has {study!r}", source=path)
     if metrics.weights:
         _check_header(folder / EXPORT_WEIGHTS, spec)
     return ExportedDesign(folder, found["study"], spec, metrics)

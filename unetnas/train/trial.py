@@ -72,7 +72,7 @@ def check_resume(ckpt: Path, state: TrialState, spec: UNetSpec | None, recipe: R
             raise UserError(f"the trial has {diff[1]!r}{keep}", source=ckpt, field=diff[0], value=diff[2])
     if recipe is not None:
         old, new = state.recipe.model_dump(mode="json"), recipe.model_dump(mode="json")
-        for key in old.keys() - RESUME_MAY_CHANGE.keys():
+        for key in [k for k in old if k not in RESUME_MAY_CHANGE]:  # in field order: the first one is named
             diff = _first_difference(old[key], new[key], f"recipe.{key}")
             if diff:
                 raise UserError(f"the trial has {diff[1]!r}{keep}", source=ckpt, field=diff[0], value=diff[2])
