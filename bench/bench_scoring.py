@@ -46,7 +46,13 @@ def fixed_subject(args):
 
     spec, recipe = median_member(), load_recipe()
     tmp = tempfile.TemporaryDirectory(prefix="bench-scoring-")
-    tr = Trainer(spec, recipe, WorldSource(pool=recipe.world_pool, resolution=spec.resolution), tmp.name, seed=0)
+    tr = Trainer(
+        spec,
+        recipe,
+        WorldSource(pool=recipe.world_pool, resolution=spec.resolution, text_len=spec.text_len),
+        tmp.name,
+        seed=0,
+    )
     tr.train_to(args.train_steps)
     tr.save()
     return Subject.from_checkpoint(tmp.name), tmp
@@ -82,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     old.answerer = old_judge
     steps, cfg = new._settings(subject)
     text, uncond = new._text_states(subject)
+    old._text_states(subject)  # both encode the prompts before timing: FLOPs charged compare like for like
     questions = new.prompt_set.questions_by_prompt()
 
     def sampler(batch):
