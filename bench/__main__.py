@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "this CPU's fp32 GFLOP/s on the conv/GEMM shapes of a tiny-space trial, and a GEMM peak",
     ),
     "trial": ("bench.bench_trial", "trial throughput: new trainer vs today's vs an equally optimised plain loop"),
+    "trial-mechanisms": ("bench.trial_mechanisms", "each CPU speed mechanism of a training step alone vs eager"),
     "scoring": ("bench.bench_scoring", "alignment scoring images/s (batched CFG sampling, memoised judge) new vs old"),
     "gpu-throughput": ("bench.gpu_throughput", "trial throughput and MFU of paper-scale presets on a GPU"),
 }

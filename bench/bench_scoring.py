@@ -7,7 +7,7 @@ guidance of every evaluation prompt (cond/uncond pair in one batch), then the wo
 image's own questions and the questions of all other prompts (the text-blind correction,
 ``unetnas.proxies.alignment``). Both parts are timed apart, on the same images:
 
-- ``sample``: ``unetnas.sample.sample`` at the old micro-batch (32 prompts, 64 rows with CFG) and at ``--batch``;
+- ``sample``: ``unetnas.sample.sample`` at the scorer's batch (32 prompts, 64 rows with CFG) and at ``--batch``;
 - ``judge``: ``score_alignment`` with the judge of ``bench.legacy.BASELINE_REV`` (loaded from git) and the current
   one (per-image memo of repeated foil questions, cached question parsing); both must give the same figures;
 - ``score``: the whole ``WorldTifa.score`` of today (old judge, old batch) and of now, rounds interleaved.
@@ -46,7 +46,13 @@ def fixed_subject(args):
 
     spec, recipe = median_member(), load_recipe()
     tmp = tempfile.TemporaryDirectory(prefix="bench-scoring-")
-    tr = Trainer(spec, recipe, WorldSource(pool=recipe.world_pool, resolution=spec.resolution), tmp.name, seed=0)
+    tr = Trainer(
+        spec,
+        recipe,
+        WorldSource(pool=recipe.world_pool, resolution=spec.resolution, text_len=spec.text_len),
+        tmp.name,
+        seed=0,
+    )
     tr.train_to(args.train_steps)
     tr.save()
     return Subject.from_checkpoint(tmp.name), tmp
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=None, help="trial folder (default: train the median member here)")
     ap.add_argument("--train-steps", type=int, default=60, help="steps of the checkpoint trained here")
     ap.add_argument("--prompts", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=128, help="prompts per sampling batch of the new scorer")
+    ap.add_argument("--batch", type=int, default=128, help="another sampling batch to time beside the scorer's")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--baseline-rev", default=BASELINE_REV)
@@ -77,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     subject, tmp = fixed_subject(args)
     subject.unet.eval()
     old_judge = legacy_module(args.baseline_rev, "unetnas/world/answerer.py").Answerer()
-    new = WorldTifa(prompts=args.prompts, images_per_prompt=1, batch=args.batch)
+    new = WorldTifa(prompts=args.prompts, images_per_prompt=1)
     old = WorldTifa(prompts=args.prompts, images_per_prompt=1, batch=32)
     old.answerer = old_judge
     steps, cfg = new._settings(subject)
     text, uncond = new._text_states(subject)
+    old._text_states(subject)  # both encode the prompts before timing: FLOPs charged compare like for like
     questions = new.prompt_set.questions_by_prompt()
 
     def sampler(batch):

@@ -14,6 +14,8 @@ calls), the best case a shared machine still allows. FLOPs = 2 x MACs.
 Figures per thread count:
 
 - ``peak``: a 2048^3 fp32 GEMM (``torch.mm``), the large-GEMM ceiling;
+- each figure per wall second (the minimum time, the best case a shared machine allowed) and per CPU second of
+  this process (what the kernels cost; equal to wall on an idle machine with 1 thread);
 - ``model_ceiling_fwd`` / ``model_ceiling_train``: total FLOPs of the recorded shapes over the sum of their best
   times, i.e. what a step would reach if every conv and GEMM ran at its own measured best and everything else
   (norms, activations, softmax, optimizer, Python) took no time;
@@ -133,26 +135,31 @@ def _op(key: tuple, train: bool) -> Callable[[], None]:
     return step
 
 
-def best_time(fn: Callable[[], None], reps: int, min_s: float = 0.02) -> float:
-    """Minimum over ``reps`` of the mean time per call (each repetition at least ``min_s`` of calls), seconds."""
+def best_time(fn: Callable[[], None], reps: int, min_s: float = 0.02) -> tuple[float, float]:
+    """Minimum over ``reps`` of the mean (wall, CPU) seconds per call; each repetition runs at least ``min_s``.
+
+    CPU seconds are this process's (``time.process_time``, all threads): on a loaded machine they still measure
+    what the kernel costs, while wall time also counts the time the process waited for a core."""
     fn()
     t0, calls = time.perf_counter(), 0
     while time.perf_counter() - t0 < min_s:
         fn()
         calls += 1
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(calls):
             fn()
-        best = min(best, (time.perf_counter() - t0) / calls)
-    return best
+        wall = min(wall, (time.perf_counter() - t0) / calls)
+        cpu = min(cpu, (time.process_time() - c0) / calls)
+    return wall, cpu
 
 
-def gemm_peak(n: int, reps: int) -> float:
-    """GFLOP/s of an n x n x n fp32 ``torch.mm``."""
+def gemm_peak(n: int, reps: int) -> tuple[float, float]:
+    """GFLOP/s of an n x n x n fp32 ``torch.mm``: per wall second and per CPU second."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2.0 * n**3 / best_time(lambda: torch.mm(a, b), reps, min_s=0.2) / 1e9
+    wall, cpu = best_time(lambda: torch.mm(a, b), reps, min_s=0.2)
+    return 2.0 * n**3 / wall / 1e9, 2.0 * n**3 / cpu / 1e9
 
 
 def roofline(spec_name: str, batch: int, threads: list[int], reps: int, top: int = 8) -> dict:
@@ -163,21 +170,26 @@ def roofline(spec_name: str, batch: int, threads: list[int], reps: int, top: int
     try:
         for th in threads:
             torch.set_num_threads(th)
-            rows, tot = [], {"fwd": [0.0, 0.0], "train": [0.0, 0.0]}  # [FLOPs, seconds]
+            rows = []
+            tot = {m: [0.0, 0.0, 0.0] for m in ("fwd", "train")}  # [FLOPs, wall s, CPU s]
             for key, count in shapes.items():
                 f = shape_flops(key)
                 row = {"op": key[0], "in": key[1], "w": key[2], "count": count, "gflop": f / 1e9}
                 for mode, mult in (("fwd", 1.0), ("train", 3.0)):
-                    s = best_time(_op(key, mode == "train"), reps)
-                    row[f"{mode}_gflops"] = mult * f / s / 1e9
+                    wall, cpu = best_time(_op(key, mode == "train"), reps)
+                    row[f"{mode}_gflops"] = mult * f / wall / 1e9
+                    row[f"{mode}_gflops_cpu"] = mult * f / cpu / 1e9
                     tot[mode][0] += count * mult * f
-                    tot[mode][1] += count * s
+                    tot[mode][1] += count * wall
+                    tot[mode][2] += count * cpu
                 rows.append(row)
-            rows.sort(key=lambda r: -r["count"] * r["gflop"] * 3 / r["train_gflops"])
+            rows.sort(key=lambda r: -r["count"] * r["gflop"] * 3 / r["train_gflops_cpu"])
+            peak = gemm_peak(2048, reps)
             out["by"][th] = {
-                "peak_gemm_2048": gemm_peak(2048, reps),
-                "model_ceiling_fwd": tot["fwd"][0] / tot["fwd"][1] / 1e9,
-                "model_ceiling_train": tot["train"][0] / tot["train"][1] / 1e9,
+                "peak_gemm_2048": peak[0],
+                "peak_gemm_2048_cpu": peak[1],
+                **{f"model_ceiling_{m}": tot[m][0] / tot[m][1] / 1e9 for m in tot},
+                **{f"model_ceiling_{m}_cpu": tot[m][0] / tot[m][2] / 1e9 for m in tot},
                 "train_gflop_per_step": tot["train"][0] / 1e9,
                 "top": rows[:top],
             }
@@ -205,18 +217,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{res['machine']}\n{res['spec']} at batch {res['batch']}: {res['ops']} conv/linear/bmm calls per forward, ")
     print(f"{res['distinct']} distinct shapes\n")
-    print("| threads | 2048^3 GEMM GFLOP/s | model ceiling fwd GFLOP/s | model ceiling fwd+bwd GFLOP/s |")
-    print("|---|---|---|---|")
+    print(
+        "| threads | 2048^3 GEMM GFLOP/s | per CPU-s | model ceiling fwd GFLOP/s | per CPU-s | "
+        "model ceiling fwd+bwd GFLOP/s | per CPU-s |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for th, r in res["by"].items():
-        print(f"| {th} | {r['peak_gemm_2048']:.1f} | {r['model_ceiling_fwd']:.1f} | {r['model_ceiling_train']:.1f} |")
+        print(
+            f"| {th} | {r['peak_gemm_2048']:.1f} | {r['peak_gemm_2048_cpu']:.1f} | {r['model_ceiling_fwd']:.1f} | "
+            f"{r['model_ceiling_fwd_cpu']:.1f} | {r['model_ceiling_train']:.1f} | {r['model_ceiling_train_cpu']:.1f} |"
+        )
     for th, r in res["by"].items():
-        print(f"\n{th} thread(s): shapes that take most fwd+bwd time\n")
-        print("| op | input | weight | count | fwd GFLOP/s | fwd+bwd GFLOP/s |")
+        print(f"\n{th} thread(s): shapes that take most fwd+bwd CPU time (GFLOP/s per CPU-s)\n")
+        print("| op | input | weight | count | fwd | fwd+bwd |")
         print("|---|---|---|---|---|---|")
         for row in r["top"]:
             print(
-                f"| {row['op']} | {row['in']} | {row['w']} | {row['count']} | {row['fwd_gflops']:.1f} | "
-                f"{row['train_gflops']:.1f} |"
+                f"| {row['op']} | {row['in']} | {row['w']} | {row['count']} | {row['fwd_gflops_cpu']:.1f} | "
+                f"{row['train_gflops_cpu']:.1f} |"
             )
     return 0
 

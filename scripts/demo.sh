@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the CPU demo: a complete FLOPs-budgeted search of space/tiny.yaml on the built-in
-# world (no GPU, network or database server), then export the Pareto designs. About 20-25 minutes on 2 idle CPU cores.
+# world (no GPU, network or database server), then export the Pareto designs. 16 minutes measured on 2 mostly idle CPU cores.
 # The budget buys candidates (Hyperband brackets; `unetnas search --budget 3e13 --dry-run` shows them), never longer
 # trials: the horizons come from trials/short.yaml. About a fifth of 3e13 pays for encoding the world's captions.
 set -euo pipefail

@@ -136,3 +136,18 @@ def test_selftest_meets_its_thresholds() -> None:
     assert r["noise_score"] <= r["chance_score"] + 0.05
     assert abs(r["pure_noise"]["color"] - 0.25) < 0.1 and abs(r["pure_noise"]["shape"] - 0.25) < 0.1
     assert r["shuffled_score"] < 0.5  # good images of the wrong prompt are not rewarded
+
+
+def test_answer_lists_memo_matches_asking_each_question(answerer: Answerer) -> None:
+    """The per-image memo (foil lists repeat questions) answers exactly as asking every question afresh, on clean
+    renders and on noise images whose many spurious detections exercise every relaxation path."""
+    from unetnas.world.dataset import prompt_set
+
+    ps = prompt_set(24, seed=1, split="eval")
+    lists = ps.questions_by_prompt()
+    clean = fixed_set("eval", 6, seed=3, resolution=16).images
+    noise = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    for image in [*clean, *noise]:
+        dets = answerer.parse(image)
+        fresh = [[Answerer._answer(dets, q) for q in qs] for qs in lists]
+        assert answerer.answer_lists(image, lists) == fresh

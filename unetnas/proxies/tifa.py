@@ -29,7 +29,7 @@ class WorldTifa(Proxy):
     cfg: float | None = None  # guidance scale (default: the recipe's cfg_scale)
     seed: int = 0  # which evaluation prompt set (and its noise seeds)
     foils: int | None = None  # foil prompts per prompt for the text-blind correction (None: all the others)
-    batch: int = 128  # prompts per sampling batch (2x rows with CFG); bench/bench_scoring.py measures the choice
+    batch: int = 32  # prompts per sampling batch (2x rows with CFG); 128 was not faster (python -m bench scoring)
 
     def __post_init__(self) -> None:
         from unetnas.world.answerer import Answerer
