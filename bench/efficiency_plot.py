@@ -11,7 +11,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-COLOURS = {"unetnas": "#d62728", "random": "#7f7f7f", "tpe": "#1f77b4", "topk": "#2ca02c", "hyperband": "#9467bd"}
+from bench.peers import PEERS
+
+COLOURS = {
+    "unetnas": "#d62728",
+    "random": "#7f7f7f",
+    "tpe": "#1f77b4",
+    "topk": "#2ca02c",
+    "hyperband": "#9467bd",
+    # the peers' own schedulers (bench/peers/): dashed lines
+    "moasha": "#ff7f0e",
+    "asha": "#8c564b",
+    "bohb": "#e377c2",
+    "smac": "#17becf",
+    "dehb": "#bcbd22",
+}
+PEER_DASH = "dash"
 WIDTH, HEIGHT = 1400, 620
 
 
@@ -27,7 +42,7 @@ def figure(res: dict[str, Any]):  # noqa: ANN201
         column_widths=[0.68, 0.32],
         horizontal_spacing=0.09,
         subplot_titles=(
-            "relative regret of the answer (mean +- SE over seeds)",
+            f"relative {res.get('regret', 'plain')} regret of the answer (mean +- SE over seeds)",
             f"compute to reach regret {res['epsilon']:g}",
         ),
     )
@@ -50,7 +65,8 @@ def figure(res: dict[str, Any]):  # noqa: ANN201
             row=1,
             col=1,
         )
-        line = {"color": c, "width": 2.5, "shape": "hv", "dash": "dot" if m == "random" else "solid"}
+        dash = "dot" if m == "random" else PEER_DASH if m in PEERS else "solid"
+        line = {"color": c, "width": 2.5, "shape": "hv", "dash": dash}
         fig.add_trace(go.Scatter(x=x, y=r["regret_mean"], name=r["label"], line=line), row=1, col=1)
         short = r["reached"] < res["seeds"]
         fig.add_trace(
@@ -75,8 +91,8 @@ def figure(res: dict[str, Any]):  # noqa: ANN201
         height=HEIGHT,
         template="plotly_white",
         legend={"orientation": "h", "x": 0, "y": -0.2},
-        title=f"Search efficiency on {Path(res['table']).name}: {res['designs']} designs, "
-        f"{res['seeds']} seeds per method, reference point (alignment 0, "
+        title=f"Search efficiency on {Path(res['table']).name} ({res.get('protocol', 'same-run')} replay): "
+        f"{res['designs']} designs, {res['seeds']} seeds per method, reference point (alignment 0, "
         f"{res['reference_point']['gmacs']:.3g} GMACs)",
     )
     return fig
