@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from unetnas.cli.app import app
+from unetnas.cli.registry import command
 from unetnas.search.budget import format_flops
 from unetnas.search.plan import Bracket
 
@@ -169,7 +169,7 @@ def _lower_table(rows: list[dict], limit: int = 8) -> Table:
     return t
 
 
-@app.command()
+@command()
 def search(
     budget: str = typer.Option(..., "--budget", help="total FLOPs of training and evaluation, e.g. 2e20"),
     space: Path = typer.Option(None, "--space", help="space YAML (default space/tiny.yaml, or the replayed table's)"),
@@ -393,7 +393,7 @@ def _run(p, json_out: bool) -> None:
         _hint(f"dashboard: unetnas dashboard --storage {q(url)}   (then open http://127.0.0.1:8080)")
 
 
-@app.command()
+@command()
 def ledger(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import typer
 
-from unetnas.cli.app import app
+from unetnas.cli.registry import command, group
 from unetnas.search.budget import format_flops
 
-study_app = typer.Typer(
-    help="Create a study that many workers share (then start `unetnas worker` on each node).", no_args_is_help=True
+study_app = group(
+    "study",
+    typer.Typer(
+        help="Create a study that many workers share (then start `unetnas worker` on each node).", no_args_is_help=True
+    ),
 )
 
 
@@ -77,7 +80,7 @@ def create(
     print(f"start workers: unetnas worker --storage '{out['storage']}' --study {study}")
 
 
-@app.command()
+@command()
 def worker(
     storage: str = typer.Option(..., "--storage", help="the study's database URL (as given to study create)"),
     study: str = typer.Option(..., "--study", help="study name"),

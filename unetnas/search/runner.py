@@ -36,6 +36,7 @@ from unetnas.search.ledger import Ledger, Reservation
 from unetnas.search.plan import Bracket, Plan
 from unetnas.search.proposer import Proposer
 from unetnas.search.scheduler import Candidate, Job, Scheduler
+from unetnas.search.trials import TrialStore, trial_id
 from unetnas.space import SearchSpace
 
 log = logging.getLogger("unetnas.search")
@@ -79,6 +80,7 @@ class Search:
         leases: Leases | None = None,
     ) -> None:
         self.study, self.ledger, self.space, self.plan = study, ledger, space, plan
+        self.store = TrialStore(study)
         self.leases = leases if leases is not None else Leases(ledger.engine, study.study_name)
         self.objectives, self.executor, self.proposer = objectives, executor, proposer
         self.runs_dir, self.seed = runs_dir, seed
@@ -116,7 +118,7 @@ class Search:
             out.append(
                 Candidate(
                     t.number,
-                    t._trial_id,
+                    trial_id(t),
                     a["bracket"],
                     a["rung"],
                     a["target_rung"],
@@ -180,7 +182,7 @@ class Search:
                 self.study.set_user_attr(EXHAUSTED_ATTR, True)
                 self._save_brackets(self.scheduler.close_open_slots(brackets, cands))
                 return self.next_job(busy)
-            job = replace(job, number=trial.number, trial_id=trial._trial_id)
+            job = replace(job, number=trial.number, trial_id=trial_id(trial))
         return job
 
     def _new_trial(self, bracket: int) -> optuna.trial.FrozenTrial | None:
@@ -214,8 +216,8 @@ class Search:
         )
         if self.runs_dir is not None:
             attrs["dir"] = str(self.runs_dir / "trials" / f"{trial.number:04d}")
-        S.set_attrs(self.study, trial._trial_id, **attrs)
-        return self.study._storage.get_trial(trial._trial_id)
+        S.set_attrs(self.study, trial_id(trial), **attrs)
+        return self.store.get(trial_id(trial))
 
     def over(self) -> bool:
         """Whether the search is over already (every candidate finished, no rung held, nothing left to start), read
@@ -256,7 +258,7 @@ class Search:
 
     # -- running one rung ---------------------------------------------------------------------------------------------
     def rung_job(self, job: Job) -> RungJob:
-        t = self.study._storage.get_trial(job.trial_id)
+        t = self.store.get(job.trial_id)
         spec = S.spec_of(t)
         per_sample = cost(spec).train_flops_per_sample
         prev = t.user_attrs[f"rung_{job.rung - 1}"]["steps"] if f"rung_{job.rung - 1}" in t.user_attrs else 0
@@ -410,7 +412,7 @@ class Search:
             self.ledger.settle_id(ids["eval"], lease.eval_flops)
         if lease.trial_id is None:
             return
-        t = self.study._storage.get_trial(lease.trial_id)
+        t = self.store.get(lease.trial_id)
         attrs = {"flops_spent": self.ledger.trial_spent(lease.trial_number)}
         if not t.state.is_finished() and t.user_attrs.get("status") in ("training", "new"):
             attrs["status"] = "paused"
@@ -440,7 +442,7 @@ class Search:
     def _record(self, job: Job, record: dict[str, Any]) -> dict[str, Any]:
         top = job.rung == self.top
         if record.get("val_loss") is not None and math.isfinite(record["val_loss"]):
-            self.study._storage.set_trial_intermediate_value(job.trial_id, record["samples"], record["val_loss"])
+            self.store.set_intermediate(job.trial_id, record["samples"], record["val_loss"])
         S.set_attrs(
             self.study,
             job.trial_id,
@@ -450,7 +452,7 @@ class Search:
             status="complete" if top else "waiting",
         )
         values = S.objective_values(record, self.objectives)
-        self.proposer.feed(self.study._storage.get_trial(job.trial_id), job.rung, values)
+        self.proposer.feed(self.store.get(job.trial_id), job.rung, values)
         if top:
             self.study.tell(job.number, values)
         return record

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from unetnas.errors import UserError
 from unetnas.io import load_space
 from unetnas.presets import PRESETS
 from unetnas.search import study as S
+from unetnas.search.executor import Executor
+from unetnas.search.groundtruth import GroundTruth
 from unetnas.search.lease import DEFAULT_TTL_S
 from unetnas.search.ledger import Ledger, LedgerWarning
 from unetnas.search.plan import Plan, make_plan, members
@@ -44,6 +47,9 @@ class SearchConfig:
     proxy: dict[str, Any] | None = None  # recipe.search.proxy overrides (--proxy, --questions, ...; proxies.select)
 
 
+ExecutorFactory = Callable[["Prepared", Plan], Executor]
+
+
 @dataclass
 class Prepared:
     cfg: SearchConfig
@@ -51,16 +57,14 @@ class Prepared:
     recipe: Recipe
     plan: Plan
     presets: list[str] = field(default_factory=list)
-    table: Any = None  # replay.GroundTruth when replaying
+    table: GroundTruth | None = None  # the ground-truth table when replaying
     proxy: Any = None  # the alignment proxy of a training search (None: validation loss only)
 
 
-def prepare(cfg: SearchConfig, table: Any = None) -> Prepared:
+def prepare(cfg: SearchConfig, table: GroundTruth | None = None) -> Prepared:
     """Everything that needs no storage: space with constraints, recipe, presets to enqueue, the plan, and the
     ground-truth table when replaying (``table``: an already loaded one)."""
     if cfg.replay is not None and table is None:
-        from unetnas.search.replay import GroundTruth
-
         table = GroundTruth.load(cfg.replay)
     space_path = cfg.space or (table.meta_path("space") if table is not None else None) or DEFAULT_SPACE
     recipe_path = cfg.recipe or (table.meta_path("recipe") if table is not None else None)
@@ -144,20 +148,19 @@ def launch_of(cfg: SearchConfig) -> dict[str, Any]:
 def rdb_storage(url: str) -> Any:
     """Optuna's storage at ``url`` as Optuna would use it (cached RDB storage, no Optuna heartbeats: leases do that
     job), every call retried on transient database errors (``retry.RetryingStorage``)."""
-    from optuna.storages._cached_storage import _CachedStorage
-
     from unetnas.search.retry import RetryingStorage
+    from unetnas.search.trials import cached
 
-    return RetryingStorage(_CachedStorage(open_storage(url, heartbeat_interval=None)))
+    return RetryingStorage(cached(open_storage(url, heartbeat_interval=None)))
 
 
 def close_storage(storage: Any) -> None:
     """Close the connections of a storage from ``rdb_storage`` before the same process opens the file again: on
     SQLite, opening a database file that this process has open drops the POSIX locks of its live connections, and
     they then read a stale or torn database."""
-    inner = getattr(getattr(storage, "_inner", None), "_backend", None)
-    if inner is not None:
-        inner.engine.dispose()
+    from unetnas.search.trials import dispose
+
+    dispose(storage)
 
 
 def config_of_study(url: str, study: str, budget: float, replay: Path | None = None) -> SearchConfig:
@@ -205,8 +208,18 @@ def config_of_study(url: str, study: str, budget: float, replay: Path | None = N
     return cfg
 
 
-def open_search(p: Prepared, storage: Any = None, engine: sa.Engine | None = None, lease_ttl_s: float = DEFAULT_TTL_S):
+def open_search(
+    p: Prepared,
+    storage: Any = None,
+    engine: sa.Engine | None = None,
+    lease_ttl_s: float = DEFAULT_TTL_S,
+    executor: ExecutorFactory | None = None,
+):
     """Open (or create) the study, its ledger and the worker; returns (Search, storage url).
+
+    ``executor``: the factory of the executor that runs rungs, called with (``p``, the plan in force);
+    ``default_executor`` (training, or the replay of ``p.table``) when None. The seam where another executor plugs
+    in (``docs/architecture.md``).
 
     ``storage`` (an Optuna storage) and ``engine`` (the ledger's database) override the URL of the config: the
     replay benchmark passes in-memory ones. Creating tables, study and budget happens under ``creation_lock``, so
@@ -218,12 +231,12 @@ def open_search(p: Prepared, storage: Any = None, engine: sa.Engine | None = Non
         with creation_lock(url):
             storage = rdb_storage(url)
             engine = engine or engine_for(url)
-            return _open(p, storage, engine, url, lease_ttl_s)
+            return _open(p, storage, engine, url, lease_ttl_s, executor or default_executor)
     url = "memory" if engine is not None else str(cfg.storage)
-    return _open(p, storage, engine, url, lease_ttl_s)
+    return _open(p, storage, engine, url, lease_ttl_s, executor or default_executor)
 
 
-def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: float):
+def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: float, executor: ExecutorFactory):
     from unetnas.search.lease import Leases
     from unetnas.search.proposer import Proposer
     from unetnas.search.runner import Search
@@ -256,7 +269,7 @@ def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: f
         space=p.space,
         plan=plan,
         objectives=cfg.objectives,
-        executor=_executor(p, plan),
+        executor=executor(p, plan),
         proposer=proposer,
         runs_dir=None if p.table is not None else _trials_home(url, cfg),
         seed=cfg.seed,
@@ -265,10 +278,11 @@ def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: f
     return search, redact(url)
 
 
-def _executor(p: Prepared, plan: Plan):
+def default_executor(p: Prepared, plan: Plan) -> Executor:
+    """The replay's executor when ``p`` replays a table, else the training executor (with ``p``'s proxy)."""
     s = p.recipe.search
     if p.table is not None:
-        from unetnas.search.replay import ReplayExecutor
+        from unetnas.search.replay_executor import ReplayExecutor
 
         return ReplayExecutor(p.table, p.recipe, s, seed=p.cfg.seed)
     from unetnas.search.executor import TrainingExecutor

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from unetnas.errors import UserError
 from unetnas.search.promotion import pareto
+from unetnas.search.trials import storage_of
 from unetnas.spec import UNetSpec
 
 OBJECTIVES = {"alignment": "maximize", "gmacs": "minimize", "params": "minimize"}
@@ -153,7 +154,7 @@ def _short(value: Any) -> str:
 
 def set_attrs(study: optuna.Study, trial_id: int, **attrs: Any) -> None:
     for key, value in attrs.items():
-        study._storage.set_trial_user_attr(trial_id, key, json.loads(json.dumps(value)))
+        storage_of(study).set_trial_user_attr(trial_id, key, json.loads(json.dumps(value)))
 
 
 def design_key(spec: UNetSpec | dict[str, Any]) -> str:
