@@ -6,9 +6,11 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from unetnas.cli import options as O
 from unetnas.cli.registry import command, group
 from unetnas.search.budget import format_flops
 
@@ -22,21 +24,31 @@ study_app = group(
 
 @study_app.command("create")
 def create(
-    storage: str = typer.Option(
-        ..., "--storage", help="database URL every worker reaches, e.g. postgresql+psycopg://user:password@host:5432/db"
-    ),
-    study: str = typer.Option(..., "--study", help="study name"),
-    budget: str = typer.Option(..., "--budget", help="total FLOPs of training and evaluation, e.g. 2e20"),
-    space: Path = typer.Option(None, "--space", help="space YAML (default space/tiny.yaml, or the replayed table's)"),
-    data: str = typer.Option("shapes", "--data", help="'shapes' (the built-in world) or a prepared data folder"),
-    recipe: Path = typer.Option(None, "--recipe", help="recipe YAML (default trials/short.yaml, or the table's)"),
-    objectives: str = typer.Option("alignment,gmacs", "--objectives", help="alignment plus gmacs and/or params"),
-    max_gmacs: float = typer.Option(None, "--max-gmacs", help="constraint: inference GMACs at most"),
-    max_params: float = typer.Option(None, "--max-params", help="constraint: parameters at most"),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | nsga2 | gp | random"),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="sampler and training seed"),
-    enqueue_presets: bool = typer.Option(False, "--enqueue-presets", help="add presets that fit the space"),
-    replay: Path = typer.Option(None, "--replay", help="ground-truth table: workers answer rungs from it"),
+    storage: Annotated[
+        str,
+        typer.Option(
+            "--storage",
+            help="database URL every worker reaches, e.g. postgresql+psycopg://user:password@host:5432/db",
+        ),
+    ],
+    study: Annotated[str, typer.Option("--study", help="study name")],
+    budget: O.Budget,
+    space: O.Space = None,
+    data: O.Data = "shapes",
+    recipe: O.Recipe = None,
+    objectives: O.Objectives = "alignment,gmacs",
+    max_gmacs: O.MaxGmacs = None,
+    max_params: O.MaxParams = None,
+    sampler: O.Sampler = "tpe",
+    seed: O.Seed = 0,
+    enqueue_presets: O.EnqueuePresets = False,
+    replay: O.Replay = None,
+    proxy: O.Proxy = None,
+    questions: O.Questions = None,
+    vqa: O.Vqa = None,
+    clip: O.Clip = None,
+    vae: O.Vae = None,
+    foils: O.Foils = None,
     runs_dir: Path = typer.Option(
         Path("runs"),
         "--runs-dir",
@@ -46,19 +58,16 @@ def create(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Create the study, its plan and its FLOPs ledger once, before any worker starts."""
-    from unetnas.search.budget import parse_budget
-    from unetnas.search.session import SearchConfig
-    from unetnas.search.study import make_sampler, parse_objectives
     from unetnas.search.worker import create_study
 
-    cfg = SearchConfig(
-        budget=parse_budget(budget),
+    cfg = O.search_config(
+        budget=budget,
         space=space,
         data=data,
         recipe=recipe,
         storage=storage,
         study=study,
-        objectives=parse_objectives(objectives),
+        objectives=objectives,
         max_gmacs=max_gmacs,
         max_params=max_params,
         sampler=sampler,
@@ -66,8 +75,13 @@ def create(
         enqueue_presets=enqueue_presets,
         runs_dir=runs_dir,
         replay=replay,
+        proxy=proxy,
+        questions=questions,
+        vqa=vqa,
+        clip=clip,
+        vae=vae,
+        foils=foils,
     )
-    make_sampler(sampler, seed)
     out = create_study(cfg)
     if json_out:
         print(json.dumps(out))

@@ -160,30 +160,23 @@ class Search:
 
     # -- choosing work ----------------------------------------------------------------------------------------------
     def next_job(self, busy: set[int] | frozenset[int] = frozenset()) -> Job | None:
-        """The next job; ``busy``: trials whose rung another worker runs (never resumed, counted as under way)."""
-        brackets = self.brackets()
-        cands = [replace(c, status="running") if c.number in busy else c for c in self.candidates()]
-        job = self.scheduler.next_job(brackets, cands)
-        if job is not None and job.kind == "new":
-            fitted = self.scheduler.shrink(brackets, cands, self.ledger.summary()["remaining"])
-            if fitted != brackets:
-                self._save_brackets(fitted)
-                brackets = fitted
-                job = self.scheduler.next_job(brackets, cands)
-        if job is None:
-            more = self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], self.feasible_left())
-            if more != brackets:
-                self._save_brackets(more)
-                brackets = more
-                job = self.scheduler.next_job(brackets, cands)
-        if job is not None and job.kind == "new":
+        """The next job (``Scheduler.decide``); ``busy``: trials whose rung another worker runs (never resumed,
+        counted as under way). A new job gets its trial here; when the space has no feasible member left to
+        propose, the open slots close and the scheduler decides again."""
+        while True:
+            brackets = self.brackets()
+            cands = [replace(c, status="running") if c.number in busy else c for c in self.candidates()]
+            d = self.scheduler.decide(brackets, cands, self.ledger.summary()["remaining"], self.feasible_left())
+            if d.brackets != brackets:
+                self._save_brackets(d.brackets)
+            job = d.job
+            if job is None or job.kind != "new":
+                return job
             trial = self._new_trial(job.bracket)
-            if trial is None:  # the space has no untried feasible member left: no new candidate from now on
-                self.study.set_user_attr(EXHAUSTED_ATTR, True)
-                self._save_brackets(self.scheduler.close_open_slots(brackets, cands))
-                return self.next_job(busy)
-            job = replace(job, number=trial.number, trial_id=trial_id(trial))
-        return job
+            if trial is not None:
+                return replace(job, number=trial.number, trial_id=trial_id(trial))
+            self.study.set_user_attr(EXHAUSTED_ATTR, True)  # no untried feasible member: no new candidate from now
+            self._save_brackets(self.scheduler.close_open_slots(d.brackets, cands))
 
     def _new_trial(self, bracket: int) -> optuna.trial.FrozenTrial | None:
         """Ask the study for the next candidate: an enqueued preset, else the proposer's draw (never a design the
@@ -227,11 +220,8 @@ class Search:
             return False
         if self.leases.all():
             return False
-        brackets, cands = self.brackets(), self.candidates()
-        if self.scheduler.next_job(brackets, cands) is not None or self.scheduler.decided(brackets, cands):
-            return False
-        return (
-            self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], self.feasible_left()) == brackets
+        return self.scheduler.over(
+            self.brackets(), self.candidates(), self.ledger.summary()["remaining"], self.feasible_left()
         )
 
     # -- deciding -----------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -114,8 +115,16 @@ def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise UserError(f"must be one of {', '.join(SAMPLERS)}", field="--sampler", value=name)
 
 
-def open_study(storage: Any, name: str, objectives: tuple[str, ...], settings: dict[str, Any]) -> optuna.Study:
-    """Create the study, or load it and check it was made with the same space, data, objectives and recipe.
+def open_study(
+    storage: Any,
+    name: str,
+    objectives: tuple[str, ...],
+    settings: dict[str, Any],
+    changed: Callable[[dict[str, Any]], list[str]] | None = None,
+) -> optuna.Study:
+    """Create the study, or load it and check it was made with the same settings: ``changed(stored launch)`` lists
+    the options that differ (``config.SearchConfig.changed``), then space, data, objectives, recipe and table are
+    compared as resolved. Any difference is one ``UserError`` naming it, raised before anything is written.
 
     Its own sampler never draws: every candidate's parameters are enqueued (see ``proposer.Proposer``).
     """
@@ -128,13 +137,21 @@ def open_study(storage: Any, name: str, objectives: tuple[str, ...], settings: d
         try:
             study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
         except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
-            return open_study(storage, name, objectives, settings)
+            return open_study(storage, name, objectives, settings, changed)
         study.set_user_attr(SETTINGS_ATTR, settings)
         return study
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         raise UserError(
             "exists but was not made by unetnas search; choose another --study", field="--study", value=name
+        )
+    diffs = [] if changed is None else changed(stored.get("launch") or {})
+    if diffs:
+        raise UserError(
+            f"was made with other settings ({'; '.join(diffs)}); run it with the settings it was made with, "
+            f"or use another --study",
+            field="--study",
+            value=name,
         )
     for key in ("space", "data", "objectives", "recipe", "replay"):
         if stored.get(key) != settings.get(key):
