@@ -140,4 +140,4 @@ def test_study_create_takes_the_proxy_and_two_workers_use_it(run_cli, tmp_path) 
     res = account(url, "p")
     assert len(res["trials"]) <= 13  # the constraint came along too (13 feasible members)
     ran = [json.loads(x) for i in range(2) for x in (tmp_path / f"w{i}.log").read_text().splitlines() if x[:1] == "{"]
-    assert len(ran) == 2 and all(r["proxy"] is None or r["proxy"] == "val_loss" for r in ran)
+    assert len(ran) == 2 and all(r["study"] == "p" and r["reserved"] == 0 for r in ran)  # both ran the plan

@@ -73,32 +73,26 @@ def proxy_overrides(name, questions, vqa, clip, vae, foils) -> dict | None:  # n
     return out or None
 
 
-def search_config(
-    *,
-    budget: str,
-    objectives: str,
-    sampler: str,
-    seed: int,
-    proxy: str | None,
-    questions: Path | None,
-    vqa: Path | None,
-    clip: Path | None,
-    vae: Path | None,
-    foils: int | None,
-    **fields: Any,
-):
-    """A ``SearchConfig`` from the shared options (budget parsed, objectives split, sampler checked, proxy flags
-    gathered); ``fields``: the other ``SearchConfig`` fields as given (space, data, recipe, storage, study, ...)."""
+PROXY_FLAGS = ("proxy", "questions", "vqa", "clip", "vae", "foils")
+
+
+def search_config(**given: Any):
+    """A ``SearchConfig`` from a command's options (``locals()`` of `search` or `study create`; options that are
+    not search settings, such as ``--dry-run``, are left out): budget parsed, objectives split, sampler checked
+    before anything is opened, proxy flags gathered into ``proxy``."""
     from unetnas.search.budget import parse_budget
     from unetnas.search.config import SearchConfig
     from unetnas.search.study import make_sampler, parse_objectives
 
-    make_sampler(sampler, seed)  # validate before anything is opened
+    make_sampler(given["sampler"], given["seed"])  # validate before anything is opened
+    fields = {
+        k: v
+        for k, v in given.items()
+        if k in SearchConfig.model_fields and k not in ("budget", "objectives", "proxy") and v is not None
+    }
     return SearchConfig(
-        budget=parse_budget(budget),
-        objectives=parse_objectives(objectives),
-        sampler=sampler,
-        seed=seed,
-        proxy=proxy_overrides(proxy, questions, vqa, clip, vae, foils),
-        **{k: v for k, v in fields.items() if v is not None},
+        budget=parse_budget(given["budget"]),
+        objectives=parse_objectives(given["objectives"]),
+        proxy=proxy_overrides(*(given[k] for k in PROXY_FLAGS)),
+        **fields,
     )

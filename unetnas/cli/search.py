@@ -208,27 +208,7 @@ def search(
     from unetnas.search.plan import measure_cpu_flops_per_s
     from unetnas.search.session import prepare
 
-    cfg = O.search_config(
-        budget=budget,
-        space=space,
-        data=data,
-        recipe=recipe,
-        storage=storage,
-        study=study,
-        objectives=objectives,
-        max_gmacs=max_gmacs,
-        max_params=max_params,
-        sampler=sampler,
-        seed=seed,
-        enqueue_presets=enqueue_presets,
-        replay=replay,
-        proxy=proxy,
-        questions=questions,
-        vqa=vqa,
-        clip=clip,
-        vae=vae,
-        foils=foils,
-    )
+    cfg = O.search_config(**locals())
     p = prepare(cfg)
     if dry_run:
         if gpus and tflops_per_gpu:
@@ -279,7 +259,8 @@ def _run(p, json_out: bool) -> None:
 
     from unetnas.cli.progress import INTERVAL_S, BudgetState, make_reporter
     from unetnas.report.records import name_objectives
-    from unetnas.search.runner import STOPPED, drive, summary
+    from unetnas.report.summary import summary
+    from unetnas.search.runner import STOPPED, drive
     from unetnas.search.session import open_search
     from unetnas.search.study import lower_rung_rows, pareto_rows
     from unetnas.stop import graceful_stop

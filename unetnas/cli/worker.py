@@ -60,28 +60,7 @@ def create(
     """Create the study, its plan and its FLOPs ledger once, before any worker starts."""
     from unetnas.search.worker import create_study
 
-    cfg = O.search_config(
-        budget=budget,
-        space=space,
-        data=data,
-        recipe=recipe,
-        storage=storage,
-        study=study,
-        objectives=objectives,
-        max_gmacs=max_gmacs,
-        max_params=max_params,
-        sampler=sampler,
-        seed=seed,
-        enqueue_presets=enqueue_presets,
-        runs_dir=runs_dir,
-        replay=replay,
-        proxy=proxy,
-        questions=questions,
-        vqa=vqa,
-        clip=clip,
-        vae=vae,
-        foils=foils,
-    )
+    cfg = O.search_config(**locals())
     out = create_study(cfg)
     if json_out:
         print(json.dumps(out))
@@ -115,7 +94,8 @@ def worker(
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
 ) -> None:
     """Join a study and run rungs until its plan is done (or Ctrl-C: the rung is checkpointed, its lease released)."""
-    from unetnas.search.runner import STOPPED, drive, summary
+    from unetnas.report.summary import summary
+    from unetnas.search.runner import STOPPED, drive
     from unetnas.search.worker import open_worker
     from unetnas.stop import graceful_stop
 

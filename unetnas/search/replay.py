@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from unetnas.report.summary import summary
 from unetnas.search.groundtruth import EXTRAPOLATE, GroundTruth, Table  # noqa: F401 (re-exported)
 from unetnas.search.replay_executor import ReplayExecutor  # noqa: F401 (re-exported)
-from unetnas.search.runner import drive, summary
+from unetnas.search.runner import drive
 from unetnas.search.session import SearchConfig, open_search, prepare
 from unetnas.search.storage import memory_engine
 
@@ -36,7 +37,7 @@ def replay_search(
     max_params: float | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run one seeded search on the replayed table in this process and return its summary (``runner.summary``).
+    """Run one seeded search on the replayed table in this process and return its summary (``report.summary.summary``).
 
     ``storage``: None (in memory: an Optuna ``InMemoryStorage``, the ledger in a private in-memory SQLite database),
     an Optuna storage object (the ledger still in memory) or a URL (study and ledger there, e.g. a temporary SQLite
