@@ -25,8 +25,8 @@ import optuna
 
 from unetnas.report.data import ReportData, collect
 from unetnas.report.records import Metric, TrialRecord, name_objectives, spec_text
-from unetnas.search import trials as T
 from unetnas.report.samples import SAMPLES_FILE, SAMPLES_JSON
+from unetnas.search import trials as T
 
 CARD_FILE = "model_card.md"
 PLOT_PANELS = ("pareto", "curves", "scaling", "sampling", "budget", "importance")
