@@ -283,5 +283,6 @@ def test_the_recipe_can_choose_the_proxy_and_a_study_keeps_its_proxy(e2e, run_cl
                     str(e2e["vae"]),
                 )
             ),
-            "was started with recipe",
+            "was made with other settings (",
+            "--proxy ",
         )

@@ -10,6 +10,7 @@ for 10 minutes and stored 8,836 FAIL trials before the fix.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -72,8 +73,11 @@ def check_ended(out: dict, storage, cpu_s: float, reference_cpu_s: float, feasib
     designs = {t.user_attrs["design"] for t in search}
     assert len(search) == len(designs) == out["n_trials"] <= feasible
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in search)
-    draws = [t for k in range(out["top_rung"] + 1) for t in trials[model_name("s", k)] if t.state == TrialState.FAIL]
-    assert len(draws) <= MAX_DRAWS * len(designs)  # rejected proposals: at most MAX_DRAWS per design proposed
+    # rejected proposals are never stored: the proposer's per-rung models live in memory (any model study still in
+    # the storage would hold at most MAX_DRAWS rejected draws per design proposed)
+    draws = [t for k in range(out["top_rung"] + 1) for t in trials.get(model_name("s", k), ()) if t.state.is_finished()]
+    assert sum(len(v) for v in trials.values()) == len(search) + len(draws)
+    assert len(draws) <= MAX_DRAWS * len(designs)
 
 
 def test_a_constraint_shrinks_the_plan_to_the_feasible_members(gt, unconstrained) -> None:
@@ -132,15 +136,17 @@ def test_the_cli_says_how_many_members_are_feasible(run_cli, tmp_path) -> None:
 # -- Ctrl-C in every phase ------------------------------------------------------------------------------------------
 def _sigint(proc: subprocess.Popen, log: Path, *ended: str) -> float:
     """Send SIGINT; the seconds until the search says it stopped (one of ``ended`` in its log, else the process
-    exits), failing after 10 s. The process must then exit without a traceback (its interpreter's teardown of
+    exits), failing after 10 s (scaled by the load per core when the shared machine is busier than its cores: a
+    process still loading torch's libraries handles the signal only when the loader returns). The process must then exit without a traceback (its interpreter's teardown of
     torch and diffusers takes seconds more on a loaded machine, so the exit itself is allowed 60 s)."""
+    limit = 10 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))  # 10 s of an idle machine's time
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     while not (proc.poll() is not None or any(e in log.read_text() for e in ended)):
-        if time.monotonic() - t0 > 10:
+        if time.monotonic() - t0 > limit:
             proc.kill()
             proc.wait()
-            pytest.fail(f"still running 10 s after SIGINT:\n{log.read_text()[-2000:]}")
+            pytest.fail(f"still running {limit:.0f} s after SIGINT:\n{log.read_text()[-2000:]}")
         time.sleep(0.05)
     took = time.monotonic() - t0
     proc.wait(timeout=60)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from unetnas.search.plan import Bracket, Costs, layout
-from unetnas.search.scheduler import Candidate, Job, Scheduler
+from unetnas.search.scheduler import Candidate, Decision, Job, Scheduler
 
 # three rungs at 1, 2, 4 units of training; evaluation 0.1 a run
 COSTS = Costs(rungs=(1.0, 2.0, 4.0), eval=(0.1, 0.1, 0.1))
@@ -143,3 +143,23 @@ def test_layout_is_hyperband_then_the_best_partial_bracket() -> None:
     tight = layout(COSTS.bracket(Bracket(0, (4, 2, 1))) + 1.5, COSTS, ETA)
     assert tight[0] == Bracket(0, (4, 2, 1)) and len(tight) == 2
     assert COSTS.bracket(tight[1]) <= 1.5  # the partial bracket that fits
+
+
+def test_decide_shrinks_extends_and_stops_at_the_feasible_members() -> None:
+    """``decide`` is the whole decision: a pure function of (brackets, candidates, budget left, members left)."""
+    s = Scheduler(COSTS, ETA)
+    brackets = [Bracket(0, (4, 2, 1))]
+    roomy = s.decide(brackets, [], available=1e9, left=10)
+    assert roomy == Decision(Job("new", 0, 0), brackets)  # room: the plan as it is
+    tight = s.decide(brackets, [], available=COSTS.run(0, 0) * 2.5, left=10)
+    assert tight.job == Job("new", 0, 0) and tight.brackets[0].counts[0] < 4  # unstarted slots cancelled
+    done = [cand(0, rung=2, target=2, status="complete", align={0: 0.1, 1: 0.2, 2: 0.3})]
+    done += [cand(i, rung=0, status="pruned", align={0: 0.1}) for i in (1, 2, 3)]
+    done += [cand(4, rung=1, status="pruned", align={0: 0.2, 1: 0.1})]
+    full = [Bracket(0, (4, 2, 1))]
+    more = s.decide(full, done, available=1e3, left=10)  # all done, budget left: more brackets follow
+    assert len(more.brackets) > 1 and more.job is not None and more.job.kind == "new"
+    assert not s.over(full, done, available=1e3, left=10)
+    none_left = s.decide(full, done, available=1e3, left=0)  # no feasible member left: nothing more starts
+    assert none_left == Decision(None, full) and s.over(full, done, available=1e3, left=0)
+    assert s.over(full, done, available=0.0, left=10)  # nor when the budget is spent

@@ -26,6 +26,7 @@ import optuna
 from unetnas.report.data import ReportData, collect
 from unetnas.report.records import Metric, TrialRecord, name_objectives, spec_text
 from unetnas.report.samples import SAMPLES_FILE, SAMPLES_JSON
+from unetnas.search import trials as T
 
 CARD_FILE = "model_card.md"
 PLOT_PANELS = ("pareto", "curves", "scaling", "sampling", "budget", "importance")
@@ -96,7 +97,7 @@ def sync_dashboard(study: optuna.Study, url: str, artifact_dir: str | Path) -> S
     uploaded = notes = 0
     with tempfile.TemporaryDirectory() as tmp:
         for t in d.trials:
-            trial_id = study.trials[t.number]._trial_id
+            trial_id = T.trial_id(study.trials[t.number])
             have = _trial_artifacts(study, trial_id)
             files: dict[str, bytes] = {}
             for name in (SAMPLES_FILE, SAMPLES_JSON):
@@ -108,7 +109,7 @@ def sync_dashboard(study: optuna.Study, url: str, artifact_dir: str | Path) -> S
                     have[fname] = _upload(store, study, trial_id, Path(tmp) / fname, data)
                     uploaded += 1
             png = have.get(f"trial-{t.number:04d}-{SAMPLES_FILE}")
-            image = f"/artifacts/{study._study_id}/{trial_id}/{png}" if png else None
+            image = f"/artifacts/{T.study_id(study)}/{trial_id}/{png}" if png else None
             card = trial_card(t, d.info.metric, image, _answers(t.folder))
             fname = f"trial-{t.number:04d}-{CARD_FILE}"
             if fname not in have:
@@ -120,20 +121,12 @@ def sync_dashboard(study: optuna.Study, url: str, artifact_dir: str | Path) -> S
     return SyncSummary(names, uploaded, notes, plots, artifact_dir)
 
 
-def _backend(study: optuna.Study):
-    """The storage below Optuna's cache and unetnas' retry wrappers (``_CachedStorage``, ``RetryingStorage``)."""
-    storage = study._storage
-    for attr in ("_inner", "_backend"):
-        storage = getattr(storage, attr, storage)
-    return getattr(storage, "_backend", storage)
-
-
 def _trial_artifacts(study: optuna.Study, trial_id: int) -> dict[str, str]:
     """``{filename: artifact_id}`` of one trial's artifacts, read from the database (not a cache)."""
     from optuna.artifacts import get_all_artifact_meta
 
-    trial = _backend(study).get_trial(trial_id)
-    return {m.filename: m.artifact_id for m in get_all_artifact_meta(trial, storage=_backend(study))}
+    trial = T.backend(study).get_trial(trial_id)
+    return {m.filename: m.artifact_id for m in get_all_artifact_meta(trial, storage=T.backend(study))}
 
 
 class _Attach:
@@ -160,9 +153,9 @@ def _upload(store, study: optuna.Study, trial_id: int, path: Path, data: bytes) 
     from optuna.artifacts import upload_artifact
 
     path.write_bytes(data)
-    trial = _backend(study).get_trial(trial_id)
+    trial = T.backend(study).get_trial(trial_id)
     return upload_artifact(
-        artifact_store=store, file_path=str(path), study_or_trial=trial, storage=_Attach(_backend(study))
+        artifact_store=store, file_path=str(path), study_or_trial=trial, storage=_Attach(T.backend(study))
     )
 
 
@@ -181,7 +174,7 @@ def _note(study: optuna.Study, number: int | None, body: str) -> int:
     """Save ``body`` as the note of the study (``number`` None) or of trial ``number`` unless it is already there."""
     from optuna_dashboard import get_note, save_note
 
-    target = study if number is None else optuna.trial.Trial(study, study.trials[number]._trial_id)
+    target = study if number is None else optuna.trial.Trial(study, T.trial_id(study.trials[number]))
     if get_note(target) == body:
         return 0
     save_note(target, body)

@@ -36,18 +36,19 @@ _command = None
 
 
 def _register() -> None:
-    # Imported here so each module can `from unetnas.cli.app import app` without cycles; once per process.
+    """Add every command module's commands and groups (``registry``) to the app, once per process."""
     global _registered
     if _registered:
         return
     _registered = True
-    from unetnas.cli import design, proxy, results, search, trial, worker  # noqa: F401
-    from unetnas.cli.data import data_app
+    from unetnas.cli import data, design, proxy, results, search, trial, worker  # noqa: F401 (they record)
+    from unetnas.cli.registry import COMMANDS, GROUPS
 
-    app.add_typer(data_app, name="data")
-    app.add_typer(worker.study_app, name="study")
-    for group in app.registered_groups:  # sub-apps format their help as the main app does
-        group.typer_instance.rich_markup_mode = None
+    for name, fn in COMMANDS:
+        app.command(name)(fn)
+    for name, sub in GROUPS:
+        sub.rich_markup_mode = None  # sub-apps format their help as the main app does
+        app.add_typer(sub, name=name)
 
 
 def command():

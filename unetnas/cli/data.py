@@ -7,9 +7,14 @@ from typing import Annotated
 
 import typer
 
-data_app = typer.Typer(
-    help="Prepare real training data: images + captions -> VAE latents + text states in safetensors shards.",
-    no_args_is_help=True,
+from unetnas.cli.registry import group
+
+data_app = group(
+    "data",
+    typer.Typer(
+        help="Prepare real training data: images + captions -> VAE latents + text states in safetensors shards.",
+        no_args_is_help=True,
+    ),
 )
 
 

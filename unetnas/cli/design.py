@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from unetnas.build import save_diffusers_config
-from unetnas.cli.app import app
+from unetnas.cli.registry import command, group
 from unetnas.cost import cost
 from unetnas.io import load_space, resolve_spec, save_model
 from unetnas.presets import PRESETS
@@ -18,7 +18,7 @@ from unetnas.space import RULES, TEXT_BLIND
 
 console = Console()
 space_app = typer.Typer(help="Inspect design spaces.", no_args_is_help=True)
-app.add_typer(space_app, name="space")
+group("space", space_app)
 
 
 def _fmt_td(spec) -> str:
@@ -28,7 +28,7 @@ def _fmt_td(spec) -> str:
     )
 
 
-@app.command()
+@command()
 def presets(json_out: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """The named presets with their parameters and GMACs (256 px, 77 tokens for the paper's presets)."""
     rows = {name: cost(spec) for name, spec in PRESETS.items()}
@@ -124,7 +124,7 @@ def space_sample(
     console.print(table)
 
 
-@app.command("cost")
+@command("cost")
 def cost_cmd(
     spec: str = typer.Argument(..., help="a preset name or a spec YAML file"),
     resolution: int | None = typer.Option(None, help="image pixels (default: the spec's own)"),
@@ -145,7 +145,7 @@ def cost_cmd(
     console.print(table)
 
 
-@app.command("export-config")
+@command("export-config")
 def export_config(
     spec: str = typer.Argument(..., help="a preset name or a spec YAML file"),
     out: Path = typer.Option(..., "--out", help="folder for config.json (and spec.yaml)"),

@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from unetnas.cli.app import app
+from unetnas.cli.registry import group
 
 console = Console()
 proxy_app = typer.Typer(help="Alignment proxies: check the judge, score trained trials.", no_args_is_help=True)
-app.add_typer(proxy_app, name="proxy")
+group("proxy", proxy_app)
 
 
 @proxy_app.command()

@@ -7,12 +7,12 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from unetnas.cli.app import app
+from unetnas.cli.registry import command
 
 console = Console()
 
 
-@app.command()
+@command()
 def export(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
@@ -42,7 +42,7 @@ def export(
         console.print(f"wrote {f}")
 
 
-@app.command()
+@command()
 def report(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
@@ -78,7 +78,7 @@ def report(
     console.print(f"wrote {path.resolve()}", soft_wrap=True, markup=False, highlight=False)
 
 
-@app.command()
+@command()
 def fit(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
@@ -131,7 +131,7 @@ def _fit_text(result) -> str:  # noqa: ANN001 (a unetnas.report.scaling.Scaling)
     return "\n".join(lines)
 
 
-@app.command()
+@command()
 def dashboard(
     study: str = typer.Option(None, "--study", help="study name, to find its default storage"),
     storage: str = typer.Option(None, "--storage", help="storage URL"),

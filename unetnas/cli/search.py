@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from unetnas.cli.app import app
+from unetnas.cli import options as O
+from unetnas.cli.registry import command
 from unetnas.search.budget import format_flops
 from unetnas.search.plan import Bracket
 
@@ -169,41 +170,27 @@ def _lower_table(rows: list[dict], limit: int = 8) -> Table:
     return t
 
 
-@app.command()
+@command()
 def search(
-    budget: str = typer.Option(..., "--budget", help="total FLOPs of training and evaluation, e.g. 2e20"),
-    space: Path = typer.Option(None, "--space", help="space YAML (default space/tiny.yaml, or the replayed table's)"),
-    data: str = typer.Option("shapes", "--data", help="'shapes' (the built-in world) or a prepared data folder"),
-    recipe: Path = typer.Option(None, "--recipe", help="recipe YAML (default trials/short.yaml, or the table's)"),
+    budget: O.Budget,
+    space: O.Space = None,
+    data: O.Data = "shapes",
+    recipe: O.Recipe = None,
     storage: str = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///runs/<study>/study.db)"),
     study: str = typer.Option("demo", "--study", help="study name; running again resumes it"),
-    objectives: str = typer.Option("alignment,gmacs", "--objectives", help="alignment plus gmacs and/or params"),
-    max_gmacs: float = typer.Option(None, "--max-gmacs", help="constraint: inference GMACs at most"),
-    max_params: float = typer.Option(None, "--max-params", help="constraint: parameters at most"),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | nsga2 | gp | random"),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="sampler and training seed"),
-    enqueue_presets: bool = typer.Option(False, "--enqueue-presets", help="add presets that fit the space"),
-    replay: Path = typer.Option(
-        None,
-        "--replay",
-        help="ground-truth table (python -m bench ground-truth): answer "
-        "rungs from it instead of training, in milliseconds",
-    ),
-    proxy: str = typer.Option(
-        None,
-        "--proxy",
-        help="alignment proxy: auto (default: tifa on shapes, val-loss on "
-        "prepared data) | tifa | vqa-tifa | clipscore | val-loss",
-    ),
-    questions: Path = typer.Option(
-        None, "--questions", help="vqa-tifa: TIFA v1.0 question file; clipscore: that or a prompt file (one a line)"
-    ),
-    vqa: Path = typer.Option(None, "--vqa", help="vqa-tifa: local BLIP / ViLT VQA model directory"),
-    clip: Path = typer.Option(None, "--clip", help="clipscore: local CLIPModel directory"),
-    vae: Path = typer.Option(None, "--vae", help="real proxies on latent data: the AutoencoderKL of data prepare"),
-    foils: int = typer.Option(
-        None, "--foils", min=1, help="real proxies: foil prompts per prompt (text-blind correction; default 4)"
-    ),
+    objectives: O.Objectives = "alignment,gmacs",
+    max_gmacs: O.MaxGmacs = None,
+    max_params: O.MaxParams = None,
+    sampler: O.Sampler = "tpe",
+    seed: O.Seed = 0,
+    enqueue_presets: O.EnqueuePresets = False,
+    replay: O.Replay = None,
+    proxy: O.Proxy = None,
+    questions: O.Questions = None,
+    vqa: O.Vqa = None,
+    clip: O.Clip = None,
+    vae: O.Vae = None,
+    foils: O.Foils = None,
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; train nothing"),
     gpus: int = typer.Option(None, "--gpus", min=1, help="dry run: GPUs for the wall-time estimate"),
     gpus_per_trial: int = typer.Option(
@@ -218,28 +205,10 @@ def search(
 ) -> None:
     """FLOPs-budgeted multi-fidelity search (asynchronous Hyperband): the budget buys candidates; each is trained,
     scored and promoted or stopped; ends with the Pareto set of the designs trained to the last rung."""
-    from unetnas.search.budget import parse_budget
     from unetnas.search.plan import measure_cpu_flops_per_s
-    from unetnas.search.session import SearchConfig, prepare
-    from unetnas.search.study import make_sampler, parse_objectives
+    from unetnas.search.session import prepare
 
-    cfg = SearchConfig(
-        budget=parse_budget(budget),
-        space=space,
-        data=data,
-        recipe=recipe,
-        storage=storage,
-        study=study,
-        objectives=parse_objectives(objectives),
-        max_gmacs=max_gmacs,
-        max_params=max_params,
-        sampler=sampler,
-        seed=seed,
-        enqueue_presets=enqueue_presets,
-        replay=replay,
-        proxy=_proxy_overrides(proxy, questions, vqa, clip, vae, foils),
-    )
-    make_sampler(sampler, seed)  # validate before anything is opened
+    cfg = O.search_config(**locals())
     p = prepare(cfg)
     if dry_run:
         if gpus and tflops_per_gpu:
@@ -277,23 +246,7 @@ def _hint(text: str, out=None) -> None:
     (out or console).print(text, soft_wrap=True, highlight=False, markup=False)
 
 
-PROXY_NAMES = ("auto", "tifa", "vqa-tifa", "clipscore", "val-loss")
 PROXY_LABELS = {"tifa": "TIFA", "vqa_tifa": "VQA-TIFA", "clipscore": "CLIPScore"}
-
-
-def _proxy_overrides(name, questions, vqa, clip, vae, foils) -> dict | None:
-    """recipe.search.proxy overrides from the flags (paths made absolute: they are stored with the study)."""
-    from unetnas.errors import UserError
-
-    if name is not None and name.replace("_", "-") not in PROXY_NAMES:
-        raise UserError(f"must be one of {', '.join(PROXY_NAMES)}", field="--proxy", value=name)
-    paths = {"questions": questions, "vqa": vqa, "clip": clip, "vae": vae}
-    out = {k: str(Path(v).expanduser().resolve()) for k, v in paths.items() if v is not None}
-    if name is not None:
-        out["name"] = name.replace("-", "_")
-    if foils is not None:
-        out["foils"] = foils
-    return out or None
 
 
 def _run(p, json_out: bool) -> None:
@@ -306,7 +259,8 @@ def _run(p, json_out: bool) -> None:
 
     from unetnas.cli.progress import INTERVAL_S, BudgetState, make_reporter
     from unetnas.report.records import name_objectives
-    from unetnas.search.runner import STOPPED, drive, summary
+    from unetnas.report.summary import summary
+    from unetnas.search.runner import STOPPED, drive
     from unetnas.search.session import open_search
     from unetnas.search.study import lower_rung_rows, pareto_rows
     from unetnas.stop import graceful_stop
@@ -393,7 +347,7 @@ def _run(p, json_out: bool) -> None:
         _hint(f"dashboard: unetnas dashboard --storage {q(url)}   (then open http://127.0.0.1:8080)")
 
 
-@app.command()
+@command()
 def ledger(
     study: str = typer.Option(..., "--study", help="study name"),
     storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),

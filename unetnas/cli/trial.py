@@ -10,14 +10,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from unetnas.cli.app import app
+from unetnas.cli.registry import command
 from unetnas.errors import UserError
 from unetnas.io import resolve_spec
 
 console = Console(stderr=True)
 
 
-@app.command()
+@command()
 def trial(
     spec: str = typer.Argument(..., help="a preset name or a spec YAML file"),
     horizon: str = typer.Option(None, "--horizon", help="training FLOPs, e.g. 2e12"),
@@ -92,7 +92,7 @@ def trial(
         )
 
 
-@app.command()
+@command()
 def sample(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="a trial folder (or its checkpoint folder)"),
     prompt: list[str] = typer.Option(..., "--prompt", help="text prompt (repeat for several)"),

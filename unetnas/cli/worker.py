@@ -6,34 +6,49 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from unetnas.cli.app import app
+from unetnas.cli import options as O
+from unetnas.cli.registry import command, group
 from unetnas.search.budget import format_flops
 
-study_app = typer.Typer(
-    help="Create a study that many workers share (then start `unetnas worker` on each node).", no_args_is_help=True
+study_app = group(
+    "study",
+    typer.Typer(
+        help="Create a study that many workers share (then start `unetnas worker` on each node).", no_args_is_help=True
+    ),
 )
 
 
 @study_app.command("create")
 def create(
-    storage: str = typer.Option(
-        ..., "--storage", help="database URL every worker reaches, e.g. postgresql+psycopg://user:password@host:5432/db"
-    ),
-    study: str = typer.Option(..., "--study", help="study name"),
-    budget: str = typer.Option(..., "--budget", help="total FLOPs of training and evaluation, e.g. 2e20"),
-    space: Path = typer.Option(None, "--space", help="space YAML (default space/tiny.yaml, or the replayed table's)"),
-    data: str = typer.Option("shapes", "--data", help="'shapes' (the built-in world) or a prepared data folder"),
-    recipe: Path = typer.Option(None, "--recipe", help="recipe YAML (default trials/short.yaml, or the table's)"),
-    objectives: str = typer.Option("alignment,gmacs", "--objectives", help="alignment plus gmacs and/or params"),
-    max_gmacs: float = typer.Option(None, "--max-gmacs", help="constraint: inference GMACs at most"),
-    max_params: float = typer.Option(None, "--max-params", help="constraint: parameters at most"),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | nsga2 | gp | random"),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="sampler and training seed"),
-    enqueue_presets: bool = typer.Option(False, "--enqueue-presets", help="add presets that fit the space"),
-    replay: Path = typer.Option(None, "--replay", help="ground-truth table: workers answer rungs from it"),
+    storage: Annotated[
+        str,
+        typer.Option(
+            "--storage",
+            help="database URL every worker reaches, e.g. postgresql+psycopg://user:password@host:5432/db",
+        ),
+    ],
+    study: Annotated[str, typer.Option("--study", help="study name")],
+    budget: O.Budget,
+    space: O.Space = None,
+    data: O.Data = "shapes",
+    recipe: O.Recipe = None,
+    objectives: O.Objectives = "alignment,gmacs",
+    max_gmacs: O.MaxGmacs = None,
+    max_params: O.MaxParams = None,
+    sampler: O.Sampler = "tpe",
+    seed: O.Seed = 0,
+    enqueue_presets: O.EnqueuePresets = False,
+    replay: O.Replay = None,
+    proxy: O.Proxy = None,
+    questions: O.Questions = None,
+    vqa: O.Vqa = None,
+    clip: O.Clip = None,
+    vae: O.Vae = None,
+    foils: O.Foils = None,
     runs_dir: Path = typer.Option(
         Path("runs"),
         "--runs-dir",
@@ -43,28 +58,9 @@ def create(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Create the study, its plan and its FLOPs ledger once, before any worker starts."""
-    from unetnas.search.budget import parse_budget
-    from unetnas.search.session import SearchConfig
-    from unetnas.search.study import make_sampler, parse_objectives
     from unetnas.search.worker import create_study
 
-    cfg = SearchConfig(
-        budget=parse_budget(budget),
-        space=space,
-        data=data,
-        recipe=recipe,
-        storage=storage,
-        study=study,
-        objectives=parse_objectives(objectives),
-        max_gmacs=max_gmacs,
-        max_params=max_params,
-        sampler=sampler,
-        seed=seed,
-        enqueue_presets=enqueue_presets,
-        runs_dir=runs_dir,
-        replay=replay,
-    )
-    make_sampler(sampler, seed)
+    cfg = O.search_config(**locals())
     out = create_study(cfg)
     if json_out:
         print(json.dumps(out))
@@ -77,7 +73,7 @@ def create(
     print(f"start workers: unetnas worker --storage '{out['storage']}' --study {study}")
 
 
-@app.command()
+@command()
 def worker(
     storage: str = typer.Option(..., "--storage", help="the study's database URL (as given to study create)"),
     study: str = typer.Option(..., "--study", help="study name"),
@@ -98,7 +94,8 @@ def worker(
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
 ) -> None:
     """Join a study and run rungs until its plan is done (or Ctrl-C: the rung is checkpointed, its lease released)."""
-    from unetnas.search.runner import STOPPED, drive, summary
+    from unetnas.report.summary import summary
+    from unetnas.search.runner import STOPPED, drive
     from unetnas.search.worker import open_worker
     from unetnas.stop import graceful_stop
 

@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from unetnas.search import study as S
+from unetnas.search.trials import trial_id
 from unetnas.space import SearchSpace
 from unetnas.spec import UNetSpec
 
@@ -70,7 +71,7 @@ class Proposer:
     def feed(self, trial: optuna.trial.FrozenTrial, rung: int, values: list[float]) -> None:
         """Tell rung ``rung``'s model that ``trial``'s design scored ``values`` there (idempotent per trial, rung)."""
         if rung not in trial.user_attrs.get("fed", []):
-            S.set_attrs(self.study, trial._trial_id, fed=[*trial.user_attrs.get("fed", []), rung])
+            S.set_attrs(self.study, trial_id(trial), fed=[*trial.user_attrs.get("fed", []), rung])
         self._observe(trial, rung, values)
 
     def sync(self) -> int:

@@ -29,13 +29,15 @@ import optuna
 from unetnas.cost import cost
 from unetnas.errors import UserError
 from unetnas.search import study as S
+from unetnas.search.accountant import Accountant
 from unetnas.search.budget import format_flops
 from unetnas.search.executor import Executor, Meter, RungJob
-from unetnas.search.lease import SCHEDULER, Heartbeat, Lease, Leases, Stopped, trial_key
+from unetnas.search.lease import SCHEDULER, Heartbeat, Leases, Stopped
 from unetnas.search.ledger import Ledger, Reservation
 from unetnas.search.plan import Bracket, Plan
 from unetnas.search.proposer import Proposer
 from unetnas.search.scheduler import Candidate, Job, Scheduler
+from unetnas.search.trials import TrialStore, trial_id
 from unetnas.space import SearchSpace
 
 log = logging.getLogger("unetnas.search")
@@ -79,7 +81,9 @@ class Search:
         leases: Leases | None = None,
     ) -> None:
         self.study, self.ledger, self.space, self.plan = study, ledger, space, plan
+        self.store = TrialStore(study)
         self.leases = leases if leases is not None else Leases(ledger.engine, study.study_name)
+        self.accountant = Accountant(ledger, self.leases, self.store, plan.once_flops)
         self.objectives, self.executor, self.proposer = objectives, executor, proposer
         self.runs_dir, self.seed = runs_dir, seed
         self.scheduler = Scheduler(plan.costs, plan.eta, tuple(plan.cycle))
@@ -116,7 +120,7 @@ class Search:
             out.append(
                 Candidate(
                     t.number,
-                    t._trial_id,
+                    trial_id(t),
                     a["bracket"],
                     a["rung"],
                     a["target_rung"],
@@ -138,50 +142,28 @@ class Search:
         members = self.plan.members if self.plan.members is not None else self.space.size()
         return max(0, members - len(self._taken()))
 
-    # -- one-off costs --------------------------------------------------------------------------------------------
     def charge_once(self) -> None:
-        """Charge the study's one-off costs once, before its first run (the world's caption encoding: its states
-        are this search's training data, encoded by the first run's worker)."""
-        charged = self.study.user_attrs.get("charged_once", [])
-        flops = self.plan.once_flops.get("captions", 0.0)
-        if "captions" in charged or flops <= 0:
-            return
-        res = self.ledger.reserve(None, "text", flops, note="training and validation captions, encoded once")
-        if res is None:
-            raise UserError(
-                f"cannot pay the {format_flops(flops)} FLOPs of caption encoding",
-                field="--budget",
-                value=format_flops(self.ledger.summary()["budget"]),
-            )
-        self.ledger.settle(res, flops)
-        self.study.set_user_attr("charged_once", [*charged, "captions"])
+        self.accountant.charge_once()
 
     # -- choosing work ----------------------------------------------------------------------------------------------
     def next_job(self, busy: set[int] | frozenset[int] = frozenset()) -> Job | None:
-        """The next job; ``busy``: trials whose rung another worker runs (never resumed, counted as under way)."""
-        brackets = self.brackets()
-        cands = [replace(c, status="running") if c.number in busy else c for c in self.candidates()]
-        job = self.scheduler.next_job(brackets, cands)
-        if job is not None and job.kind == "new":
-            fitted = self.scheduler.shrink(brackets, cands, self.ledger.summary()["remaining"])
-            if fitted != brackets:
-                self._save_brackets(fitted)
-                brackets = fitted
-                job = self.scheduler.next_job(brackets, cands)
-        if job is None:
-            more = self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], self.feasible_left())
-            if more != brackets:
-                self._save_brackets(more)
-                brackets = more
-                job = self.scheduler.next_job(brackets, cands)
-        if job is not None and job.kind == "new":
+        """The next job (``Scheduler.decide``); ``busy``: trials whose rung another worker runs (never resumed,
+        counted as under way). A new job gets its trial here; when the space has no feasible member left to
+        propose, the open slots close and the scheduler decides again."""
+        while True:
+            brackets = self.brackets()
+            cands = [replace(c, status="running") if c.number in busy else c for c in self.candidates()]
+            d = self.scheduler.decide(brackets, cands, self.ledger.summary()["remaining"], self.feasible_left())
+            if d.brackets != brackets:
+                self._save_brackets(d.brackets)
+            job = d.job
+            if job is None or job.kind != "new":
+                return job
             trial = self._new_trial(job.bracket)
-            if trial is None:  # the space has no untried feasible member left: no new candidate from now on
-                self.study.set_user_attr(EXHAUSTED_ATTR, True)
-                self._save_brackets(self.scheduler.close_open_slots(brackets, cands))
-                return self.next_job(busy)
-            job = replace(job, number=trial.number, trial_id=trial._trial_id)
-        return job
+            if trial is not None:
+                return replace(job, number=trial.number, trial_id=trial_id(trial))
+            self.study.set_user_attr(EXHAUSTED_ATTR, True)  # no untried feasible member: no new candidate from now
+            self._save_brackets(self.scheduler.close_open_slots(d.brackets, cands))
 
     def _new_trial(self, bracket: int) -> optuna.trial.FrozenTrial | None:
         """Ask the study for the next candidate: an enqueued preset, else the proposer's draw (never a design the
@@ -214,8 +196,8 @@ class Search:
         )
         if self.runs_dir is not None:
             attrs["dir"] = str(self.runs_dir / "trials" / f"{trial.number:04d}")
-        S.set_attrs(self.study, trial._trial_id, **attrs)
-        return self.study._storage.get_trial(trial._trial_id)
+        S.set_attrs(self.study, trial_id(trial), **attrs)
+        return self.store.get(trial_id(trial))
 
     def over(self) -> bool:
         """Whether the search is over already (every candidate finished, no rung held, nothing left to start), read
@@ -225,11 +207,8 @@ class Search:
             return False
         if self.leases.all():
             return False
-        brackets, cands = self.brackets(), self.candidates()
-        if self.scheduler.next_job(brackets, cands) is not None or self.scheduler.decided(brackets, cands):
-            return False
-        return (
-            self.scheduler.extend(brackets, cands, self.ledger.summary()["remaining"], self.feasible_left()) == brackets
+        return self.scheduler.over(
+            self.brackets(), self.candidates(), self.ledger.summary()["remaining"], self.feasible_left()
         )
 
     # -- deciding -----------------------------------------------------------------------------------------------------
@@ -256,7 +235,7 @@ class Search:
 
     # -- running one rung ---------------------------------------------------------------------------------------------
     def rung_job(self, job: Job) -> RungJob:
-        t = self.study._storage.get_trial(job.trial_id)
+        t = self.store.get(job.trial_id)
         spec = S.spec_of(t)
         per_sample = cost(spec).train_flops_per_sample
         prev = t.user_attrs[f"rung_{job.rung - 1}"]["steps"] if f"rung_{job.rung - 1}" in t.user_attrs else 0
@@ -282,58 +261,40 @@ class Search:
         """Claim the rung's lease and reserve its training and evaluation (call under the ``scheduler`` lease)."""
         rj = self.rung_job(job)
         per_step = cost(rj.spec).train_flops_per_sample * self.plan.batch_size
-        key = trial_key(job.number)
-        if not self.leases.claim(key, trial_number=job.number, trial_id=job.trial_id, rung=job.rung):
+        key = self.accountant.claim(job.number, job.trial_id, job.rung)
+        if key is None:
             return Outcome("busy")
-        train_res = eval_res = None
-        try:
-            start = self.executor.start_steps(rj)
-            self.charge_once()
-            note = f"rung {job.rung}"
-            train_res = self.ledger.reserve(job.number, "train", max(rj.target_steps - start, 0) * per_step, note=note)
-            eval_res = (
-                None
-                if train_res is None
-                else self.ledger.reserve(job.number, "eval", self.executor.eval_flops(rj), note=note)
-            )
-        except BaseException:  # Ctrl-C twice, or an error: nothing stays reserved or claimed
-            for res in (train_res, eval_res):
-                if res is not None:
-                    self.ledger.release(res)
-            self.leases.release(key)
-            raise
-        if train_res is None or eval_res is None:
-            if train_res is not None:
-                self.ledger.release(train_res)
-            left = self.ledger.summary()["remaining"]
+        start: list[int] = []
+
+        def train_flops() -> float:
+            start.append(self.executor.start_steps(rj))
+            return max(rj.target_steps - start[0], 0) * per_step
+
+        reserved = self.accountant.reserve(key, job.number, job.rung, train_flops, lambda: self.executor.eval_flops(rj))
+        if reserved is None:
+            left = self.accountant.remaining()
             self._close(
                 job.number,
                 job.trial_id,
                 "closed",
                 f"budget: rung {job.rung} no longer fits ({format_flops(left)} FLOPs left)",
             )
-            self.leases.release(key)
+            self.accountant.give_back(key)
             return Outcome("budget")
-        self.leases.renew(
-            key,
-            reservations={"train": train_res.id, "eval": eval_res.id},
-            start_steps=start,
-            per_step=per_step,
-            folder=None if rj.folder is None else str(rj.folder),
-        )
+        train_res, eval_res = reserved
+        folder = None if rj.folder is None else str(rj.folder)
+        self.accountant.hold(key, train_res, eval_res, start_steps=start[0], per_step=per_step, folder=folder)
         S.set_attrs(self.study, job.trial_id, status="training", target_rung=job.rung)
         return Running(job, rj, train_res, eval_res, key)
 
     def abandon(self, r: Running) -> None:
         """Give a claimed rung back before it ran: release both reservations and the lease; the trial keeps its
         status (a new candidate stays ``new``, a promotion stays ``waiting`` at its rung) and is claimed again."""
-        self.ledger.release(r.train)
-        self.ledger.release(r.eval)
         if r.job.kind == "promote":
             S.set_attrs(self.study, r.job.trial_id, status="waiting", target_rung=r.job.rung - 1)
         else:
             S.set_attrs(self.study, r.job.trial_id, status="new" if r.rung_job.fresh else "paused")
-        self.leases.release(r.key)
+        self.accountant.give_back(r.key, r.train, r.eval)
 
     def execute(self, r: Running, should_stop: Callable[[], bool], on_step: Callable | None = None) -> Outcome:
         """Run a claimed rung under a heartbeat; settle what ran; record the result; give the lease back."""
@@ -382,65 +343,15 @@ class Search:
         return Outcome("lost")
 
     def recover_abandoned(self) -> list[int]:
-        """Settle the rungs of workers that are gone (their leases expired, or their process on this host died) at
-        what ran, and leave the trials to be resumed from their checkpoints; returns the trial numbers."""
-        done = []
-        for lease in self.leases.abandoned():
-            if not self.leases.take_over(lease):
-                continue
-            self._settle_abandoned(lease)
-            done.append(lease.trial_number)
-        # a reservation no lease names: its worker died between reserving and recording it, before anything ran
-        self.ledger.recover_stale(older_than_s=3 * self.leases.ttl_s, charge=False)
-        return done
+        return self.accountant.recover_abandoned()
 
-    def _settle_abandoned(self, lease: Lease) -> None:
-        train = lease.train_flops
-        if lease.folder and lease.per_step and lease.start_steps is not None:
-            from unetnas.train import checkpoint
-
-            ckpt = Path(lease.folder) / "checkpoint"
-            if (ckpt / checkpoint.STATE).is_file():
-                step = int(checkpoint.read_state(ckpt)["step"])
-                train = max(train, (step - lease.start_steps) * lease.per_step)
-        ids = lease.reservations
-        if "train" in ids:
-            self.ledger.settle_id(ids["train"], train)
-        if "eval" in ids:
-            self.ledger.settle_id(ids["eval"], lease.eval_flops)
-        if lease.trial_id is None:
-            return
-        t = self.study._storage.get_trial(lease.trial_id)
-        attrs = {"flops_spent": self.ledger.trial_spent(lease.trial_number)}
-        if not t.state.is_finished() and t.user_attrs.get("status") in ("training", "new"):
-            attrs["status"] = "paused"
-        attrs["recovered"] = [
-            *t.user_attrs.get("recovered", []),
-            f"rung {lease.rung}: worker {lease.holder.split('|')[1]} on "
-            f"{lease.holder.split('|')[0]} gone; charged {format_flops(train + lease.eval_flops)}",
-        ]
-        S.set_attrs(self.study, lease.trial_id, **attrs)
-        log.warning(
-            "trial %d: worker %s gone mid-rung %s; settled what ran, the rung resumes from its checkpoint",
-            lease.trial_number,
-            lease.holder.split("|")[1],
-            lease.rung,
-        )
-
-    def _settle(self, job: Job, train_res: Any, eval_res: Any, meter: Meter) -> None:
-        train = min(meter.train_flops, train_res.flops)
-        evals = min(meter.eval_flops, eval_res.flops)
-        for res, spent in ((train_res, train), (eval_res, evals)):
-            if spent > 0:
-                self.ledger.settle(res, spent)
-            else:  # nothing ran (stopped before the first step, or before scoring)
-                self.ledger.release(res)
-        S.set_attrs(self.study, job.trial_id, flops_spent=self.ledger.trial_spent(job.number))
+    def _settle(self, job: Job, train_res: Reservation, eval_res: Reservation, meter: Meter) -> None:
+        self.accountant.settle(job.number, job.trial_id, train_res, eval_res, meter)
 
     def _record(self, job: Job, record: dict[str, Any]) -> dict[str, Any]:
         top = job.rung == self.top
         if record.get("val_loss") is not None and math.isfinite(record["val_loss"]):
-            self.study._storage.set_trial_intermediate_value(job.trial_id, record["samples"], record["val_loss"])
+            self.store.set_intermediate(job.trial_id, record["samples"], record["val_loss"])
         S.set_attrs(
             self.study,
             job.trial_id,
@@ -450,7 +361,7 @@ class Search:
             status="complete" if top else "waiting",
         )
         values = S.objective_values(record, self.objectives)
-        self.proposer.feed(self.study._storage.get_trial(job.trial_id), job.rung, values)
+        self.proposer.feed(self.store.get(job.trial_id), job.rung, values)
         if top:
             self.study.tell(job.number, values)
         return record
@@ -516,53 +427,3 @@ def _sleep(seconds: float, stop: Callable[[], bool]) -> None:
     end = time.monotonic() + seconds
     while not stop() and time.monotonic() < end:
         time.sleep(min(0.1, max(0.0, end - time.monotonic())))
-
-
-def summary(search: Search, reason: str, wall_s: float, url: str) -> dict[str, Any]:
-    """What `unetnas search --json` prints: the account, the counts, the Pareto set (last rung only) and the
-    candidates that stopped lower (flagged with their rung), the brackets run and how proposals were made."""
-    led = search.ledger.summary()
-    states = S.trials_by_state(search.study)
-    cands = search.candidates()
-    brackets = search.brackets()
-    proposals = [
-        t.user_attrs.get("proposal") or {} for t in search.study.get_trials(deepcopy=False) if "bracket" in t.user_attrs
-    ]
-    keep = ("trial", "rung", "alignment", "alignment_se", "tifa", "tifa_se", "gmacs", "params", "flops_spent", "spec")
-    train_eval = search.wall["train"] + search.wall["eval"]
-    return {
-        "study": search.study.study_name,
-        "storage": url,
-        "budget": led["budget"],
-        "spent": led["spent"],
-        "reserved": led["reserved"],
-        "unused_share": led["remaining"] / led["budget"],
-        "by_kind": led["by_kind"],
-        "n_trials": len(cands),
-        "n_complete": len(states["complete"]),
-        "n_pruned": sum(1 for c in cands if c.status == "pruned"),
-        "n_closed": sum(1 for c in cands if c.status == "closed"),
-        "n_failed": sum(1 for c in cands if c.status == "failed"),
-        "candidates": len(cands),
-        "brackets": len(brackets),
-        "bracket_sizes": [{"start": b.start, "counts": list(b.counts)} for b in brackets],
-        "top_rung": search.top,
-        "feasible_members": search.plan.members,
-        "space_members": search.plan.space_size,
-        "plan_shrunk": search.plan.shrunk,
-        "max_horizon_flops": search.plan.max_horizon_flops,
-        "proposals": {
-            "modelled": sum(1 for p in proposals if p.get("modelled")),
-            "random": sum(1 for p in proposals if p and not p.get("modelled")),
-            "presets": sum(1 for p in proposals if not p),
-        },
-        "pareto": [{k: r[k] for k in keep} for r in S.pareto_rows(search.study, search.objectives)],
-        "lower_rungs": [
-            {k: r[k] for k in (*keep, "measure", "status", "reason")} for r in S.lower_rung_rows(search.study)
-        ],
-        "reason": reason,
-        "wall_s": wall_s,
-        "train_s": search.wall["train"],
-        "eval_s": search.wall["eval"],
-        "overhead_share": max(0.0, 1 - train_eval / wall_s) if wall_s > 0 else 0.0,
-    }

@@ -51,6 +51,15 @@ class Job:
     trial_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What runs next (None: nothing now) and the bracket sizes in force after deciding it (store them if they
+    changed)."""
+
+    job: Job | None
+    brackets: list[Bracket]
+
+
 class Scheduler:
     """ASHA over ``brackets`` with the plan's typical ``costs``; more brackets follow ``cycle`` (bracket types)."""
 
@@ -68,6 +77,32 @@ class Scheduler:
     def sent(cs: list[Candidate], rung: int) -> int:
         """Candidates sent to ``rung`` or beyond (started there, whatever became of them)."""
         return sum(1 for c in cs if c.target >= rung)
+
+    # -- the decisions: pure functions of (brackets, candidates, budget left, feasible members left) -----------------
+    def decide(self, brackets: list[Bracket], cands: list[Candidate], available: float, left: int) -> Decision:
+        """The next job and the brackets in force: before a new candidate starts, unstarted slots that the budget
+        left (``available`` FLOPs) cannot pay for are cancelled (``shrink``); with nothing to run, more brackets
+        follow for what is left beyond the promised work, at most ``left`` new candidates (the feasible members
+        the study has not taken: 0 ends the search once everything started is done)."""
+        job = self.next_job(brackets, cands)
+        if job is not None and job.kind == "new":
+            fitted = self.shrink(brackets, cands, available)
+            if fitted != brackets:
+                brackets = fitted
+                job = self.next_job(brackets, cands)
+        if job is None:
+            more = self.extend(brackets, cands, available, left)
+            if more != brackets:
+                brackets = more
+                job = self.next_job(brackets, cands)
+        return Decision(job, brackets)
+
+    def over(self, brackets: list[Bracket], cands: list[Candidate], available: float, left: int) -> bool:
+        """Whether nothing is left to run or decide, and no more brackets would start (nothing held by a worker is
+        the caller's part to check)."""
+        if self.next_job(brackets, cands) is not None or self.decided(brackets, cands):
+            return False
+        return self.extend(brackets, cands, available, left) == brackets
 
     # -- what runs next ---------------------------------------------------------------------------------------------
     def next_job(self, brackets: list[Bracket], cands: list[Candidate]) -> Job | None:

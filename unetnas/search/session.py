@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,12 @@ from unetnas.errors import UserError
 from unetnas.io import load_space
 from unetnas.presets import PRESETS
 from unetnas.search import study as S
+from unetnas.search.budget import format_flops
+from unetnas.search.config import SearchConfig
+from unetnas.search.executor import Executor
+from unetnas.search.groundtruth import GroundTruth
 from unetnas.search.lease import DEFAULT_TTL_S
-from unetnas.search.ledger import Ledger, LedgerWarning
+from unetnas.search.ledger import Ledger, LedgerError, LedgerWarning
 from unetnas.search.plan import Plan, make_plan, members
 from unetnas.search.storage import creation_lock, engine_for, open_storage, redact, resolve_storage
 from unetnas.space import SearchSpace
@@ -24,24 +29,7 @@ from unetnas.train.recipe import Recipe, load_recipe
 DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "space" / "tiny.yaml"
 
 
-@dataclass
-class SearchConfig:
-    budget: float
-    space: Path | None = None  # default: space/tiny.yaml, or the replayed table's space
-    data: str = "shapes"
-    recipe: Path | None = None  # default: trials/short.yaml, or the replayed table's recipe
-    storage: str | None = None
-    study: str = "demo"
-    objectives: tuple[str, ...] = ("alignment", "gmacs")
-    max_gmacs: float | None = None
-    max_params: float | None = None
-    sampler: str = "tpe"
-    seed: int = 0
-    enqueue_presets: bool = False
-    runs_dir: Path = Path("runs")
-    replay: Path | None = None  # a ground-truth table: answer rungs from it instead of training
-    cycle: tuple[int, ...] | None = None  # bracket types to lay out (None: Hyperband's); see plan.make_plan
-    proxy: dict[str, Any] | None = None  # recipe.search.proxy overrides (--proxy, --questions, ...; proxies.select)
+ExecutorFactory = Callable[["Prepared", Plan], Executor]
 
 
 @dataclass
@@ -51,16 +39,14 @@ class Prepared:
     recipe: Recipe
     plan: Plan
     presets: list[str] = field(default_factory=list)
-    table: Any = None  # replay.GroundTruth when replaying
+    table: GroundTruth | None = None  # the ground-truth table when replaying
     proxy: Any = None  # the alignment proxy of a training search (None: validation loss only)
 
 
-def prepare(cfg: SearchConfig, table: Any = None) -> Prepared:
+def prepare(cfg: SearchConfig, table: GroundTruth | None = None) -> Prepared:
     """Everything that needs no storage: space with constraints, recipe, presets to enqueue, the plan, and the
     ground-truth table when replaying (``table``: an already loaded one)."""
     if cfg.replay is not None and table is None:
-        from unetnas.search.replay import GroundTruth
-
         table = GroundTruth.load(cfg.replay)
     space_path = cfg.space or (table.meta_path("space") if table is not None else None) or DEFAULT_SPACE
     recipe_path = cfg.recipe or (table.meta_path("recipe") if table is not None else None)
@@ -119,45 +105,26 @@ def settings_of(p: Prepared) -> dict[str, Any]:
 
 
 def launch_of(cfg: SearchConfig) -> dict[str, Any]:
-    """What a worker joining the study needs to rebuild its configuration (paths made absolute)."""
-
-    def path(x: Path | None) -> str | None:
-        return None if x is None else str(Path(x).resolve())
-
-    return {
-        "space": path(cfg.space),
-        "data": cfg.data,
-        "recipe": path(cfg.recipe),
-        "objectives": list(cfg.objectives),
-        "max_gmacs": cfg.max_gmacs,
-        "max_params": cfg.max_params,
-        "sampler": cfg.sampler,
-        "seed": cfg.seed,
-        "enqueue_presets": cfg.enqueue_presets,
-        "runs_dir": path(cfg.runs_dir),
-        "replay": path(cfg.replay),
-        "cycle": None if cfg.cycle is None else list(cfg.cycle),
-        "proxy": getattr(cfg, "proxy", None),
-    }
+    """What a worker joining the study needs to rebuild its configuration (``SearchConfig.launch``)."""
+    return cfg.launch()
 
 
 def rdb_storage(url: str) -> Any:
     """Optuna's storage at ``url`` as Optuna would use it (cached RDB storage, no Optuna heartbeats: leases do that
     job), every call retried on transient database errors (``retry.RetryingStorage``)."""
-    from optuna.storages._cached_storage import _CachedStorage
-
     from unetnas.search.retry import RetryingStorage
+    from unetnas.search.trials import cached
 
-    return RetryingStorage(_CachedStorage(open_storage(url, heartbeat_interval=None)))
+    return RetryingStorage(cached(open_storage(url, heartbeat_interval=None)))
 
 
 def close_storage(storage: Any) -> None:
     """Close the connections of a storage from ``rdb_storage`` before the same process opens the file again: on
     SQLite, opening a database file that this process has open drops the POSIX locks of its live connections, and
     they then read a stale or torn database."""
-    inner = getattr(getattr(storage, "_inner", None), "_backend", None)
-    if inner is not None:
-        inner.engine.dispose()
+    from unetnas.search.trials import dispose
+
+    dispose(storage)
 
 
 def config_of_study(url: str, study: str, budget: float, replay: Path | None = None) -> SearchConfig:
@@ -180,33 +147,21 @@ def config_of_study(url: str, study: str, budget: float, replay: Path | None = N
             "was not made by this version of `unetnas study create` or `unetnas search`", field="--study", value=study
         )
 
-    def path(key: str) -> Path | None:
-        return None if launch[key] is None else Path(launch[key])
-
-    cfg = SearchConfig(
-        budget=budget,
-        space=path("space"),
-        data=launch["data"],
-        recipe=path("recipe"),
-        storage=url,
-        study=study,
-        objectives=tuple(launch["objectives"]),
-        max_gmacs=launch["max_gmacs"],
-        max_params=launch["max_params"],
-        sampler=launch["sampler"],
-        seed=launch["seed"],
-        enqueue_presets=launch["enqueue_presets"],
-        runs_dir=path("runs_dir") or Path("runs"),
-        replay=replay or path("replay"),
-        cycle=None if launch["cycle"] is None else tuple(launch["cycle"]),
-    )
-    if launch.get("proxy") is not None:  # the alignment proxy's settings (--proxy, --questions, ...)
-        cfg.proxy = launch["proxy"]
-    return cfg
+    return SearchConfig.of_launch(launch, budget=budget, storage=url, study=study, replay=replay)
 
 
-def open_search(p: Prepared, storage: Any = None, engine: sa.Engine | None = None, lease_ttl_s: float = DEFAULT_TTL_S):
+def open_search(
+    p: Prepared,
+    storage: Any = None,
+    engine: sa.Engine | None = None,
+    lease_ttl_s: float = DEFAULT_TTL_S,
+    executor: ExecutorFactory | None = None,
+):
     """Open (or create) the study, its ledger and the worker; returns (Search, storage url).
+
+    ``executor``: the factory of the executor that runs rungs, called with (``p``, the plan in force);
+    ``default_executor`` (training, or the replay of ``p.table``) when None. The seam where another executor plugs
+    in (``docs/architecture.md``).
 
     ``storage`` (an Optuna storage) and ``engine`` (the ledger's database) override the URL of the config: the
     replay benchmark passes in-memory ones. Creating tables, study and budget happens under ``creation_lock``, so
@@ -218,18 +173,20 @@ def open_search(p: Prepared, storage: Any = None, engine: sa.Engine | None = Non
         with creation_lock(url):
             storage = rdb_storage(url)
             engine = engine or engine_for(url)
-            return _open(p, storage, engine, url, lease_ttl_s)
+            return _open(p, storage, engine, url, lease_ttl_s, executor or default_executor)
     url = "memory" if engine is not None else str(cfg.storage)
-    return _open(p, storage, engine, url, lease_ttl_s)
+    return _open(p, storage, engine, url, lease_ttl_s, executor or default_executor)
 
 
-def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: float):
+def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: float, executor: ExecutorFactory):
     from unetnas.search.lease import Leases
     from unetnas.search.proposer import Proposer
     from unetnas.search.runner import Search
 
     cfg = p.cfg
-    study = S.open_study(storage, cfg.study, cfg.objectives, settings_of(p))
+    study = S.open_study(storage, cfg.study, cfg.objectives, settings_of(p), changed=cfg.changed)
+    ledger = Ledger(engine, cfg.study)
+    raised = _budget_change(ledger, cfg)
     stored = study.user_attrs[S.SETTINGS_ATTR]
     try:
         plan = Plan.from_dict(stored["plan"])  # a resumed search keeps its first plan
@@ -243,7 +200,13 @@ def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: f
         for name in p.presets:
             study.enqueue_trial(p.space.params_of(PRESETS[name]), user_attrs={"preset": name})
         study.set_user_attr("presets_enqueued", True)
-    ledger = Ledger(engine, cfg.study)
+    if raised is not None:
+        ledger.set_budget(cfg.budget)
+        print(
+            f"note: budget raised from {format_flops(raised)} to {format_flops(cfg.budget)} FLOPs: the plan keeps "
+            f"its rungs and brackets; more brackets follow for the difference",
+            file=sys.stderr,
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LedgerWarning)
         ledger.create(cfg.budget)
@@ -256,7 +219,7 @@ def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: f
         space=p.space,
         plan=plan,
         objectives=cfg.objectives,
-        executor=_executor(p, plan),
+        executor=executor(p, plan),
         proposer=proposer,
         runs_dir=None if p.table is not None else _trials_home(url, cfg),
         seed=cfg.seed,
@@ -265,10 +228,28 @@ def _open(p: Prepared, storage: Any, engine: sa.Engine, url: str, lease_ttl_s: f
     return search, redact(url)
 
 
-def _executor(p: Prepared, plan: Plan):
+def _budget_change(ledger: Ledger, cfg: SearchConfig) -> float | None:
+    """The stored budget when ``cfg`` raises it (applied by the caller), None when it is the same or the study has
+    none yet; a smaller budget is refused (one line, nothing written)."""
+    try:
+        stored = ledger.summary()["budget"]
+    except (LedgerError, sa.exc.OperationalError, sa.exc.ProgrammingError):  # a new study (or no ledger table yet)
+        return None
+    if cfg.budget < stored:
+        raise UserError(
+            f"is below the {format_flops(stored)} FLOPs study {cfg.study!r} was made with; a budget may be raised, "
+            f"never lowered",
+            field="--budget",
+            value=format_flops(cfg.budget),
+        )
+    return stored if cfg.budget > stored else None
+
+
+def default_executor(p: Prepared, plan: Plan) -> Executor:
+    """The replay's executor when ``p`` replays a table, else the training executor (with ``p``'s proxy)."""
     s = p.recipe.search
     if p.table is not None:
-        from unetnas.search.replay import ReplayExecutor
+        from unetnas.search.replay_executor import ReplayExecutor
 
         return ReplayExecutor(p.table, p.recipe, s, seed=p.cfg.seed)
     from unetnas.search.executor import TrainingExecutor

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from optuna.trial import TrialState
 
 from unetnas.errors import UserError
 from unetnas.search.promotion import pareto
+from unetnas.search.trials import storage_of
 from unetnas.spec import UNetSpec
 
 OBJECTIVES = {"alignment": "maximize", "gmacs": "minimize", "params": "minimize"}
@@ -113,8 +115,16 @@ def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise UserError(f"must be one of {', '.join(SAMPLERS)}", field="--sampler", value=name)
 
 
-def open_study(storage: Any, name: str, objectives: tuple[str, ...], settings: dict[str, Any]) -> optuna.Study:
-    """Create the study, or load it and check it was made with the same space, data, objectives and recipe.
+def open_study(
+    storage: Any,
+    name: str,
+    objectives: tuple[str, ...],
+    settings: dict[str, Any],
+    changed: Callable[[dict[str, Any]], list[str]] | None = None,
+) -> optuna.Study:
+    """Create the study, or load it and check it was made with the same settings: ``changed(stored launch)`` lists
+    the options that differ (``config.SearchConfig.changed``), then space, data, objectives, recipe and table are
+    compared as resolved. Any difference is one ``UserError`` naming it, raised before anything is written.
 
     Its own sampler never draws: every candidate's parameters are enqueued (see ``proposer.Proposer``).
     """
@@ -127,13 +137,21 @@ def open_study(storage: Any, name: str, objectives: tuple[str, ...], settings: d
         try:
             study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler)
         except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
-            return open_study(storage, name, objectives, settings)
+            return open_study(storage, name, objectives, settings, changed)
         study.set_user_attr(SETTINGS_ATTR, settings)
         return study
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         raise UserError(
             "exists but was not made by unetnas search; choose another --study", field="--study", value=name
+        )
+    diffs = [] if changed is None else changed(stored.get("launch") or {})
+    if diffs:
+        raise UserError(
+            f"was made with other settings ({'; '.join(diffs)}); run it with the settings it was made with, "
+            f"or use another --study",
+            field="--study",
+            value=name,
         )
     for key in ("space", "data", "objectives", "recipe", "replay"):
         if stored.get(key) != settings.get(key):
@@ -153,7 +171,7 @@ def _short(value: Any) -> str:
 
 def set_attrs(study: optuna.Study, trial_id: int, **attrs: Any) -> None:
     for key, value in attrs.items():
-        study._storage.set_trial_user_attr(trial_id, key, json.loads(json.dumps(value)))
+        storage_of(study).set_trial_user_attr(trial_id, key, json.loads(json.dumps(value)))
 
 
 def design_key(spec: UNetSpec | dict[str, Any]) -> str:
