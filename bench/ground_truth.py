@@ -25,8 +25,9 @@ Table schema (version 2, a strict superset of version 1): ``{"version", "meta", 
 gmacs, train_flops_per_sample, text_blind, tags}], "runs": [{design, seed, checkpoints: [{train_flops, steps,
 samples, wall_s, eval_flops, eval_s, val_loss, tifa, tifa_se, alignment, alignment_se, blind_tifa,
 per_prompt_alignment}]}], "partial_runs": [same, fewer checkpoints]}``; v2 adds ``meta.horizon_unit``
-(``meta.horizons`` are in it), ``meta.seeds``, ``meta.extra_seed_designs``, ``meta.runs_planned`` and
-``partial_runs``. Units: FLOPs, samples, seconds; alignment and TIFA are accuracies in [0, 1] (alignment is a
+(``meta.horizons`` are in it), ``meta.seeds``, ``meta.extra_seed_designs``, ``meta.runs_planned``, ``meta.pilot``,
+``meta.align_from`` (checkpoints before this index have validation loss only: their alignment fields are null)
+and ``partial_runs``. Units: FLOPs, samples, seconds; alignment and TIFA are accuracies in [0, 1] (alignment is a
 difference and may be negative).
 """
 
@@ -142,6 +143,17 @@ def checkpoint_horizons(horizon: float, n: int, ratio: float, unit: str, batch: 
     return list(dict.fromkeys(hs))
 
 
+ALIGNMENT_FIELDS = (
+    "tifa",
+    "tifa_se",
+    "alignment",
+    "alignment_se",
+    "blind_tifa",
+    "alignment_by_category",
+    "per_prompt_alignment",
+)
+
+
 def run_key(spec: dict[str, Any], recipe, seed: int) -> str:
     """A run's folder name: the design's spec (without its name), the recipe and the seed, hashed."""
     blob = json.dumps(
@@ -151,12 +163,22 @@ def run_key(spec: dict[str, Any], recipe, seed: int) -> str:
 
 
 def run_one(
-    design: dict[str, Any], seed: int, *, recipe, source, proxy, horizons: list[float], work: Path, log
+    design: dict[str, Any],
+    seed: int,
+    *,
+    recipe,
+    source,
+    proxy,
+    horizons: list[float],
+    work: Path,
+    log,
+    align_from: int = 0,
 ) -> list[dict[str, Any]]:
     """Train one design with one seed through every checkpoint; resumes from ``work`` if a run was cut short.
 
     Rows already measured at a checkpoint's step are reused (also from a run with another checkpoint grid), and
     training continues from the saved trainer state when it lies at or before the next missing checkpoint.
+    Checkpoints before index ``align_from`` get validation loss only (alignment fields None).
     """
     from unetnas.proxies import Subject, ValLoss
     from unetnas.spec import UNetSpec
@@ -176,21 +198,21 @@ def run_one(
     if (run_dir / "checkpoint" / checkpoint.STATE).is_file():
         if checkpoint.read_state(run_dir / "checkpoint")["step"] <= missing:
             trainer.resume()
-    for target in targets:
+    for i, target in enumerate(targets):
         if target in have:
             continue
         trainer.train_to(target)
         t0 = time.perf_counter()
         subject = Subject.from_trainer(trainer)
         val = ValLoss().score(subject)
-        res = proxy.score(subject)
-        d = res.details
+        res = proxy.score(subject) if i >= align_from else None
+        d = res.details if res is not None else dict.fromkeys(ALIGNMENT_FIELDS)
         have[trainer.step] = {
             "train_flops": trainer.train_flops,
             "steps": trainer.step,
             "samples": trainer.samples,
             "wall_s": round(trainer.wall_s, 2),
-            "eval_flops": val.flops + res.flops,
+            "eval_flops": val.flops + (res.flops if res is not None else 0.0),
             "eval_s": round(time.perf_counter() - t0, 2),
             "val_loss": val.value,
             "tifa": d["tifa"],
@@ -203,9 +225,9 @@ def run_one(
         }
         trainer.save()
         _write_json(rows_path, sorted(have.values(), key=lambda r: r["steps"]))
+        scored = f"tifa {d['tifa']:.3f} alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f}" if res else ""
         log(
-            f"{design['id']} s{seed} {trainer.samples} samples {trainer.train_flops:.3g} FLOPs step {trainer.step}: "
-            f"val {val.value:.4f} tifa {d['tifa']:.3f} alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f}"
+            f"{design['id']} s{seed} {trainer.samples} samples {trainer.train_flops:.3g} FLOPs: val {val.value:.4f} {scored}"
         )
     return [have[t] for t in targets]
 
@@ -241,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=128, help="evaluation prompts per alignment score")
     ap.add_argument("--seeds", type=int, default=2, help="seeds 0 .. N-1 for every design")
     ap.add_argument("--extra-seeds", type=int, default=12, help="designs spread over GMACs given one more seed")
+    ap.add_argument("--align-from", type=int, default=0, help="score alignment from checkpoint index K on only")
     ap.add_argument("--pilot", type=int, default=0, help="only N reading designs spread over GMACs + the control")
     ap.add_argument("--only", default="", help="comma-separated design ids (default: all)")
     ap.add_argument("--out", type=Path, default=None, help="default bench/data/gt-<space>-v2[-pilot].json")
@@ -313,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             "extra_seed_designs": extra,
             "runs_planned": len(jobs),
             "pilot": args.pilot,
+            "align_from": args.align_from,
             "world": source.describe(),
             "proxy": {
                 "name": "tifa",
@@ -340,7 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     for depth in depths:
         for d, seed in jobs:
             results[d["id"], seed] = run_one(
-                d, seed, recipe=recipe, source=source, proxy=proxy, horizons=horizons[:depth], work=args.work, log=log
+                d,
+                seed,
+                recipe=recipe,
+                source=source,
+                proxy=proxy,
+                horizons=horizons[:depth],
+                work=args.work,
+                log=log,
+                align_from=args.align_from,
             )
             write()
     log(f"table written to {out} ({len(jobs)} runs)")

@@ -46,6 +46,7 @@ def test_ground_truth_at_equal_samples_pilot_then_full_reuses_runs(tmp_path) -> 
     common = ["--space", str(DATA / "micro.yaml"), "--recipe", str(recipe), "--prompts", "4", "--work", str(work)]
     pilot = tmp_path / "pilot.json"
     argv = common + ["--unit", "samples", "--horizon", "16", "--checkpoints", "2", "--ratio", "2", "--pilot", "2"]
+    argv += ["--align-from", "1"]  # the first checkpoint: validation loss only
     assert ground_truth.main(argv + ["--out", str(pilot)]) == 0
     table = json.loads(pilot.read_text())
     assert table["meta"]["horizon_unit"] == "samples" and table["meta"]["horizons"] == [8.0, 16.0]
@@ -54,6 +55,9 @@ def test_ground_truth_at_equal_samples_pilot_then_full_reuses_runs(tmp_path) -> 
     for r in table["runs"]:
         assert [c["samples"] for c in r["checkpoints"]] == [8, 16]  # equal samples, whatever the design's cost
         assert r["checkpoints"][-1]["train_flops"] == pytest.approx(16 * fps[r["design"]])
+        first, last = r["checkpoints"]
+        assert first["alignment"] is None and first["per_prompt_alignment"] is None and math.isfinite(first["val_loss"])
+        assert len(last["per_prompt_alignment"]) == 4 and last["eval_flops"] > first["eval_flops"]
     stamps = {p: p.stat().st_mtime_ns for p in work.glob("*/rows.json")}
     full = tmp_path / "full.json"
     argv = common + ["--horizon", "32", "--checkpoints", "3", "--seeds", "1", "--extra-seeds", "0"]
