@@ -187,7 +187,10 @@ def run_one(
 
     run_dir = work / run_key(design["spec"], recipe, seed)
     rows_path = run_dir / "rows.json"
-    have = {r["steps"]: r for r in (json.loads(rows_path.read_text()) if rows_path.is_file() else [])}
+    rows = json.loads(rows_path.read_text()) if rows_path.is_file() else []
+    n_prompts = getattr(proxy, "prompts", None)
+    # rows scored on another number of prompts are not this table's (rows without the field: 128, the v2 pilot's)
+    have = {r["steps"]: r for r in rows if r.get("alignment") is None or r.get("prompts", 128) == n_prompts}
     fps = design["train_flops_per_sample"]
     targets = [recipe.horizon_steps(h, fps) for h in horizons]
     if all(t in have for t in targets):
@@ -215,6 +218,7 @@ def run_one(
             "eval_flops": val.flops + (res.flops if res is not None else 0.0),
             "eval_s": round(time.perf_counter() - t0, 2),
             "val_loss": val.value,
+            "prompts": n_prompts if res is not None else None,
             "tifa": d["tifa"],
             "tifa_se": d["tifa_se"],
             "alignment": d["alignment"],
@@ -252,6 +256,44 @@ def machine() -> dict[str, Any]:
     }
 
 
+def planned(args, recipe, unit: str, horizon: float, out: Path) -> dict[str, Any]:
+    """What the command would run: runs, checkpoints and FLOPs (training to the last checkpoint; validation loss
+    and DDIM + CFG sampling of the alignment proxy at each scored checkpoint, the answerer's pixel work left out)."""
+    from unetnas.cost import cost
+    from unetnas.spec import UNetSpec
+
+    table_designs = designs(args.space)
+    if args.pilot:
+        keep = set(second_seed_ids(table_designs, args.pilot + 1))
+        table_designs = [d for d in table_designs if d["id"] in keep]
+    by_id = {d["id"]: d for d in table_designs}
+    extra = [] if args.pilot else second_seed_ids(table_designs, args.extra_seeds) if args.extra_seeds else []
+    only = set(filter(None, args.only.split(",")))
+    jobs = [(i, s) for i, s in plan_jobs(table_designs, args.seeds, extra) if not only or i in only]
+    horizons = checkpoint_horizons(horizon, args.checkpoints, args.ratio, unit, recipe.batch_size)
+    scored = len(horizons) - min(args.align_from, len(horizons))
+    guidance = 2 if recipe.cfg_scale != 1.0 else 1
+    train = evals = 0.0
+    for i, _ in jobs:
+        d = by_id[i]
+        fwd = cost(UNetSpec.model_validate(d["spec"])).flops
+        train += recipe.horizon_flops(horizons[-1], d["train_flops_per_sample"])
+        evals += len(horizons) * fwd * recipe.val_samples * len(recipe.val_timesteps)
+        evals += scored * recipe.sample_steps * guidance * fwd * args.prompts
+    return {
+        "out": str(out),
+        "designs": len(table_designs),
+        "runs": len(jobs),
+        "order": [f"{i}-s{s}" for i, s in jobs],
+        "horizon_unit": unit,
+        "horizons": horizons,
+        "scored_checkpoints": scored,
+        "train_flops": train,
+        "eval_flops": evals,
+        "hours_at_10_gflops": round((train + evals) / 1e10 / 3600, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench ground-truth", description=__doc__.splitlines()[0])
     ap.add_argument("--space", type=Path, default=ROOT / "space" / "tiny.yaml")
@@ -267,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pilot", type=int, default=0, help="only N reading designs spread over GMACs + the control")
     ap.add_argument("--only", default="", help="comma-separated design ids (default: all)")
     ap.add_argument("--out", type=Path, default=None, help="default bench/data/gt-<space>-v2[-pilot].json")
+    ap.add_argument("--dry-run", action="store_true", help="print the runs and their planned FLOPs, train nothing")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "ground-truth-v2")
     args = ap.parse_args(argv)
 
@@ -291,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("out of range", field=name, value=value)
     stem = args.space.stem
     out = args.out or ROOT / "bench" / "data" / f"gt-{stem}-v2{'-pilot' if args.pilot else ''}.json"
+
+    if args.dry_run:
+        print(json.dumps(planned(args, recipe, unit, horizon, out), indent=1))
+        return 0
 
     import torch
 
