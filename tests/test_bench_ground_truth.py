@@ -196,3 +196,17 @@ def test_equal_samples_reads_checkpoints_interpolates_between_and_finds_a_separa
     v1 = json.loads((Path("bench/data/gt-tiny-v1.json")).read_text())
     at = es.analyse(v1, 1920)  # the largest v1 design's last checkpoint: every design reaches it
     assert at["reading"] == 34 and at["designs"] == 35
+
+
+def test_ground_truth_dry_run_plans_runs_and_flops_without_training(tmp_path, capsys) -> None:
+    argv = ["--space", str(DATA / "micro.yaml"), "--recipe", str(DATA / "smoke-samples.yaml"), "--horizon", "64"]
+    argv += ["--seeds", "2", "--extra-seeds", "2", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "t.json")]
+    assert ground_truth.main([*argv, "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    n = len(ground_truth.designs(DATA / "micro.yaml"))
+    assert plan["runs"] == 2 * n + 2
+    assert plan["horizons"] == [8.0, 16.0, 32.0, 64.0]  # 2, 4 and 8 samples round up to one batch of 8: deduplicated
+    assert plan["train_flops"] > 0 and plan["eval_flops"] > 0
+    fewer = ground_truth.main([*argv, "--dry-run", "--align-from", "3"])
+    assert fewer == 0 and json.loads(capsys.readouterr().out)["eval_flops"] < plan["eval_flops"]
+    assert not (tmp_path / "w").exists() and not (tmp_path / "t.json").exists()
