@@ -11,7 +11,8 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line description)
-    "ground-truth": ("bench.ground_truth", "train the tabular ground truth of space/tiny.yaml (resumable)"),
+    "ground-truth": ("bench.ground_truth", "train the tabular ground truth of a space (resumable; v2: samples)"),
+    "equal-samples": ("bench.equal_samples", "a table read at equal training samples: true front, seeds, noise"),
     "proxy-fidelity": ("bench.proxy_fidelity", "rank correlation of early proxies with final alignment"),
     "science": ("bench.science", "the paper's findings (depth vs width, cross-attention placement) on the table"),
     "search-efficiency": ("bench.search_efficiency", "unetnas vs baselines on the replayed ground truth"),

@@ -25,8 +25,9 @@ Table schema (version 2, a strict superset of version 1): ``{"version", "meta", 
 gmacs, train_flops_per_sample, text_blind, tags}], "runs": [{design, seed, checkpoints: [{train_flops, steps,
 samples, wall_s, eval_flops, eval_s, val_loss, tifa, tifa_se, alignment, alignment_se, blind_tifa,
 per_prompt_alignment}]}], "partial_runs": [same, fewer checkpoints]}``; v2 adds ``meta.horizon_unit``
-(``meta.horizons`` are in it), ``meta.seeds``, ``meta.extra_seed_designs``, ``meta.runs_planned`` and
-``partial_runs``. Units: FLOPs, samples, seconds; alignment and TIFA are accuracies in [0, 1] (alignment is a
+(``meta.horizons`` are in it), ``meta.seeds``, ``meta.extra_seed_designs``, ``meta.runs_planned``, ``meta.pilot``,
+``meta.align_from`` (checkpoints before this index have validation loss only: their alignment fields are null)
+and ``partial_runs``. Units: FLOPs, samples, seconds; alignment and TIFA are accuracies in [0, 1] (alignment is a
 difference and may be negative).
 """
 
@@ -142,6 +143,17 @@ def checkpoint_horizons(horizon: float, n: int, ratio: float, unit: str, batch: 
     return list(dict.fromkeys(hs))
 
 
+ALIGNMENT_FIELDS = (
+    "tifa",
+    "tifa_se",
+    "alignment",
+    "alignment_se",
+    "blind_tifa",
+    "alignment_by_category",
+    "per_prompt_alignment",
+)
+
+
 def run_key(spec: dict[str, Any], recipe, seed: int) -> str:
     """A run's folder name: the design's spec (without its name), the recipe and the seed, hashed."""
     blob = json.dumps(
@@ -151,12 +163,22 @@ def run_key(spec: dict[str, Any], recipe, seed: int) -> str:
 
 
 def run_one(
-    design: dict[str, Any], seed: int, *, recipe, source, proxy, horizons: list[float], work: Path, log
+    design: dict[str, Any],
+    seed: int,
+    *,
+    recipe,
+    source,
+    proxy,
+    horizons: list[float],
+    work: Path,
+    log,
+    align_from: int = 0,
 ) -> list[dict[str, Any]]:
     """Train one design with one seed through every checkpoint; resumes from ``work`` if a run was cut short.
 
     Rows already measured at a checkpoint's step are reused (also from a run with another checkpoint grid), and
     training continues from the saved trainer state when it lies at or before the next missing checkpoint.
+    Checkpoints before index ``align_from`` get validation loss only (alignment fields None).
     """
     from unetnas.proxies import Subject, ValLoss
     from unetnas.spec import UNetSpec
@@ -165,7 +187,10 @@ def run_one(
 
     run_dir = work / run_key(design["spec"], recipe, seed)
     rows_path = run_dir / "rows.json"
-    have = {r["steps"]: r for r in (json.loads(rows_path.read_text()) if rows_path.is_file() else [])}
+    rows = json.loads(rows_path.read_text()) if rows_path.is_file() else []
+    n_prompts = getattr(proxy, "prompts", None)
+    # rows scored on another number of prompts are not this table's (rows without the field: 128, the v2 pilot's)
+    have = {r["steps"]: r for r in rows if r.get("alignment") is None or r.get("prompts", 128) == n_prompts}
     fps = design["train_flops_per_sample"]
     targets = [recipe.horizon_steps(h, fps) for h in horizons]
     if all(t in have for t in targets):
@@ -176,23 +201,24 @@ def run_one(
     if (run_dir / "checkpoint" / checkpoint.STATE).is_file():
         if checkpoint.read_state(run_dir / "checkpoint")["step"] <= missing:
             trainer.resume()
-    for target in targets:
+    for i, target in enumerate(targets):
         if target in have:
             continue
         trainer.train_to(target)
         t0 = time.perf_counter()
         subject = Subject.from_trainer(trainer)
         val = ValLoss().score(subject)
-        res = proxy.score(subject)
-        d = res.details
+        res = proxy.score(subject) if i >= align_from else None
+        d = res.details if res is not None else dict.fromkeys(ALIGNMENT_FIELDS)
         have[trainer.step] = {
             "train_flops": trainer.train_flops,
             "steps": trainer.step,
             "samples": trainer.samples,
             "wall_s": round(trainer.wall_s, 2),
-            "eval_flops": val.flops + res.flops,
+            "eval_flops": val.flops + (res.flops if res is not None else 0.0),
             "eval_s": round(time.perf_counter() - t0, 2),
             "val_loss": val.value,
+            "prompts": n_prompts if res is not None else None,
             "tifa": d["tifa"],
             "tifa_se": d["tifa_se"],
             "alignment": d["alignment"],
@@ -203,9 +229,9 @@ def run_one(
         }
         trainer.save()
         _write_json(rows_path, sorted(have.values(), key=lambda r: r["steps"]))
+        scored = f"tifa {d['tifa']:.3f} alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f}" if res else ""
         log(
-            f"{design['id']} s{seed} {trainer.samples} samples {trainer.train_flops:.3g} FLOPs step {trainer.step}: "
-            f"val {val.value:.4f} tifa {d['tifa']:.3f} alignment {d['alignment']:+.3f} +- {d['alignment_se']:.3f}"
+            f"{design['id']} s{seed} {trainer.samples} samples {trainer.train_flops:.3g} FLOPs: val {val.value:.4f} {scored}"
         )
     return [have[t] for t in targets]
 
@@ -230,6 +256,44 @@ def machine() -> dict[str, Any]:
     }
 
 
+def planned(args, recipe, unit: str, horizon: float, out: Path) -> dict[str, Any]:
+    """What the command would run: runs, checkpoints and FLOPs (training to the last checkpoint; validation loss
+    and DDIM + CFG sampling of the alignment proxy at each scored checkpoint, the answerer's pixel work left out)."""
+    from unetnas.cost import cost
+    from unetnas.spec import UNetSpec
+
+    table_designs = designs(args.space)
+    if args.pilot:
+        keep = set(second_seed_ids(table_designs, args.pilot + 1))
+        table_designs = [d for d in table_designs if d["id"] in keep]
+    by_id = {d["id"]: d for d in table_designs}
+    extra = [] if args.pilot else second_seed_ids(table_designs, args.extra_seeds) if args.extra_seeds else []
+    only = set(filter(None, args.only.split(",")))
+    jobs = [(i, s) for i, s in plan_jobs(table_designs, args.seeds, extra) if not only or i in only]
+    horizons = checkpoint_horizons(horizon, args.checkpoints, args.ratio, unit, recipe.batch_size)
+    scored = len(horizons) - min(args.align_from, len(horizons))
+    guidance = 2 if recipe.cfg_scale != 1.0 else 1
+    train = evals = 0.0
+    for i, _ in jobs:
+        d = by_id[i]
+        fwd = cost(UNetSpec.model_validate(d["spec"])).flops
+        train += recipe.horizon_flops(horizons[-1], d["train_flops_per_sample"])
+        evals += len(horizons) * fwd * recipe.val_samples * len(recipe.val_timesteps)
+        evals += scored * recipe.sample_steps * guidance * fwd * args.prompts
+    return {
+        "out": str(out),
+        "designs": len(table_designs),
+        "runs": len(jobs),
+        "order": [f"{i}-s{s}" for i, s in jobs],
+        "horizon_unit": unit,
+        "horizons": horizons,
+        "scored_checkpoints": scored,
+        "train_flops": train,
+        "eval_flops": evals,
+        "hours_at_10_gflops": round((train + evals) / 1e10 / 3600, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench ground-truth", description=__doc__.splitlines()[0])
     ap.add_argument("--space", type=Path, default=ROOT / "space" / "tiny.yaml")
@@ -241,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=128, help="evaluation prompts per alignment score")
     ap.add_argument("--seeds", type=int, default=2, help="seeds 0 .. N-1 for every design")
     ap.add_argument("--extra-seeds", type=int, default=12, help="designs spread over GMACs given one more seed")
+    ap.add_argument("--align-from", type=int, default=0, help="score alignment from checkpoint index K on only")
     ap.add_argument("--pilot", type=int, default=0, help="only N reading designs spread over GMACs + the control")
     ap.add_argument("--only", default="", help="comma-separated design ids (default: all)")
     ap.add_argument("--out", type=Path, default=None, help="default bench/data/gt-<space>-v2[-pilot].json")
+    ap.add_argument("--dry-run", action="store_true", help="print the runs and their planned FLOPs, train nothing")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "ground-truth-v2")
     args = ap.parse_args(argv)
 
@@ -268,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("out of range", field=name, value=value)
     stem = args.space.stem
     out = args.out or ROOT / "bench" / "data" / f"gt-{stem}-v2{'-pilot' if args.pilot else ''}.json"
+
+    if args.dry_run:
+        print(json.dumps(planned(args, recipe, unit, horizon, out), indent=1))
+        return 0
 
     import torch
 
@@ -313,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             "extra_seed_designs": extra,
             "runs_planned": len(jobs),
             "pilot": args.pilot,
+            "align_from": args.align_from,
             "world": source.describe(),
             "proxy": {
                 "name": "tifa",
@@ -340,7 +411,15 @@ def main(argv: list[str] | None = None) -> int:
     for depth in depths:
         for d, seed in jobs:
             results[d["id"], seed] = run_one(
-                d, seed, recipe=recipe, source=source, proxy=proxy, horizons=horizons[:depth], work=args.work, log=log
+                d,
+                seed,
+                recipe=recipe,
+                source=source,
+                proxy=proxy,
+                horizons=horizons[:depth],
+                work=args.work,
+                log=log,
+                align_from=args.align_from,
             )
             write()
     log(f"table written to {out} ({len(jobs)} runs)")

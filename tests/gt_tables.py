@@ -19,7 +19,7 @@ import numpy as np
 
 from unetnas.cost import cost
 from unetnas.io import load_space
-from unetnas.search.plan import rung_flops
+from unetnas.search.plan import rung_horizons
 from unetnas.spec import UNetSpec
 from unetnas.train.recipe import load_recipe
 
@@ -55,7 +55,7 @@ def make_table(
 ) -> Path:
     space, recipe = load_space(space_path), load_recipe(recipe_path)
     s = recipe.search
-    rungs, _ = rung_flops(space, recipe, s)
+    rungs, _ = rung_horizons(space, recipe, s)
     horizon = rungs[-1]
     n_ckpt = math.ceil(math.log2(s.eta ** (len(rungs) - 1))) + 2  # from below rung 0 to the horizon, factor 2 apart
     rng = np.random.default_rng(seed)

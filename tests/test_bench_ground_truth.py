@@ -46,6 +46,7 @@ def test_ground_truth_at_equal_samples_pilot_then_full_reuses_runs(tmp_path) -> 
     common = ["--space", str(DATA / "micro.yaml"), "--recipe", str(recipe), "--prompts", "4", "--work", str(work)]
     pilot = tmp_path / "pilot.json"
     argv = common + ["--unit", "samples", "--horizon", "16", "--checkpoints", "2", "--ratio", "2", "--pilot", "2"]
+    argv += ["--align-from", "1"]  # the first checkpoint: validation loss only
     assert ground_truth.main(argv + ["--out", str(pilot)]) == 0
     table = json.loads(pilot.read_text())
     assert table["meta"]["horizon_unit"] == "samples" and table["meta"]["horizons"] == [8.0, 16.0]
@@ -54,6 +55,12 @@ def test_ground_truth_at_equal_samples_pilot_then_full_reuses_runs(tmp_path) -> 
     for r in table["runs"]:
         assert [c["samples"] for c in r["checkpoints"]] == [8, 16]  # equal samples, whatever the design's cost
         assert r["checkpoints"][-1]["train_flops"] == pytest.approx(16 * fps[r["design"]])
+        first, last = r["checkpoints"]
+        assert first["alignment"] is None and first["per_prompt_alignment"] is None and math.isfinite(first["val_loss"])
+        assert len(last["per_prompt_alignment"]) == 4 and last["eval_flops"] > first["eval_flops"]
+    from unetnas.search.replay import GroundTruth
+
+    assert GroundTruth.load(pilot).table.version == 2  # the replay reads v2 tables
     stamps = {p: p.stat().st_mtime_ns for p in work.glob("*/rows.json")}
     full = tmp_path / "full.json"
     argv = common + ["--horizon", "32", "--checkpoints", "3", "--seeds", "1", "--extra-seeds", "0"]
@@ -153,3 +160,53 @@ def test_science_finds_the_planted_effects(tmp_path, capsys) -> None:
     assert res["text_blind"][0]["alignment"] == pytest.approx(0.0, abs=0.1)
     assert science.main(["--table", str(table)]) == 0
     assert "depth vs width" in capsys.readouterr().out
+
+
+def test_equal_samples_reads_checkpoints_interpolates_between_and_finds_a_separated_front() -> None:
+    from bench import equal_samples as es
+
+    def ck(samples: int, a: float, pp: list[float]) -> dict:
+        return {"samples": samples, "alignment": a, "per_prompt_alignment": pp, "val_loss": 0.1}
+
+    rng = np.random.default_rng(0)
+    base = np.linspace(-0.1, 0.1, 40)
+    designs = [{"id": f"d{i}", "gmacs": g, "text_blind": i == 4} for i, g in enumerate([1.0, 2.0, 3.0, 4.0, 2.5])]
+    level = {"d0": 0.1, "d1": 0.3, "d2": 0.31, "d3": 0.5, "d4": 0.0}  # d2 within noise of d1; d4: the control
+    runs = []
+    for d in designs:
+        noise = rng.normal(0, 0.1, 40)  # per-prompt scatter: a paired SE of ~0.02 between two designs
+        for seed in (0, 1):
+            a = level[d["id"]] + 0.001 * seed
+            runs.append(
+                {
+                    "design": d["id"],
+                    "seed": seed,
+                    "checkpoints": [ck(100, 0.0, list(base * 0)), ck(400, a, list(base + noise + a))],
+                }
+            )
+    runs.append({"design": "d3", "seed": 2, "checkpoints": [ck(100, 0.0, list(base * 0))]})  # ends early: ignored
+    table = {"designs": designs, "runs": runs}
+    res = es.analyse(table, 400)
+    assert res["front"] == ["d0", "d1", "d2", "d3"] and res["separated_front"] == ["d0", "d1", "d3"]
+    assert res["seed_spearman"]["rho"] == 1.0 and res["spearman_alignment_gmacs"]["rho"] == 1.0
+    mid = es.analyse(table, 200)  # halfway in log(samples): half the alignment
+    row = {r["id"]: r for r in mid["rows"]}
+    assert row["d3"]["alignment"] == pytest.approx(0.25 + 0.00025, abs=1e-4) and row["d3"]["seeds"] == [0, 1]
+    assert es.analyse(table, 800)["designs"] == 0  # never extrapolated
+    v1 = json.loads((Path("bench/data/gt-tiny-v1.json")).read_text())
+    at = es.analyse(v1, 1920)  # the largest v1 design's last checkpoint: every design reaches it
+    assert at["reading"] == 34 and at["designs"] == 35
+
+
+def test_ground_truth_dry_run_plans_runs_and_flops_without_training(tmp_path, capsys) -> None:
+    argv = ["--space", str(DATA / "micro.yaml"), "--recipe", str(DATA / "smoke-samples.yaml"), "--horizon", "64"]
+    argv += ["--seeds", "2", "--extra-seeds", "2", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "t.json")]
+    assert ground_truth.main([*argv, "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    n = len(ground_truth.designs(DATA / "micro.yaml"))
+    assert plan["runs"] == 2 * n + 2
+    assert plan["horizons"] == [8.0, 16.0, 32.0, 64.0]  # 2, 4 and 8 samples round up to one batch of 8: deduplicated
+    assert plan["train_flops"] > 0 and plan["eval_flops"] > 0
+    fewer = ground_truth.main([*argv, "--dry-run", "--align-from", "3"])
+    assert fewer == 0 and json.loads(capsys.readouterr().out)["eval_flops"] < plan["eval_flops"]
+    assert not (tmp_path / "w").exists() and not (tmp_path / "t.json").exists()

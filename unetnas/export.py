@@ -145,7 +145,7 @@ def _latent(spec: UNetSpec) -> str:
     return f"{spec.latent_channels}x{spec.latent_size}x{spec.latent_size}"
 
 
-def _card(d: _Design, c, study: str, n_rungs: int | None) -> str:
+def _card(d: _Design, c, study: str, n_rungs: int | None, unit: str = "flops") -> str:
     spec, row, rec = d.spec, d.row, d.record
     td = ", ".join(f"{a}:{k}" for a, k in zip(spec.attention, spec.transformer_depth))
     rung = row.get("rung", d.trial.user_attrs.get("rung"))
@@ -184,6 +184,7 @@ front of alignment vs inference cost.
 |---|---|
 {_alignment_line(row, rec)}
 {extra}| rung | {rung_text} |
+| horizon unit | training {unit} |
 | inference GMACs (conv + linear, {c.resolution} px, {c.text_len} tokens) | {c.gmacs:.4g} |
 | forward GFLOPs (all ops) | {c.gflops:.4g} |
 | parameters | {c.params:,} |
@@ -252,7 +253,9 @@ def _check_out(out: Path, study_name: str, replace: bool) -> list[str]:
     return [MARKER, *(f for f in folders if f in entries)]
 
 
-def _write_design(d: _Design, folder: Path, objectives, study_name: str, n_rungs: int | None) -> None:
+def _write_design(
+    d: _Design, folder: Path, objectives, study_name: str, n_rungs: int | None, unit: str = "flops"
+) -> None:
     t, c = d.trial, cost(d.spec)
     folder.mkdir()
     save_diffusers_config(d.spec, folder)
@@ -279,7 +282,7 @@ def _write_design(d: _Design, folder: Path, objectives, study_name: str, n_rungs
         "weights": d.weights is not None,
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    (folder / "README.md").write_text(_card(d, c, study_name, n_rungs))
+    (folder / "README.md").write_text(_card(d, c, study_name, n_rungs, unit))
 
 
 def export(
@@ -301,7 +304,8 @@ def export(
     """
     study, objectives = load_study(storage_url, study_name)
     designs = _designs(study, objectives, storage_url, study_name, top, config_only)
-    n_rungs = len(study.user_attrs.get(S.SETTINGS_ATTR, {}).get("plan", {}).get("rungs", ())) or None
+    plan = study.user_attrs.get(S.SETTINGS_ATTR, {}).get("plan", {})
+    n_rungs = len(plan.get("rungs", ())) or None
     out = Path(out)
     old = _check_out(out, study_name, replace)
     names = [folder_name(study_name, d.trial.number) for d in designs]
@@ -310,7 +314,7 @@ def export(
         out.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
         for d, name in zip(designs, names):
-            _write_design(d, stage / name, objectives, study_name, n_rungs)
+            _write_design(d, stage / name, objectives, study_name, n_rungs, plan.get("unit", "flops"))
         (stage / MARKER).write_text(json.dumps({"study": study_name, "folders": names}, indent=1))
         aside = stage / ".replaced"
         aside.mkdir()

@@ -13,7 +13,7 @@ from rich.table import Table
 from unetnas.cli import options as O
 from unetnas.cli.registry import command
 from unetnas.search.budget import format_flops
-from unetnas.search.plan import Bracket
+from unetnas.search.plan import Bracket, describe_horizon
 
 console = Console(stderr=True)
 
@@ -41,25 +41,37 @@ def _plan_tables(
     """The rungs (what a candidate gets at each) and the brackets (how many candidates the budget buys);
     ``proxy``: the alignment proxy's name, shown at the rungs it scores."""
     k = len(plan.rungs)
+    samples_unit = plan.unit == "samples"
     rungs = Table(
-        title=f"rungs: the longest horizon is {format_flops(plan.max_horizon_flops)} training FLOPs per "
+        title=f"rungs (horizon unit: training {plan.unit}): the longest horizon is {describe_horizon(plan)} per "
         f"candidate, whatever the budget"
     )
-    for col in ("rung", "train FLOPs each", "steps", "samples", "scoring", "eval FLOPs each", "runs"):
+    first = ("samples each", "steps", "train FLOPs (mean member)") if samples_unit else ("train FLOPs each",)
+    rest = (
+        ("scoring", "eval FLOPs each", "runs")
+        if samples_unit
+        else ("steps", "samples", "scoring", "eval FLOPs each", "runs")
+    )
+    for col in ("rung", *first, *rest):
         rungs.add_column(col, justify="right")
     for i, r in enumerate(plan.rungs):
         steps = plan.steps_at(i, plan.typical_train_per_sample)
+        head = (
+            (f"{r:,.0f}", f"{steps:,}", format_flops(plan.horizon_flops(i, plan.typical_train_per_sample)))
+            if samples_unit
+            else (format_flops(r), f"{steps:,}", f"{steps * plan.batch_size:,}")
+        )
         rungs.add_row(
             str(i),
-            format_flops(r),
-            f"{steps:,}",
-            f"{steps * plan.batch_size:,}",
+            *head,
             f"val loss + {proxy}" if i in plan.tifa_rungs else "val loss",
             format_flops(plan.eval_flops[i]),
             str(plan.runs_at(i)),
         )
     rungs.caption = (
-        f"steps and samples of the space's mean member at batch {plan.batch_size}; cheaper members take more"
+        f"every candidate trains the same samples at batch {plan.batch_size}; a dearer member's rung costs more FLOPs"
+        if samples_unit
+        else f"steps and samples of the space's mean member at batch {plan.batch_size}; cheaper members take more"
     )
     shapes: dict[tuple, int] = {}
     for b in plan.brackets:
@@ -106,8 +118,10 @@ def plan_json(plan, flops_per_s: float, presets: list[str], gpus: int | None = N
         "candidates": plan.candidates,
         "brackets": len(plan.brackets),
         "top_candidates": plan.top_candidates,
+        "horizon_unit": plan.unit,
+        "max_horizon": plan.rungs[-1],
         "max_horizon_flops": plan.max_horizon_flops,
-        "min_rung_flops": plan.rungs[0],
+        "min_rung_flops": plan.costs.rungs[0],
         "planned_flops": plan.total,
         "flops_per_s": flops_per_s * (gpus or 1),
         "wall_s": wall["wall_s"],
@@ -289,7 +303,7 @@ def _run(p, json_out: bool) -> None:
 
     def on_job(rep, job) -> None:
         report_ended(rep)
-        rep.rung_started(job.number, job.rung, job.kind, target_flops=plan.rungs[job.rung])
+        rep.rung_started(job.number, job.rung, job.kind, target_flops=plan.target_flops(job.rung))
 
     def on_done(rep, job, out) -> None:
         if out.status == "done":

@@ -27,7 +27,7 @@ def build_report(study: optuna.Study, url: str | None = None, layout_path: str |
     done = sum(1 for t in d.trials if t.top_rung)
     subtitle = (
         f"{len(d.trials)} designs tried, {done} reached the top rung; objectives {', '.join(d.info.objectives)}; "
-        f"alignment = {d.info.metric.label}."
+        f"alignment = {d.info.metric.label}; horizon unit: training {d.info.horizon_unit}."
     )
     return render_html(layout, panels, study=study.study_name, subtitle=subtitle)
 

@@ -116,6 +116,11 @@ class StudyInfo:
     n_rungs: int | None  # rungs in the plan, when stored
 
     @property
+    def horizon_unit(self) -> str:
+        """Unit of the study's rungs: "flops" (equal training FLOPs) or "samples" (equal steps x batch)."""
+        return (self.settings.get("plan") or {}).get("unit", "flops")
+
+    @property
     def sample_steps(self) -> int | None:
         steps = (self.settings.get("recipe") or {}).get("sample_steps")
         return int(steps) if steps else None

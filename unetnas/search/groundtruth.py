@@ -77,7 +77,7 @@ class TableDesign(BaseModel):
 class Table(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    version: int = Field(..., ge=1, le=1)
+    version: int = Field(..., ge=1, le=2)  # 2: bench/ground_truth.py v2 (a superset: horizon_unit, partial_runs)
     meta: dict[str, Any] = Field(default_factory=dict)
     designs: list[TableDesign] = Field(..., min_length=1)
     runs: list[TableRun] = Field(..., min_length=1)

@@ -1,9 +1,14 @@
-"""The search plan: Hyperband brackets of successive halving over rungs of training FLOPs.
+"""The search plan: Hyperband brackets of successive halving over rungs of training FLOPs or training samples.
 
-Rungs come from the recipe and the space, never from the budget. Rung k gives every candidate the same training
-FLOPs ``r_k = r_0 x eta^k`` (k < ``max_rungs``), where ``r_0`` is ``min_steps`` optimizer steps of the recipe's batch
-for the space's typical member (mean training FLOPs per sample) and at least twice the recipe's warm-up FLOPs; the
-last rung is the longest horizon any candidate gets. The budget buys candidates: brackets are laid out in
+Rungs come from the recipe and the space, never from the budget, in the recipe's ``horizon_unit``. Unit
+``flops`` (the isoFLOP view): rung k gives every candidate the same training FLOPs ``r_k = r_0 x eta^k``
+(k < ``max_rungs``), where ``r_0`` is ``min_steps`` optimizer steps of the recipe's batch for the space's typical
+member (mean training FLOPs per sample) and at least 1.5x the recipe's warm-up FLOPs. Unit ``samples`` (Li et
+al.: equal steps x batch): rung k gives every candidate the same training samples ``r_k = r_0 x eta^k``, ``r_0`` =
+``min_steps`` batches and at least 1.5x the warm-up samples; a candidate's rung then costs ``r_k x`` its own
+training FLOPs per sample (``Plan.horizon_flops``). The budget is in FLOPs either way: the bracket layout prices
+rungs at the space's mean member, and the ledger charges what each candidate ran. The last rung is the longest
+horizon any candidate gets. The budget buys candidates: brackets are laid out in
 Hyperband's order (Li et al., JMLR 2018, Alg. 1) until the budget is spent. Bracket ``b`` starts
 ``n_b = ceil(K / (K - b) x eta^(K-1-b))`` candidates at rung ``b`` and keeps ``floor(n_b / eta^i)`` of them at rung
 ``b + i`` (successive halving), so every full bracket costs about the same. The first bracket takes the enqueued
@@ -33,7 +38,7 @@ from unetnas.errors import UserError
 from unetnas.search.budget import format_flops
 from unetnas.space import SearchSpace
 from unetnas.spec import UNetSpec
-from unetnas.train.recipe import Recipe, SearchSettings
+from unetnas.train.recipe import Recipe, SearchSettings, horizon_steps
 
 # Share of the budget the plan leaves unallocated: members' evaluation costs differ from the mean member's, and
 # the ledger refuses (rather than overspends) work that does not fit. Whatever is left when the plan is done is
@@ -145,7 +150,7 @@ def layout(
 class Plan:
     budget: float
     eta: int
-    rungs: list[float]  # cumulative training FLOPs per candidate at each rung (equal for every design)
+    rungs: list[float]  # cumulative horizon per candidate at each rung, in ``unit`` (equal for every design)
     eval_flops: list[float]  # evaluation FLOPs of one run at each rung (typical member)
     once_flops: dict[str, float]  # one-off costs: caption and prompt encoding
     tifa_rungs: list[int]  # rung indices scored by the TIFA proxy (validation loss at every rung)
@@ -173,13 +178,27 @@ class Plan:
             line += f": the plan shrinks from the {self.wanted} candidates the budget buys to {self.candidates}"
         return line
 
+    unit: str = "flops"  # horizon unit of ``rungs``: "flops" (training FLOPs) or "samples" (training samples)
+
     @property
     def costs(self) -> Costs:
-        return Costs(tuple(self.rungs), tuple(self.eval_flops), dict(self.once_flops))
+        """What a run costs the space's mean member (the bracket layout prices rungs at it), in FLOPs."""
+        typical = self.typical_train_per_sample
+        rungs = self.rungs if self.unit == "flops" else [r * typical for r in self.rungs]
+        return Costs(tuple(rungs), tuple(self.eval_flops), dict(self.once_flops))
 
     @property
     def max_horizon_flops(self) -> float:
-        return self.rungs[-1]
+        """Training FLOPs of the last rung: every candidate's (flops unit) or the mean member's (samples unit)."""
+        return self.costs.rungs[-1]
+
+    def target_flops(self, rung: int) -> float | None:
+        """Training FLOPs every candidate reaches at ``rung`` (flops unit); None in the samples unit (per member)."""
+        return self.rungs[rung] if self.unit == "flops" else None
+
+    def horizon_flops(self, rung: int, train_flops_per_sample: float) -> float:
+        """Training FLOPs a member of this per-sample cost spends to reach ``rung`` (whole steps, never more)."""
+        return self.steps_at(rung, train_flops_per_sample) * self.batch_size * train_flops_per_sample
 
     @property
     def candidates(self) -> int:
@@ -211,8 +230,9 @@ class Plan:
         return self.train_total + self.eval_total + math.fsum(self.once_flops.values())
 
     def steps_at(self, rung: int, train_flops_per_sample: float) -> int:
-        """Optimizer steps a member with this per-sample cost takes within ``rung``'s FLOPs (never more)."""
-        return int(math.floor(self.rungs[rung] / (train_flops_per_sample * self.batch_size) + 1e-9))
+        """Optimizer steps a member with this per-sample cost takes within ``rung``'s horizon (never more); in the
+        samples unit the same for every member."""
+        return horizon_steps(self.rungs[rung], self.unit, self.batch_size, train_flops_per_sample)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -295,10 +315,18 @@ def once_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings, data: str,
 WARMUP_FACTOR = 1.5
 
 
-def rung_flops(space: SearchSpace, recipe: Recipe, s: SearchSettings) -> tuple[list[float], float]:
-    """(cumulative training FLOPs of each rung, mean training FLOPs per sample)."""
+def rung_horizons(space: SearchSpace, recipe: Recipe, s: SearchSettings) -> tuple[list[float], float]:
+    """(cumulative horizon of each rung in the recipe's ``horizon_unit``, mean training FLOPs per sample).
+
+    flops: ``r_0 = max(min_steps x batch x mean FLOPs per sample, 1.5 x warmup_flops)``; samples: ``r_0 =
+    max(min_steps x batch, 1.5 x warmup_samples)`` rounded up to whole batches; ``r_k = r_0 x eta^k``.
+    """
     typical = statistics.fmean(cost(m).train_flops_per_sample for m in members(space))
-    r0 = max(s.min_steps * recipe.batch_size * typical, WARMUP_FACTOR * recipe.warmup_flops)
+    if recipe.horizon_unit == "samples":
+        b = recipe.batch_size
+        r0 = float(max(s.min_steps * b, math.ceil(WARMUP_FACTOR * recipe.warmup_samples / b) * b))
+    else:
+        r0 = max(s.min_steps * recipe.batch_size * typical, WARMUP_FACTOR * recipe.warmup_flops)
     return [r0 * s.eta**k for k in range(s.max_rungs)], typical
 
 
@@ -325,7 +353,7 @@ def make_plan(
     """
     if s.eta < 2 or s.n_top < 1 or s.max_rungs < 1:
         raise UserError("eta >= 2, n_top >= 1 and max_rungs >= 1 are required", field="search settings")
-    rungs, typical = rung_flops(space, recipe, s)
+    rungs, typical = rung_horizons(space, recipe, s)
     k = len(rungs)
     cycle = tuple(range(k)) if cycle is None else tuple(cycle)
     if not cycle or any(not 0 <= t < k for t in cycle) or len(set(cycle)) != len(cycle):
@@ -337,7 +365,7 @@ def make_plan(
     per_score = proxy_flops or (lambda m: tifa_flops(m, recipe, s))
     tifa = statistics.fmean(per_score(m) for m in ms) if tifa_idx else 0.0
     costs = Costs(
-        tuple(rungs),
+        tuple(rungs if recipe.horizon_unit == "flops" else [r * typical for r in rungs]),
         tuple(val + (tifa if i in tifa_idx else 0.0) for i in range(k)),
         once_flops(space, recipe, s, data, bool(tifa_idx) and proxy_flops is None),
     )
@@ -364,6 +392,7 @@ def make_plan(
                 cycle=list(cycle),
                 members=feasible,
                 space_size=space.size(),
+                unit=recipe.horizon_unit,
             )
             for after in (-1, *cycle[:-1])
         ]
@@ -390,12 +419,25 @@ def make_plan(
         need = float(f"{hi * 1.005:.2e}")  # rounded up: the budget printed is one that works
         raise UserError(
             f"is too small for this space and recipe: training {s.n_top} candidates (n_top) to the "
-            f"last rung of {format_flops(rungs[-1])} FLOPs, with scoring and caption encoding, needs "
+            f"last rung of {_horizon(rungs[-1], recipe.horizon_unit, typical)}, with scoring and caption encoding, needs "
             f"about {format_flops(need)} FLOPs",
             field="--budget",
             value=format_flops(budget),
         )
     return plan
+
+
+def _horizon(r: float, unit: str, typical: float) -> str:
+    """A rung's horizon in words: "2.4e12 training FLOPs" or "8,192 training samples (3.1e12 FLOPs of the mean
+    member)"."""
+    if unit == "samples":
+        return f"{r:,.0f} training samples ({format_flops(r * typical)} FLOPs of the mean member)"
+    return f"{format_flops(r)} FLOPs"
+
+
+def describe_horizon(plan: Plan, rung: int = -1) -> str:
+    """The horizon of ``rung`` (default the last) in the plan's unit, for the dry run, report and model cards."""
+    return _horizon(plan.rungs[rung], plan.unit, plan.typical_train_per_sample)
 
 
 def wall_time_s(plan: Plan, flops_per_s: float) -> float:

@@ -31,6 +31,18 @@ from unetnas.errors import UserError
 HorizonUnit = Literal["flops", "samples"]
 DEFAULT_WARMUP = {"flops": 2e11, "samples": 256}  # warm-up when the recipe names none, per horizon unit
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def horizon_steps(horizon: float, unit: str, batch_size: int, train_flops_per_sample: float) -> int:
+    """Optimizer steps of ``batch_size`` that fit within ``horizon`` (never more: the horizon is a budget).
+
+    ``unit`` samples: ``floor(horizon / batch_size)``, the same for every design (Li et al.'s equal steps x batch);
+    flops: ``floor(horizon / (train_flops_per_sample x batch_size))``, fewer steps for a dearer design.
+    """
+    per_step = batch_size * (1.0 if unit == "samples" else train_flops_per_sample)
+    return math.floor(horizon / per_step + 1e-9)
+
+
 DEFAULT_RECIPE = ROOT / "trials" / "short.yaml"
 
 
@@ -149,10 +161,9 @@ class Recipe(BaseModel):
     def horizon_steps(self, horizon: float, train_flops_per_sample: float) -> int:
         """Optimizer steps that fit within ``horizon`` (in ``horizon_unit``) for a candidate of this cost; never more.
 
-        samples: ``floor(horizon / batch_size)``; flops: ``floor(horizon / (train_flops_per_sample x batch_size))``.
+        See the module-level ``horizon_steps``.
         """
-        per_step = self.batch_size * (1.0 if self.horizon_unit == "samples" else train_flops_per_sample)
-        return math.floor(horizon / per_step + 1e-9)
+        return horizon_steps(horizon, self.horizon_unit, self.batch_size, train_flops_per_sample)
 
     def horizon_flops(self, horizon: float, train_flops_per_sample: float) -> float:
         """Training FLOPs a candidate of this cost spends to reach ``horizon`` (in ``horizon_unit``): what it costs."""

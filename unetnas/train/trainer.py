@@ -76,7 +76,7 @@ class Trainer:
         self.flops_per_step = self.cost.train_flops_per_sample * recipe.batch_size
         unet = build_unet(spec, seed=seed)
         opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-        warm = recipe.warmup_steps(self.flops_per_step)  # equal warm-up FLOPs for every candidate
+        warm = recipe.warmup_steps(self.flops_per_step)  # equal warm-up (FLOPs or samples) for every candidate
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         ds_config = recipe.deepspeed_config(self.world, self.bf16)
         self.engine, self.optimizer, _, self.lr_sched = deepspeed.initialize(
