@@ -140,7 +140,7 @@ def run_search(bench: Bench, seed: int, *, sampler: str, cycle: tuple[int, ...] 
         kinds = search.ledger.summary()["by_kind"]
         spent = kinds.get("train", 0.0) + kinds.get("eval", 0.0)
         if job.rung == bench.top:
-            spec = S.spec_of(search.study._storage.get_trial(job.trial_id))
+            spec = S.spec_of(search.store.get(job.trial_id))
             trace.done(spent, bench.table.design(spec).id, _measure(outcome.record))
         else:
             trace.done(spent)

@@ -200,14 +200,13 @@ class TrainingExecutor:
 
         assert job.folder is not None, "training jobs need a trial folder"
         state = job.folder / "checkpoint" / checkpoint.STATE
-        done = int(checkpoint.read_state(job.folder / "checkpoint")["step"]) if state.is_file() else 0
-        if done and job.fresh:
+        if job.fresh and state.is_file():  # refused whatever it holds: a fresh trial wrote nothing yet
             raise UserError(
                 "holds a checkpoint this trial never wrote (an earlier search's, under the same study "
                 "name?); remove the folder or use another --study",
                 source=job.folder / "checkpoint",
             )
-        return done
+        return int(checkpoint.read_state(job.folder / "checkpoint")["step"]) if state.is_file() else 0
 
     def eval_flops(self, job: RungJob) -> float:
         from unetnas.proxies import ValLoss

@@ -117,6 +117,7 @@ class Proposer:
         self.sync()
         k, n = self.modelled_rung()
         model = self.models[k]
+        self._align_numbers(k)
         info = {
             "rung": k,
             "observations": n,
@@ -147,6 +148,22 @@ class Proposer:
             spec,
             {**info, "draws": MAX_DRAWS, "modelled": False, "fallback": "random unseen member"},
         )
+
+    def _align_numbers(self, k: int) -> None:
+        """Give rung ``k``'s model the trial count it has in a process that ran the whole search: its observations
+        plus every draw a proposal made there (the search trials' ``proposal`` attr records the rung and draws).
+        A rebuilt model (a resumed search, another worker) lacks the draws, and the samplers are seeded by trial
+        number (``study.TrialSeeded``), so the missing numbers are filled with FAIL trials, which no sampler reads.
+        """
+        drawn = sum(
+            int(info.get("draws", 0))
+            for t in self.study.get_trials(deepcopy=False)
+            if isinstance(info := t.user_attrs.get("proposal"), dict) and info.get("rung") == k
+        )
+        model = self.models[k]
+        missing = self.observations()[k] + drawn - len(model.get_trials(deepcopy=False))
+        for _ in range(max(0, missing)):
+            model.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"filler": True}))
 
     def _unseen(self, taken: set[str]) -> UNetSpec | None:
         """A random feasible member not in ``taken``, seeded by the study's size (deterministic on resume)."""
