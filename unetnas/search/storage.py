@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from unetnas.errors import UserError
+from unetnas.search import retry
 
 FIELD = "--storage"
 SQLITE_TIMEOUT_S = 30.0  # how long a writer waits for the SQLite lock before "database is locked"
@@ -92,7 +93,9 @@ def engine_for(url: str) -> sa.Engine:
             _install_sqlite_hooks(engine)
             return engine
         engine = sa.create_engine(parsed, **_server_kwargs(parsed))
-        engine.connect().close()  # first contact: fail in one line now, not in a traceback later
+        # first contact: fail in one line now, not in a traceback later; a server restarting as this process starts
+        # (a worker launched during a failover) is tried again for retry.FIRST_CONTACT_S
+        retry.call(lambda: engine.connect().close())
         return engine
     except (sa.exc.SQLAlchemyError, ImportError) as err:
         raise _open_error(url, err) from err
@@ -144,7 +147,9 @@ def open_storage(
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             heartbeat = _heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            if sqlite_path is not None:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            return retry.call(optuna.storages.RDBStorage, url, engine_kwargs=engine_kwargs, **heartbeat)
     except (sa.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError, OSError, sqlite3.Error) as err:
         if created and sqlite_path is not None:
             for suffix in ("", "-wal", "-shm", "-journal"):
