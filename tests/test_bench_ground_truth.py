@@ -149,6 +149,56 @@ def test_proxy_fidelity_reports_the_issue_fields(tmp_path, capsys) -> None:
     assert 0 < res["seed_noise_ceiling"]["rho"] <= 1 and res["seed_noise_ceiling"]["n"] == 8
 
 
+def _synthetic_v2(path, quality: list[float], early_val_order: list[float]) -> Path:
+    """A v2 (equal-samples) table: design i's alignment grows as quality[i] * log2(samples / 256) (plus a small
+    seed offset), validation loss at every checkpoint ranks designs by ``early_val_order``; alignment from 2,048
+    samples on (as ``--align-from 2``), a text-blind control that must be left out, the last run still partial."""
+    ds = [{"id": f"d{i}", "spec": {}, "params": 1e6, "gmacs": 0.01 * (i + 1), "text_blind": False} for i in range(5)]
+    ds.append({"id": "blind", "spec": {}, "params": 1e6, "gmacs": 0.02, "text_blind": True})
+    runs = []
+    for i, d in enumerate(ds):
+        for seed in (0, 1):
+            cks = []
+            for s in (512, 1024, 2048, 4096, 8192):
+                a = 0.0 if d["text_blind"] else quality[i] * math.log2(s / 256) + 0.001 * seed
+                scored = s >= 2048
+                cks.append(
+                    {
+                        "samples": s,
+                        "train_flops": s * 1e8,
+                        "steps": s // 32,
+                        "val_loss": 1.0 / s + (0.0 if d["text_blind"] else early_val_order[i]),
+                        "tifa": 0.3 + a if scored else None,
+                        "alignment": a if scored else None,
+                    }
+                )
+            runs.append({"design": d["id"], "seed": seed, "checkpoints": cks})
+    partial = runs.pop(0)  # d0 seed 0 still running: the table is read where every design has both seeds
+    partial["checkpoints"] = partial["checkpoints"][:4]
+    meta = {"horizon_unit": "samples", "complete": False, "align_from": 2}
+    table = {"version": 2, "meta": meta, "designs": ds, "runs": runs, "partial_runs": [partial]}
+    path.write_text(json.dumps(table))
+    return path
+
+
+def test_proxy_fidelity_on_an_equal_samples_table_uses_a_held_out_truth(tmp_path, capsys) -> None:
+    quality = [0.01, 0.02, 0.03, 0.04, 0.05]
+    table = _synthetic_v2(tmp_path / "v2.json", quality, early_val_order=[0.5, 0.4, 0.3, 0.2, 0.1])
+    res = proxy_fidelity.fidelity_samples(table)
+    assert res["final_samples"] == 4096 and res["designs"] == 5 and res["seeds"] == [0, 1]  # control left out
+    by = res["spearman_by_checkpoint"]
+    assert [r["rho"] for r in by["alignment"][:2]] == [None, None]  # not scored below 2,048 samples
+    assert by["alignment"][3]["rho"] == 1.0 and by["val_loss"][0]["rho"] == 1.0
+    assert by["extrapolated"][2]["rho"] is None and by["extrapolated"][3]["rho"] == 1.0  # needs two scored points
+    assert res["seed_noise_ceiling"]["rho"] == 1.0
+    # a proxy that ranks the designs backwards is told so
+    table = _synthetic_v2(tmp_path / "rev.json", quality, early_val_order=[0.1, 0.2, 0.3, 0.4, 0.5])
+    assert proxy_fidelity.fidelity_samples(table)["spearman_by_checkpoint"]["val_loss"][0]["rho"] == -1.0
+    assert proxy_fidelity.fidelity_samples(table, final=8192)["designs"] == 4  # d0 has one seed at 8,192
+    assert proxy_fidelity.main(["--table", str(table), "--final", "16384"]) == 2
+    assert "fewer than 3 reading designs have two seeds scored at 16384 samples" in capsys.readouterr().out
+
+
 def test_science_finds_the_planted_effects(tmp_path, capsys) -> None:
     table = _synthetic(tmp_path / "t.json")
     res = science.science(table)
