@@ -13,6 +13,12 @@ the mean difference gets a Student-t 95% interval (the pairs' spread includes bo
   (level 1 none -> cross-1, mid block kept).
 
     python -m bench science [--table bench/data/gt-tiny-v1.json] [--json]
+
+A v2 table (``meta.horizon_unit: samples``) is compared at equal training samples, Li et al.'s protocol: each
+design's seed mean at ``--samples`` (default: the deepest checkpoint every design has scored in all its seeds;
+``table_stats.load_at_samples``), so the contrasts above are read at equal steps x batch instead of equal FLOPs.
+
+    python -m bench science --table bench/data/gt-tiny-plus-v2-pilot.json [--samples 4096]
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import argparse
 import json
 from typing import Any
 
-from bench.table_stats import DEFAULT_TABLE, Design, load, mean_ci
+from bench.table_stats import DEFAULT_TABLE, Design, load, load_at_samples, mean_ci
 from unetnas.proxies.alignment import paired_difference
 
 
@@ -69,8 +75,13 @@ def _pairs(designs: list[Design], drop: str, order, step) -> list[dict[str, Any]
     return out
 
 
-def science(path=DEFAULT_TABLE) -> dict[str, Any]:
-    meta, by_id = load(path)
+def science(path=DEFAULT_TABLE, samples: float | None = None) -> dict[str, Any]:
+    """The contrasts of the module docstring; a v2 table is read at equal samples (``samples``, see there)."""
+    raw_meta = json.loads(open(path).read()).get("meta", {})
+    if raw_meta.get("horizon_unit") == "samples":
+        meta, by_id, samples = load_at_samples(path, samples)
+    else:
+        meta, by_id = load(path)
     reading = [d for d in by_id.values() if not d.text_blind]
     l1 = lambda d: d.spec["transformer_depth"][1] if d.spec["attention"][1] == "cross" else -1  # noqa: E731
     depth = _pairs(reading, "depth", l1, lambda a, b: l1(a) >= 1 and l1(b) == l1(a) + 1)
@@ -95,6 +106,8 @@ def science(path=DEFAULT_TABLE) -> dict[str, Any]:
         "table": str(path),
         "designs": len(by_id),
         "horizon_flops": best.final(0)["train_flops"],
+        "equal": "samples" if samples is not None else "training FLOPs",
+        "samples": samples,
         "best": {
             "id": best.id,
             "alignment": best.final(0)["alignment"],
@@ -140,15 +153,21 @@ def _holds(bigger: dict[str, Any], smaller: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench science", description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
+    ap.add_argument("--samples", type=float, default=None, help="v2 tables: compare at this many samples")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    res = science(args.table)
+    res = science(args.table, args.samples)
     if args.json:
         print(json.dumps(res))
         return 0
     b = res["best"]
+    at = (
+        f"{res['samples']:,.0f} samples each (seed means)"
+        if res["samples"]
+        else f"{res['horizon_flops']:.3g} training FLOPs"
+    )
     print(
-        f"{res['designs']} designs at {res['horizon_flops']:.3g} training FLOPs; best {b['id']}: alignment "
+        f"{res['designs']} designs at {at}; best {b['id']}: alignment "
         f"{b['alignment']:+.3f} +- {b['se']:.3f} ({b['gmacs']:.3g} GMACs)"
     )
     for t in res["text_blind"]:

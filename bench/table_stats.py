@@ -51,6 +51,49 @@ def load(path: str | Path = DEFAULT_TABLE) -> tuple[dict[str, Any], dict[str, De
     return raw["meta"], {k: v for k, v in sorted(designs.items()) if 0 in v.runs}
 
 
+def load_at_samples(path: str | Path, samples: float | None = None) -> tuple[dict[str, Any], dict[str, Design], float]:
+    """A v2 (equal-samples) table read at ``samples`` training samples: (meta, designs by id, samples), each design
+    with one pseudo-run ``runs[0] = [checkpoint]`` holding its *seed mean* (the v2 truth: alignment, raw TIFA,
+    per-prompt alignment averaged over the seeds scored there; ``alignment_se`` from the averaged per-prompt values),
+    so the v1 analyses (``science``) read it unchanged. ``samples=None``: the deepest checkpoint that every design
+    with any run there has scored in all its seeds. Designs without a scored checkpoint at ``samples`` are left
+    out; complete and partial runs are read alike (a table still being written)."""
+    import json
+
+    raw = json.loads(Path(path).read_text())
+    by_design: dict[str, list[list[dict[str, Any]]]] = {}
+    for run in [*raw.get("runs", []), *raw.get("partial_runs", [])]:
+        by_design.setdefault(run["design"], []).append(run["checkpoints"])
+
+    def scored(cks: list[dict[str, Any]], s: float) -> dict[str, Any] | None:
+        return next((c for c in cks if c.get("samples") == s and c.get("alignment") is not None), None)
+
+    if samples is None:
+        counts = sorted({c["samples"] for runs in by_design.values() for cks in runs for c in cks if "samples" in c})
+        full = [s for s in counts if all(all(scored(c, s) for c in runs) for runs in by_design.values())]
+        samples = full[-1] if full else counts[-1]
+    designs = {}
+    for d in raw["designs"]:
+        cks = [c for c in (scored(r, samples) for r in by_design.get(d["id"], [])) if c is not None]
+        if not cks:
+            continue
+        pp = np.mean([c["per_prompt_alignment"] for c in cks], axis=0)
+        mean = {
+            "samples": samples,
+            "train_flops": cks[0]["train_flops"],
+            "seeds": len(cks),
+            "alignment": float(np.mean([c["alignment"] for c in cks])),
+            "alignment_se": float(pp.std(ddof=1) / np.sqrt(len(pp))),
+            "tifa": float(np.mean([c["tifa"] for c in cks])),
+            "val_loss": float(np.mean([c["val_loss"] for c in cks])),
+            "per_prompt_alignment": pp.tolist(),
+        }
+        des = Design(d["id"], d["spec"], float(d["params"]), float(d["gmacs"]), bool(d["text_blind"]))
+        des.runs[0] = [mean]
+        designs[d["id"]] = des
+    return raw["meta"], dict(sorted(designs.items())), float(samples)
+
+
 def spearman_ci(x, y, reps: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
     """Spearman's rho of paired samples with a percentile bootstrap interval (resampling pairs)."""
     from scipy.stats import spearmanr

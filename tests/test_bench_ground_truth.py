@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bench import ground_truth, proxy_fidelity, science
+from bench.table_stats import load_at_samples
 from unetnas.spec import UNetSpec
 
 DATA = Path(__file__).parent / "data"
@@ -260,3 +261,20 @@ def test_ground_truth_dry_run_plans_runs_and_flops_without_training(tmp_path, ca
     fewer = ground_truth.main([*argv, "--dry-run", "--align-from", "3"])
     assert fewer == 0 and json.loads(capsys.readouterr().out)["eval_flops"] < plan["eval_flops"]
     assert not (tmp_path / "w").exists() and not (tmp_path / "t.json").exists()
+
+
+def test_science_at_equal_samples_reads_the_seed_mean_of_a_v2_table(tmp_path) -> None:
+    """The same planted law in a v2 table (every design the same sample counts): the contrasts are read at equal
+    samples on the seed means, find the law, and a design's value is the mean of its seeds."""
+    v1 = json.loads(_synthetic(tmp_path / "t.json").read_text())
+    v2 = {**v1, "version": 2, "meta": {"space": "space/tiny.yaml", "horizon_unit": "samples", "complete": False}}
+    (tmp_path / "v2.json").write_text(json.dumps(v2))
+    res = science.science(tmp_path / "v2.json")
+    assert res["equal"] == "samples" and res["samples"] == 960  # the deepest checkpoint every design scored
+    assert res["depth_vs_width"]["holds"] == "yes"
+    assert res["placement"]["add_cross_at_level0"]["ci"][0] < 0 < res["placement"]["add_cross_at_level0"]["ci"][1]
+    twice = next(r for r in v1["runs"] if r["seed"] == 1)
+    both = [r["checkpoints"][1]["alignment"] for r in v1["runs"] if r["design"] == twice["design"]]
+    _, designs, s = load_at_samples(tmp_path / "v2.json", 640)
+    assert s == 640 and designs[twice["design"]].final(0)["alignment"] == pytest.approx(np.mean(both))
+    assert designs[twice["design"]].final(0)["seeds"] == 2
