@@ -15,6 +15,9 @@ Reported per S (reading designs; the text-blind control is shown, never on the f
 - the spread across designs against the median standard error (the table rule: SE <= half the sd).
 
     python -m bench equal-samples [--table bench/data/gt-tiny-v1.json] [--samples 1920 4096] [--sep 2] [--json]
+
+The isoFLOP view (Liang et al.) from the same curves: ``--flops 1e12 4e12`` reads every design after that many
+training FLOPs instead (interpolated in log(FLOPs) the same way): which design is best for a given compute.
 """
 
 from __future__ import annotations
@@ -30,17 +33,14 @@ import numpy as np
 from bench.table_stats import DEFAULT_TABLE, spearman_ci
 
 
-def at_samples(checkpoints: list[dict[str, Any]], s: float) -> dict[str, Any] | None:
-    """(alignment, per-prompt alignment, val_loss) after ``s`` samples of one run, or None outside its checkpoints
-    or where the checkpoints around ``s`` carry no alignment."""
-    cks = [c for c in sorted(checkpoints, key=lambda c: c["samples"]) if c.get("alignment") is not None]
+def at_samples(checkpoints: list[dict[str, Any]], s: float, key: str = "samples") -> dict[str, Any] | None:
+    """(alignment, per-prompt alignment, val_loss) after ``s`` samples of one run (``key="train_flops"``: after
+    ``s`` training FLOPs, the isoFLOP reading), or None outside its checkpoints or where the checkpoints around
+    ``s`` carry no alignment."""
+    cks = [c for c in sorted(checkpoints, key=lambda c: c[key]) if c.get("alignment") is not None]
     for a, b in zip(cks, cks[1:] or cks):
-        if a["samples"] <= s <= b["samples"]:
-            w = (
-                0.0
-                if b["samples"] == a["samples"]
-                else math.log(s / a["samples"]) / math.log(b["samples"] / a["samples"])
-            )
+        if a[key] <= s <= b[key]:
+            w = 0.0 if b[key] == a[key] else math.log(s / a[key]) / math.log(b[key] / a[key])
             pa, pb = np.asarray(a["per_prompt_alignment"], float), np.asarray(b["per_prompt_alignment"], float)
             return {
                 "alignment": (1 - w) * a["alignment"] + w * b["alignment"],
@@ -55,11 +55,12 @@ def paired_se(a: np.ndarray, b: np.ndarray) -> float:
     return float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
-def analyse(table: dict[str, Any], s: float, sep: float = 2.0) -> dict[str, Any]:
-    """The true front at ``s`` samples and its noise (see the module docstring)."""
+def analyse(table: dict[str, Any], s: float, sep: float = 2.0, key: str = "samples") -> dict[str, Any]:
+    """The true front at ``s`` samples (``key="train_flops"``: at ``s`` training FLOPs) and its noise (see the
+    module docstring)."""
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for r in table["runs"]:
-        v = at_samples(r["checkpoints"], s)
+        v = at_samples(r["checkpoints"], s, key)
         if v is not None:
             runs.setdefault(r["design"], {})[int(r["seed"])] = v
     meta = {d["id"]: d for d in table["designs"]}
@@ -90,7 +91,7 @@ def analyse(table: dict[str, Any], s: float, sep: float = 2.0) -> dict[str, Any]
             r["alignment"] - separated[-1]["alignment"] > sep * paired_se(r["_pp"], separated[-1]["_pp"])
         ):
             separated.append(r)
-    out: dict[str, Any] = {"samples": s, "designs": len(rows), "reading": len(reading)}
+    out: dict[str, Any] = {key: s, "designs": len(rows), "reading": len(reading)}
     if len(reading) >= 3:
         out["spearman_alignment_gmacs"] = spearman_ci([r["gmacs"] for r in reading], [r["alignment"] for r in reading])
         sd = float(np.std([r["alignment"] for r in reading], ddof=1))
@@ -109,13 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench equal-samples", description=__doc__.splitlines()[0])
     ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     ap.add_argument("--samples", type=float, nargs="+", default=None, help="default: the table's checkpoints")
+    ap.add_argument(
+        "--flops", type=float, nargs="+", default=None, help="isoFLOP view (Liang et al.): read at these FLOPs instead"
+    )
     ap.add_argument("--sep", type=float, default=2.0, help="front members kept if > this many paired SE apart")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     table = json.loads(args.table.read_text())
     table["runs"] = table["runs"] + table.get("partial_runs", [])
-    samples = args.samples or sorted({c["samples"] for r in table["runs"] for c in r["checkpoints"]})
-    res = [analyse(table, s, args.sep) for s in samples]
+    key, unit = ("train_flops", "FLOPs") if args.flops else ("samples", "samples")
+    points = args.flops or args.samples or sorted({c["samples"] for r in table["runs"] for c in r["checkpoints"]})
+    res = [analyse(table, s, args.sep, key) for s in points]
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         rho = r.get("spearman_alignment_gmacs", {})
         seed = r.get("seed_spearman", {})
         print(
-            f"{r['samples']:>8g} samples: {r['reading']} reading designs; rho(alignment, GMACs) "
+            f"{r[key]:>8g} {unit}: {r['reading']} reading designs; rho(alignment, GMACs) "
             f"{rho.get('rho', float('nan')):+.2f} {rho.get('ci', '')}; seeds rho {seed.get('rho', float('nan')):+.2f} "
             f"(n {seed.get('n', 0)}); sd {r.get('sd_across_designs', float('nan')):.3f} vs median SE "
             f"{r.get('median_se', float('nan')):.3f}; front {len(r['front'])} ({', '.join(r['front'])}), "

@@ -247,6 +247,8 @@ def test_equal_samples_reads_checkpoints_interpolates_between_and_finds_a_separa
     v1 = json.loads((Path("bench/data/gt-tiny-v1.json")).read_text())
     at = es.analyse(v1, 1920)  # the largest v1 design's last checkpoint: every design reaches it
     assert at["reading"] == 34 and at["designs"] == 35
+    iso = es.analyse(v1, 2.3e12, key="train_flops")  # isoFLOP view: just below v1's common horizon (~2.4e12)
+    assert iso["reading"] == 34 and iso["front"][0] == "d00"  # v1 at equal FLOPs: the smallest design leads
 
 
 def test_ground_truth_dry_run_plans_runs_and_flops_without_training(tmp_path, capsys) -> None:
