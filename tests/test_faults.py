@@ -180,7 +180,17 @@ CKPT_FAULTS = {
     "optimizer_garbage": ("optimizer-rank0.pt", _garbage, "not a readable optimizer state"),
     "optimizer_missing": ("optimizer-rank0.pt", Path.unlink, "no optimizer state for this rank"),
     "optimizer_foreign": ("optimizer-rank0.pt", lambda p: torch.save([1, 2], p), "not an optimizer state"),
+    "optimizer_other_design": ("optimizer-rank0.pt", lambda p: _other_optimizer(p), "optimizer state of another"),
 }
+
+
+def _other_optimizer(p: Path) -> None:
+    """A well-formed AdamW state of another model (one 3x3 linear layer)."""
+    layer = torch.nn.Linear(3, 3)
+    opt = torch.optim.AdamW(layer.parameters())
+    layer(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    torch.save(opt.state_dict(), p)
 
 
 @pytest.mark.parametrize("case", sorted(CKPT_FAULTS))
@@ -205,7 +215,16 @@ METRICS_FAULTS = {
     "val_without_loss": (lambda t: t + '{"kind": "val", "step": 2, "train_flops": 1.0}\n', "4: val_loss: Field"),
     "mistyped_step": (lambda t: t.replace('"step": 1', '"step": true', 1), "metrics.jsonl:1: step=True"),
     "repeated_key": (lambda t: t.replace('"loss"', '"loss": 0, "loss"', 1), "metrics.jsonl:1: loss: key given"),
+    "another_trial": (lambda t: _scaled_flops(t, 3.0), "not this trial's"),  # another design's FLOPs per sample
 }
+
+
+def _scaled_flops(text: str, factor: float) -> str:
+    rows = [json.loads(line) for line in text.splitlines()]
+    for r in rows:
+        if r["kind"] == "train":
+            r["train_flops"] *= factor
+    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 @pytest.mark.parametrize("case", sorted(METRICS_FAULTS))
@@ -214,6 +233,14 @@ def test_damaged_metrics_log_is_refused_before_appending(made, trial, run_cli, c
     edit, match = METRICS_FAULTS[case]
     log.write_text(edit(log.read_text()))
     expect_error(run_cli, trial_argv(made, trial, "--steps", "4", "--resume"), match, keep=trial)
+
+
+def test_a_missing_metrics_log_is_said_and_restarts(made, trial, run_cli) -> None:
+    (trial / "metrics.jsonl").unlink()
+    code, _, err = run_cli(trial_argv(made, trial, "--steps", "3", "--resume"))
+    assert code == 0 and "Traceback" not in err, err
+    assert "metrics.jsonl is missing; its log restarts at step 3" in err
+    assert json.loads((trial / "metrics.jsonl").read_text().splitlines()[0])["step"] == 3
 
 
 # -- resume under changed settings ----------------------------------------------------------------------------------

@@ -50,7 +50,13 @@ def call(fn: Callable[..., Any], *args: Any, retry_for_s: float = RETRY_FOR_S, *
             limit = retry_for_s if _reached else min(retry_for_s, FIRST_CONTACT_S)
             if not transient(err) or time.monotonic() - t0 + wait > limit:
                 raise
-            log.warning("database unavailable (%s); retrying in %.1f s", str(err).splitlines()[0][:120], wait)
+            # before first contact the retries are silent: an unreachable URL ends in one error line, not five
+            log.log(
+                logging.WARNING if _reached else logging.DEBUG,
+                "database unavailable (%s); retrying in %.1f s",
+                str(err).splitlines()[0][:120],
+                wait,
+            )
             time.sleep(wait * (1 + 0.25 * random.random()))  # jitter: workers do not all return at once
             wait = min(wait * 2, MAX_WAIT_S)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from unetnas.artifacts import (
     read_weights,
     state_file,
 )
+from unetnas.errors import UserError
 from unetnas.spec import UNetSpec
 
 __all__ = ["STATE", "WEIGHTS", "TrialState", "check", "load", "load_weights", "read_state", "save"]
@@ -101,7 +103,13 @@ def load(ckpt: Path, *, model: torch.nn.Module, optimizer: Any, rank: int) -> di
     weights = load_weights(ckpt, typed.spec)
     optim_state = read_optimizer(ckpt / _optim_name(rank), _deepspeed_globals())
     model.load_state_dict(weights)
-    _load_optimizer(optimizer, optim_state, rank)
+    try:
+        _load_optimizer(optimizer, optim_state, rank)
+    except (ValueError, KeyError, RuntimeError, IndexError) as err:  # torch's and DeepSpeed's size/key checks
+        raise UserError(
+            f"holds the optimizer state of another design or optimizer ({str(err).splitlines()[0][:160]})",
+            source=ckpt / _optim_name(rank),
+        ) from None
     return state
 
 
@@ -109,8 +117,25 @@ def check(ckpt: Path, rank: int) -> None:
     """Read every file of ``ckpt`` this rank loads (state, weights, optimizer state) and check it, loading nothing:
     for a resume, before training starts or any output is shown."""
     ckpt = checkpoint_dir(ckpt)
-    load_weights(ckpt, read_state_json(state_file(ckpt))[0].spec)
-    read_optimizer(ckpt / _optim_name(rank), _deepspeed_globals())
+    weights = load_weights(ckpt, read_state_json(state_file(ckpt))[0].spec)
+    _check_optimizer_fits(read_optimizer(ckpt / _optim_name(rank), _deepspeed_globals()), weights, ckpt, rank)
+
+
+def _check_optimizer_fits(optim_state: dict[str, Any], weights: dict[str, torch.Tensor], ckpt: Path, rank: int) -> None:
+    """A plain torch optimizer state (``state`` + ``param_groups``; ZeRO's sharded states are checked by DeepSpeed
+    when loaded) must hold one parameter per weight tensor and moments of the weights' shapes: another design's
+    optimizer file is refused in one line before training starts."""
+    if not {"state", "param_groups"} <= optim_state.keys():
+        return
+    n = sum(len(g.get("params", ())) for g in optim_state["param_groups"])
+    shapes = Counter(tuple(v.shape) for v in weights.values())
+    moments = Counter(tuple(st["exp_avg"].shape) for st in optim_state["state"].values() if "exp_avg" in st)
+    if n != len(weights) or moments - shapes:  # a parameter that never had a gradient has no moments yet
+        raise UserError(
+            f"holds the optimizer state of another design or optimizer ({n} parameters for {len(weights)} weight "
+            "tensors, or moments of other shapes)",
+            source=ckpt / _optim_name(rank),
+        )
 
 
 def _load_optimizer(optimizer: Any, optim_state: dict[str, Any], rank: int) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -106,9 +108,31 @@ def prepare_out(
         return None
     state = read_trial_state(ckpt)
     check_resume(ckpt, state, spec, recipe, seed)
-    if (out / METRICS).exists():
-        read_metrics(out / METRICS)  # a cut or damaged log is refused before a line is appended to it
+    if (out / METRICS).exists():  # a cut, damaged or foreign log is refused before a line is appended to it
+        check_metrics(out / METRICS, state)
+    elif state.step:
+        print(f"note: {out / METRICS} is missing; its log restarts at step {state.step + 1}", file=sys.stderr)
     return state
+
+
+def check_metrics(path: Path, state: TrialState) -> None:
+    """The log belongs to the checkpoint's trial: each training record's FLOPs are its samples times the design's
+    FLOPs per sample (``state.train_flops / state.samples``) and its samples are steps x the trial's batch size.
+    Records after the checkpoint's step are allowed (a run killed between logging and saving)."""
+    batch = state.recipe.batch_size
+    per_sample = state.train_flops / state.samples if state.samples else None
+    for r in read_metrics(path):
+        if r.kind != "train":
+            continue
+        if r.samples != r.step * batch or (
+            per_sample is not None and not math.isclose(r.train_flops, r.samples * per_sample, rel_tol=1e-6)
+        ):
+            raise UserError(
+                f"step {r.step} records {r.samples} samples and {r.train_flops:.4g} FLOPs, not this trial's "
+                f"{r.step * batch} samples and {r.step * batch * (per_sample or 0):.4g} FLOPs: the log of another "
+                "trial? move it away to resume",
+                source=path,
+            )
 
 
 def preflight(
