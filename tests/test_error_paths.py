@@ -74,3 +74,31 @@ def test_a_diverged_standalone_trial_is_one_line(run_cli, tmp_path) -> None:
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "lr=100000000.0: training diverged (non-finite training loss" in errors[0], err
     assert errors[0] == err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "cut_at_40000", "overwritten_pages"])
+def test_a_damaged_study_database_is_one_line(run_cli, tmp_path, damage) -> None:
+    """A study database cut short or with a page overwritten (a disk or copy fault): every reader says so in one
+    line naming the database, exit 2, and leaves the file as it was."""
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    gt = str(ROOT / "bench" / "data" / "gt-tiny-v1.json")
+    search = ["search", "--replay", gt, "--budget", "3e13", "--storage", url, "--study", "s", "--json"]
+    code, _, err = run_cli(search)
+    assert code == 0, err[-2000:]
+    data = db.read_bytes()
+    assert len(data) > 3 * 4096
+    if damage == "truncated":
+        db.write_bytes(data[: len(data) // 2])
+    elif damage == "cut_at_40000":  # the tester's input: `truncate -s 40000`
+        db.write_bytes(data[:40000])
+    else:
+        db.write_bytes(data[:4096] + b"\xff" * (len(data) - 4096))  # the header intact, every page after it not
+    before = db.read_bytes()
+    for argv in (["ledger", "--storage", url, "--study", "s", "--json"], search):
+        code, out, err = run_cli(argv)
+        assert code == 2 and "Traceback" not in out + err, err[-2000:]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: --storage='sqlite:///"), err
+        assert "cannot be read" in lines[0] or "malformed" in lines[0], err
+    assert db.read_bytes() == before

@@ -54,7 +54,7 @@ OTHER_RECIPE = "other.yaml"
         (["--max-gmacs", "0.05"], "--max-gmacs none -> 0.05"),
         (["--proxy", "val-loss"], "--proxy none -> "),
         (["--objectives", "alignment,params"], "--objectives alignment,gmacs -> alignment,params"),
-        (["--recipe", OTHER_RECIPE], "--recipe "),
+        (["--recipe", OTHER_RECIPE], "recipe.log_every 10 (now 7)"),
         (["--budget", "2e13"], "is below the 3.00e+13 FLOPs"),
     ],
     ids=["seed", "sampler", "constraint", "proxy", "objectives", "recipe", "smaller-budget"],
@@ -95,6 +95,20 @@ def test_a_larger_budget_is_applied_and_said(copy, run_cli) -> None:
     assert code == 0 and "budget raised" not in err
 
 
+def test_the_same_files_copied_elsewhere_resume(copy, run_cli, tmp_path) -> None:
+    """Space, recipe and table are compared by content: byte-identical copies under other names are the same
+    study (the table's recipe is trials/short.yaml, its space space/tiny.yaml)."""
+    table, recipe, space = tmp_path / "renamed-table.json", tmp_path / "r.yaml", tmp_path / "s.yaml"
+    shutil.copy(GT, table)
+    shutil.copy(ROOT / "trials" / "short.yaml", recipe)
+    shutil.copy(ROOT / "space" / "tiny.yaml", space)
+    args = search_args(copy)
+    args[args.index("--replay") + 1] = str(table)
+    code, out, err = run_cli([*args, "--recipe", str(recipe), "--space", str(space), "--json"])
+    assert code == 0, err[-2000:]
+    assert json.loads(out)["reason"].startswith("plan finished")
+
+
 def test_the_same_command_resumes(copy, run_cli, db_bytes) -> None:
     code, out, err = run_cli([*search_args(copy), "--json"])
     assert code == 0, err[-2000:]
@@ -113,6 +127,9 @@ def test_a_repeated_study_create_with_other_options_is_refused(run_cli, db_bytes
     before = db_bytes(db)
     code, out, err = run_cli(create_args(url, "c", "--sampler", "random", "--seed", "4"))
     assert_one_line_error(code, out, err, "--sampler tpe -> random", "--seed 3 -> 4")
+    assert db_bytes(db) == before
+    code, out, err = run_cli(create_args(url, "c", "--sampler", "tpe", "--seed", "3", "--runs-dir", "elsewhere"))
+    assert_one_line_error(code, out, err, "--runs-dir ")  # where the workers put trial folders
     assert db_bytes(db) == before
     code, out, err = run_cli(create_args(url, "c", "--sampler", "tpe", "--seed", "3"))
     assert code == 0 and "exists (unchanged)" in out, err

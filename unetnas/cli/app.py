@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Exit, typer.Abort) as err:
         sys.exit(getattr(err, "exit_code", 130))
     except Exception as err:  # usage errors (bad option values, unknown commands) arrive here
+        damaged = _damaged_database(err)
+        if damaged:
+            print(f"error: {damaged}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
         if not isinstance(err, ClickException):
             raise
         if isinstance(err, NoArgsIsHelpError):
@@ -100,6 +104,25 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_USAGE)
         print(f"error: {err.format_message()}".replace("\n", " "), file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def _damaged_database(err: BaseException) -> str | None:
+    """One line for a study database that opened but cannot be read (a truncated or corrupted SQLite file, a
+    schema edited by hand): SQLAlchemy's and sqlite3's ``DatabaseError`` (not the ``OperationalError`` of an
+    unreachable server, which ``storage.open_storage`` reports), naming the database last opened."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from unetnas.search.storage import last_opened
+
+    cause = err
+    while cause is not None and not isinstance(cause, (sa.exc.DatabaseError, sqlite3.DatabaseError)):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None or isinstance(cause, sa.exc.OperationalError):
+        return None
+    reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0][:160]
+    return f"--storage={last_opened()!r}: the study database cannot be read ({reason}): damaged or edited; restore it from a copy"
 
 
 if __name__ == "__main__":  # `python -m unetnas.cli.app` runs the registered app, not a second copy

@@ -4,8 +4,8 @@ share it: a Pydantic model, stored with the study (``model_dump``) and read back
 
 Fields that belong to the study (``STUDY_FIELDS``) are stored at creation ("launch" in the study's settings) and
 must be the same on every later run of it (resume, a second `study create`, a worker); the budget may be raised
-(see ``session._open``); where the study lives (``storage``, ``study``) and where its table lies on this machine
-(``replay``) are not compared.
+(see ``session._open``); where the study lives (``storage``, ``study``) is not compared, and the space, recipe and
+table files are compared by content, not by path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ STUDY_FIELDS = (
     "cycle",
     "proxy",
 )
-COMPARED = tuple(f for f in STUDY_FIELDS if f not in ("runs_dir", "replay"))  # replay: its digest is compared
+# space, recipe and replay are compared by content (``study.open_study``: the resolved space and recipe, the table's
+# digest), not by path: the same file copied elsewhere is the same study, another content at the same path is not
+COMPARED = tuple(f for f in STUDY_FIELDS if f not in ("space", "recipe", "replay"))
 FLAGS = {"cycle": "cycle (bench)", "enqueue_presets": "--enqueue-presets", "objectives": "--objectives"}
 
 

@@ -76,6 +76,14 @@ def redact(url: str) -> str:
     return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
+_OPENED: list[str] = []  # redacted URLs of the databases this process opened, for error messages
+
+
+def last_opened() -> str:
+    """The (redacted) URL of the database this process opened last, or "?"."""
+    return _OPENED[-1] if _OPENED else "?"
+
+
 def engine_for(url: str) -> sa.Engine:
     """A SQLAlchemy engine on the study's database, for the ledger tables.
 
@@ -86,6 +94,7 @@ def engine_for(url: str) -> sa.Engine:
     command, before anything is stored. Build one engine per process (never share one across ``fork``).
     """
     parsed = _parse(url)
+    _OPENED.append(redact(url))
     try:
         if parsed.get_backend_name() == "sqlite":
             _sqlite_path(url, parsed)  # refuse in-memory databases
@@ -136,6 +145,7 @@ def open_storage(
     if (heartbeat_interval is not None and heartbeat_interval <= 0) or grace_period <= 0:
         raise ValueError("heartbeat_interval and grace_period must be positive")
     parsed = _parse(url)
+    _OPENED.append(redact(url))
     sqlite_path = _check_sqlite_target(url, parsed) if parsed.get_backend_name() == "sqlite" else None
     created = sqlite_path is not None and not sqlite_path.exists()
     try:

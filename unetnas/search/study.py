@@ -154,14 +154,27 @@ def open_study(
             value=name,
         )
     for key in ("space", "data", "objectives", "recipe", "replay"):
-        if stored.get(key) != settings.get(key):
+        mine, theirs = settings.get(key), stored.get(key)
+        if key == "replay":  # the table's content, wherever it lies and whatever its file is called
+            mine, theirs = (mine or {}).get("digest"), (theirs or {}).get("digest")
+        if mine != theirs:
             raise UserError(
-                f"was started with {key} {_short(stored.get(key))}; resume with the same settings or use "
+                f"was started with {_difference(key, theirs, mine)}; resume with the same settings or use "
                 f"another --study",
                 field="--study",
                 value=name,
             )
     return study
+
+
+def _difference(key: str, stored: Any, asked: Any) -> str:
+    """``key.field stored -> asked`` for the first field in which two stored mappings differ (nested), else the
+    stored value."""
+    if isinstance(stored, dict) and isinstance(asked, dict):
+        for k in [*stored, *(k for k in asked if k not in stored)]:
+            if stored.get(k) != asked.get(k):
+                return _difference(f"{key}.{k}", stored.get(k), asked.get(k))
+    return f"{key} {_short(stored)} (now {_short(asked)})"
 
 
 def _short(value: Any) -> str:
