@@ -102,3 +102,33 @@ def test_a_damaged_study_database_is_one_line(run_cli, tmp_path, damage) -> None
         assert len(lines) == 1 and lines[0].startswith("error: --storage='sqlite:///"), err
         assert "cannot be read" in lines[0] or "malformed" in lines[0], err
     assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ("actual = 'abc'", "spent 'abc' FLOPs"),
+        ("actual = -1e13", "spent -10000000000000.0 FLOPs"),
+        ("status = 'bogus'", "of status 'bogus'"),
+        ("reserved = 1e999", "a reservation of inf FLOPs"),
+    ],
+    ids=["text", "negative", "status", "infinite"],
+)
+def test_a_ledger_row_edited_outside_unetnas_is_one_line(run_cli, tmp_path, edit, named) -> None:
+    import sqlite3
+
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    gt = str(ROOT / "bench" / "data" / "gt-tiny-v1.json")
+    code, _, err = run_cli(["search", "--replay", gt, "--budget", "3e13", "--storage", url, "--study", "s", "--json"])
+    assert code == 0, err[-2000:]
+    con = sqlite3.connect(db)
+    with con:
+        con.execute(f"UPDATE unetnas_reservation SET {edit} WHERE id = (SELECT MAX(id) FROM unetnas_reservation)")
+    con.close()
+    before = db.read_bytes()
+    code, out, err = run_cli(["ledger", "--storage", url, "--study", "s", "--json"])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: --storage="), err[-2000:]
+    assert named in lines[0] and "edited or damaged outside unetnas" in lines[0], lines[0]
+    assert db.read_bytes() == before

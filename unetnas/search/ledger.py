@@ -265,6 +265,7 @@ class Ledger:
             ).all()
         if budget is None:
             raise self._no_budget()
+        _check_rows(rows, budget, self.study_name)
         spent = [row.actual if row.status in (Status.SETTLED, Status.LOST) else 0.0 for row in rows]
         held = [row.reserved for row in rows if row.status == Status.RESERVED]
         by_kind: dict[str, list[float]] = defaultdict(list)
@@ -316,6 +317,7 @@ class Ledger:
                 r.study_name == self.study_name, r.status != Status.RELEASED.value
             )
         ).all()
+        _check_rows(rows, None, self.study_name)
         return [row.reserved if row.status == Status.RESERVED else row.actual for row in rows]
 
     @retried
@@ -392,6 +394,35 @@ class Ledger:
         if now - row.touched_at > older_than_s:
             return f"no heartbeat for {now - row.touched_at:.0f} s"
         return None
+
+
+def _check_rows(rows: list[Any], budget: float | None, study: str) -> None:
+    """Ledger rows as this module writes them: a known status, finite non-negative amounts, an actual amount on
+    every settled or lost row; a row edited or damaged outside unetnas is one ``UserError`` naming the database and
+    the row, before any total is computed from it (a wrong total would let a search overspend)."""
+    from unetnas.search.storage import last_opened
+
+    def bad(what: str) -> UserError:
+        return UserError(
+            f"the ledger of study {study!r} holds {what}: edited or damaged outside unetnas; restore the database "
+            "from a copy",
+            field="--storage",
+            value=last_opened(),
+        )
+
+    def amount(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+    if budget is not None and not (amount(budget) and budget > 0):
+        raise bad(f"budget {budget!r}")
+    statuses = {s.value for s in Status}
+    for row in rows:
+        if row.status not in statuses:
+            raise bad(f"a reservation of status {row.status!r}")
+        if not amount(row.reserved):
+            raise bad(f"a reservation of {row.reserved!r} FLOPs")
+        if (row.status in (Status.SETTLED, Status.LOST) or row.actual is not None) and not amount(row.actual):
+            raise bad(f"a {row.status} reservation that spent {row.actual!r} FLOPs")
 
 
 def _pg_setup_lock(conn: sa.Connection) -> None:
