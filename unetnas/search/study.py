@@ -145,6 +145,12 @@ def open_study(
         raise UserError(
             "exists but was not made by unetnas search; choose another --study", field="--study", value=name
         )
+    if not isinstance(stored, dict) or not isinstance(stored.get("launch", {}), dict):
+        raise UserError(
+            f"its stored settings ({SETTINGS_ATTR}) are not a mapping: edited or damaged outside unetnas",
+            field="--study",
+            value=name,
+        )
     diffs = [] if changed is None else changed(stored.get("launch") or {})
     if diffs:
         raise UserError(
