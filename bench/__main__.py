@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "trial": ("bench.bench_trial", "trial throughput: new trainer vs today's vs an equally optimised plain loop"),
     "trial-mechanisms": ("bench.trial_mechanisms", "each CPU speed mechanism of a training step alone vs eager"),
+    "parallel-trials": (
+        "bench.parallel_trials",
+        "2 cores: one 2-thread trial process vs two 1-thread processes at once (samples/s, roofline share)",
+    ),
     "scoring": ("bench.bench_scoring", "alignment scoring images/s (batched CFG sampling, memoised judge) new vs old"),
     "gpu-throughput": ("bench.gpu_throughput", "trial throughput and MFU of paper-scale presets on a GPU"),
 }

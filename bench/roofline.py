@@ -41,19 +41,22 @@ import torch
 import torch.nn.functional as F
 
 
-def median_member():
-    """The member of space/tiny.yaml with the median training FLOPs per sample (lower median)."""
+def median_member(largest: bool = False):
+    """The member of space/tiny.yaml with the median training FLOPs per sample (lower median), or the largest."""
     from unetnas.cost import cost
     from unetnas.io import load_space
 
     members = sorted(load_space("space/tiny.yaml").enumerate(), key=lambda s: cost(s).train_flops_per_sample)
+    if largest:
+        return members[-1].with_(name="tiny-max")
     return members[(len(members) - 1) // 2].with_(name="tiny-median")
 
 
 def get_spec(name: str):
+    """'median' or 'max' (members of space/tiny.yaml by training FLOPs per sample), else a preset."""
     from unetnas.presets import get_preset
 
-    return median_member() if name == "median" else get_preset(name)
+    return median_member(largest=name == "max") if name in ("median", "max") else get_preset(name)
 
 
 @contextlib.contextmanager

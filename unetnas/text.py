@@ -239,7 +239,7 @@ class TextCache:
         states = torch.stack([self.states[c] for c in captions]) if captions else torch.empty(0, 0, 0)
         # One metadata key: safetensors writes its metadata map in hash order; files must be byte-reproducible.
         meta = {"unetnas": json.dumps({"format": CACHE_FORMAT, "signature": sig, "captions": captions})}
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two workers may write it at once
         save_file({"states": states.contiguous()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
 
