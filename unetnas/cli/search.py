@@ -215,13 +215,19 @@ def search(
     ),
     tflops_per_gpu: float = typer.Option(None, "--tflops-per-gpu", help="dry run: sustained TFLOP/s per GPU"),
     usd_per_gpu_hour: float = typer.Option(3.75, "--usd-per-gpu-hour", help="dry run: price for the cost line"),
+    workers: int = typer.Option(
+        1, "--workers", help="local worker processes on the study, ceil(cores/N) threads each (1: one, deterministic)"
+    ),
+    oversubscribe: bool = typer.Option(False, "--oversubscribe", help="allow --workers above the CPU cores"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
 ) -> None:
     """FLOPs-budgeted multi-fidelity search (asynchronous Hyperband): the budget buys candidates; each is trained,
     scored and promoted or stopped; ends with the Pareto set of the designs trained to the last rung."""
+    from unetnas.search.local import check_workers
     from unetnas.search.plan import measure_cpu_flops_per_s
     from unetnas.search.session import prepare
 
+    check_workers(workers, oversubscribe)
     cfg = O.search_config(**locals())
     p = prepare(cfg)
     if dry_run:
@@ -252,7 +258,7 @@ def search(
             ):
                 Console().print(table)
         return
-    _run(p, json_out)
+    _run(p, json_out, workers)
 
 
 def _hint(text: str, out=None) -> None:
@@ -263,7 +269,7 @@ def _hint(text: str, out=None) -> None:
 PROXY_LABELS = {"tifa": "TIFA", "vqa_tifa": "VQA-TIFA", "clipscore": "CLIPScore"}
 
 
-def _run(p, json_out: bool) -> None:
+def _run(p, json_out: bool, workers: int = 1) -> None:
     """Run the search with progress: plain timestamped lines where stdout is not a terminal (one per rung event,
     a budget line at most every minute, or every $UNETNAS_PROGRESS_INTERVAL_S seconds; on stderr with --json,
     whose stdout is the summary), a live view on one."""
@@ -274,6 +280,7 @@ def _run(p, json_out: bool) -> None:
     from unetnas.cli.progress import INTERVAL_S, BudgetState, make_reporter
     from unetnas.report.records import name_objectives
     from unetnas.report.summary import summary
+    from unetnas.search.local import drive_local
     from unetnas.search.runner import STOPPED, drive
     from unetnas.search.session import open_search
     from unetnas.search.study import lower_rung_rows, pareto_rows
@@ -330,13 +337,20 @@ def _run(p, json_out: bool) -> None:
             rep.tick(state)
             return stop()
 
-        reason = drive(
-            search, should_stop, on_job=lambda job: on_job(rep, job), on_done=lambda job, out: on_done(rep, job, out)
-        )
+        if workers > 1:  # N `unetnas worker` processes on this study (unetnas/search/local.py)
+            ticks = lambda: (report_ended(rep), rep.tick(state))  # noqa: E731
+            reason = drive_local(search, p.cfg, workers, should_stop, on_poll=ticks, say=rep.message)
+        else:
+            reason = drive(
+                search,
+                should_stop,
+                on_job=lambda job: on_job(rep, job),
+                on_done=lambda job, out: on_done(rep, job, out),
+            )
         report_ended(rep)
         rep.tick(state, force=True)
     out = summary(search, reason, time.perf_counter() - t_start, url)
-    out["proxy"] = getattr(p.proxy, "name", None)
+    out["proxy"], out["workers"] = getattr(p.proxy, "name", None), workers
     if json_out:
         print(json.dumps(out))
         return
