@@ -35,7 +35,8 @@ from typing import IO, Any
 
 from unetnas.errors import UserError
 
-POLL_S = 0.5
+POLL_S = 0.5  # seconds between looks at the workers (their exit, their logs)
+PROGRESS_S = 2.0  # seconds between progress updates from the study (reads every trial: ~1% of a core at 0.5 s)
 RELAYED = ("trial ", "warning", "error", "note")  # worker stderr lines shown in the search's progress
 
 
@@ -159,7 +160,7 @@ def drive_local(
 ) -> str:
     """Run the study of ``search`` (opened by ``session.open_search`` from ``cfg``) on ``n`` local workers until
     they end; returns the reason the search ended (``runner.drive``'s words). ``on_poll`` is called every
-    ``poll_s`` (progress), ``say`` shows a line. The workers' training and evaluation seconds are added to
+    ``PROGRESS_S`` (progress), ``say`` shows a line. The workers' training and evaluation seconds are added to
     ``search.wall`` (summed over workers)."""
     from unetnas.search.runner import STOPPED
     from unetnas.search.session import _trials_home
@@ -169,7 +170,7 @@ def drive_local(
     logs = search.runs_dir or _trials_home(url, cfg)  # the study's folder (a replay: beside its database)
     workers = start_workers(url, cfg.study, n, logs, cfg.replay)
     say(f"{n} local workers, {threads_per_worker(n)} thread(s) each; logs {logs}/worker-<k>.log")
-    stopped = False
+    stopped, shown = False, time.monotonic()
     try:
         while any(w.ended_at is None for w in workers):
             if stop() and not stopped:
@@ -184,7 +185,9 @@ def drive_local(
                             f"worker {w.k} (pid {w.proc.pid}) exited with code {w.proc.returncode}: "
                             f"{w.last_line()} (log {w.log}); the others resume its rung"
                         )
-            on_poll()
+            if time.monotonic() - shown >= PROGRESS_S:
+                on_poll()
+                shown = time.monotonic()
             time.sleep(poll_s)
     except BaseException:  # a second Ctrl-C (KeyboardInterrupt) or an error here: the workers stop too
         _interrupt(workers)
