@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import tifa_question
 from unetnas.errors import UserError
 from unetnas.world import Answerer, Scene, WorldObject, fixed_set, gaussian_blur, render, selftest, tifa_score
 from unetnas.world.dataset import to_tensor
@@ -44,15 +45,7 @@ def test_parse_takes_uint8_and_float_layouts_alike(answerer: Answerer) -> None:
 
 
 def _q(question: str, choices: list[str], answer: str, etype: str) -> dict:
-    return {
-        "id": "p",
-        "caption": "c",
-        "question": question,
-        "choices": choices,
-        "answer": answer,
-        "element_type": etype,
-        "element": answer,
-    }
+    return tifa_question("p", "c", question, choices, answer, etype)
 
 
 def test_answers_follow_the_pixels_not_the_question(answerer: Answerer) -> None:

@@ -12,31 +12,19 @@ import pytest
 from PIL import Image
 from tiny_models import VILT_LABELS, tiny_blip_vqa, tiny_clip, tiny_vilt_vqa
 
+from tests.helpers import tifa_question
 from unetnas.errors import UserError
 from unetnas.proxies.choice import NearestChoice, normalize, string_match, vqa_normalize
 from unetnas.proxies.clipscore import ClipScoreBackend
 from unetnas.proxies.vqa import VQABackend, score_tifa
 from unetnas.world.questions import load_tifa_questions, tifa_summary
 
-
-def _q(pid: str, caption: str, question: str, choices: list[str], answer: str, etype: str) -> dict:
-    return {
-        "id": pid,
-        "caption": caption,
-        "question": question,
-        "choices": choices,
-        "answer": answer,
-        "element_type": etype,
-        "element": answer,
-    }
-
-
 QUESTIONS = [  # a TIFA v1.0 file: 2 prompts, 5 questions
-    _q("coco_1", "two red circles", "is there a circle?", ["yes", "no"], "yes", "object"),
-    _q("coco_1", "two red circles", "how many circles are there?", ["1", "2", "3"], "2", "counting"),
-    _q("coco_1", "two red circles", "what color are the circles?", ["red", "blue", "green"], "red", "color"),
-    _q("coco_2", "a dog on grass", "is there a dog?", ["yes", "no"], "yes", "object"),
-    _q("coco_2", "a dog on grass", "what animal is this?", ["cat", "dog", "triangle"], "dog", "animal"),
+    tifa_question("coco_1", "two red circles", "is there a circle?", ["yes", "no"], "yes", "object"),
+    tifa_question("coco_1", "two red circles", "how many circles are there?", ["1", "2", "3"], "2", "counting"),
+    tifa_question("coco_1", "two red circles", "what color are the circles?", ["red", "blue", "green"], "red", "color"),
+    tifa_question("coco_2", "a dog on grass", "is there a dog?", ["yes", "no"], "yes", "object"),
+    tifa_question("coco_2", "a dog on grass", "what animal is this?", ["cat", "dog", "triangle"], "dog", "animal"),
 ]
 
 
@@ -171,8 +159,8 @@ def test_vilt_labels_and_fallback(backends, images) -> None:
     be = backends["vilt"]
     # "2"/"3" are named by labels "two"/"three"; "hexagon"/"oval" by no label -> nearest-choice fallback
     qs = [
-        _q("p", "c", "how many?", ["2", "3"], "2", "counting"),
-        _q("p", "c", "what shape?", ["hexagon", "oval"], "oval", "shape"),
+        tifa_question("p", "c", "how many?", ["2", "3"], "2", "counting"),
+        tifa_question("p", "c", "what shape?", ["hexagon", "oval"], "oval", "shape"),
     ]
     picks = be.answer(images[:2], qs)
     assert picks[0] in ("2", "3") and picks[1] in ("hexagon", "oval")

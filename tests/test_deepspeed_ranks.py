@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.helpers import MINI_SPEC
 from unetnas.io import save_model
-from unetnas.presets import PRESETS
 from unetnas.train.recipe import load_recipe
 from unetnas.train.source import WorldSource
 from unetnas.train.trainer import Trainer
@@ -29,20 +29,7 @@ BIN = Path(sys.executable).parent
 LAUNCHER = shutil.which("deepspeed", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 pytestmark = pytest.mark.skipif(LAUNCHER is None, reason="no `deepspeed` launcher")
 
-SPEC = PRESETS["tiny"].with_(
-    name="mini",
-    base_channels=8,
-    channel_mult=(1, 2),
-    layers_per_block=(1, 1),
-    attention=("none", "cross"),
-    transformer_depth=(0, 1),
-    mid_attention="cross",
-    mid_depth=1,
-    latent_size=16,
-    head_dim=8,
-    norm_num_groups=4,
-    text_len=16,
-)
+SPEC = MINI_SPEC  # tests/helpers.py
 # global batch 8: one rank runs 2 micro-batches of 4 (gradient accumulation), each of two ranks one micro-batch of 4
 RECIPE = {
     "batch_size": 8,

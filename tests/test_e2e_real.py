@@ -16,6 +16,7 @@ import optuna
 import pytest
 from tiny_models import LATENT_BUDGET, tiny_blip_vqa, tiny_clip, tiny_latent_search
 
+from tests.helpers import cli_args, tifa_question
 from unetnas.export import MARKER, folder_name
 from unetnas.search import study as S
 from unetnas.search.ledger import Ledger
@@ -26,23 +27,11 @@ from unetnas.train.recipe import load_recipe
 BUDGET = LATENT_BUDGET
 
 
-def _q(pid: str, caption: str, question: str, choices: list[str], answer: str, etype: str) -> dict:
-    return {
-        "id": pid,
-        "caption": caption,
-        "question": question,
-        "choices": choices,
-        "answer": answer,
-        "element_type": etype,
-        "element": answer,
-    }
-
-
 QUESTIONS = [
-    _q("p1", "a red circle", "is there a circle?", ["yes", "no"], "yes", "object"),
-    _q("p1", "a red circle", "what color is the circle?", ["red", "blue", "green"], "red", "color"),
-    _q("p2", "a blue square", "is there a square?", ["yes", "no"], "yes", "object"),
-    _q("p2", "a blue square", "what color is the square?", ["red", "blue", "green"], "blue", "color"),
+    tifa_question("p1", "a red circle", "is there a circle?", ["yes", "no"], "yes", "object"),
+    tifa_question("p1", "a red circle", "what color is the circle?", ["red", "blue", "green"], "red", "color"),
+    tifa_question("p2", "a blue square", "is there a square?", ["yes", "no"], "yes", "object"),
+    tifa_question("p2", "a blue square", "what color is the square?", ["red", "blue", "green"], "blue", "color"),
 ]
 
 
@@ -85,23 +74,11 @@ def e2e(tmp_path_factory, run_cli) -> dict:
 
 
 def search_args(f: dict, study: str, *proxy: str, db: Path | None = None) -> list[str]:
-    return [
-        "search",
-        "--budget",
-        BUDGET,
-        "--data",
-        str(f["data"]),
-        "--space",
-        str(f["space"]),
-        "--recipe",
-        str(f["recipe"]),
-        "--storage",
-        f"sqlite:///{db or f['db']}",
-        "--study",
-        study,
-        "--json",
-        *proxy,
-    ]
+    storage = f"sqlite:///{db or f['db']}"
+    opts = cli_args(
+        "search", budget=BUDGET, data=f["data"], space=f["space"], recipe=f["recipe"], storage=storage, study=study
+    )
+    return [*opts, "--json", *proxy]
 
 
 def _search(f: dict, run_cli, study: str, *proxy: str) -> dict:

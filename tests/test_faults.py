@@ -16,27 +16,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.helpers import MINI_SPEC
 from unetnas.cost import cost
 from unetnas.io import save_model
-from unetnas.presets import PRESETS
 from unetnas.train.recipe import Recipe
 from unetnas.train.trial import RESUME_MAY_CHANGE
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = PRESETS["tiny"].with_(
-    name="mini",
-    base_channels=8,
-    channel_mult=(1, 2),
-    layers_per_block=(1, 1),
-    attention=("none", "cross"),
-    transformer_depth=(0, 1),
-    mid_attention="cross",
-    mid_depth=1,
-    latent_size=16,
-    head_dim=8,
-    norm_num_groups=4,
-    text_len=16,
-)
+SPEC = MINI_SPEC  # tests/helpers.py
 BATCH = 8
 RECIPE = {
     "batch_size": BATCH,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_models import tiny_bert, tiny_blip_vqa, tiny_clip, tiny_image_folder, tiny_vae
+from tiny_models import prepare_latents, tiny_bert, tiny_blip_vqa, tiny_clip, tiny_image_folder, tiny_vae
 
+from tests.helpers import tifa_question
 from unetnas.errors import UserError
 from unetnas.io import load_space
 from unetnas.proxies import PROXIES, ClipScore, Proxy, Subject, ValLoss, VqaTifa, WorldTifa
@@ -29,17 +30,8 @@ REAL_SPEC = WORLD_SPEC.with_(latent_channels=4, cross_attention_dim=32, vae_down
 REAL_RECIPE = RECIPE.model_copy(update={"val_samples": 2})  # 16 samples hold out 2
 
 
-def _q(pid, caption: str, question: str, choices: list[str], answer: str, etype: str) -> dict:
-    return {
-        "id": pid,
-        "caption": caption,
-        "question": question,
-        "choices": choices,
-        "answer": answer,
-        "element_type": etype,
-        "element": answer,
-        "question_type": etype,
-    }
+def _q(*args) -> dict:  # noqa: ANN002 (tifa_question's)
+    return {**tifa_question(*args), "question_type": args[-1]}
 
 
 QUESTIONS = [  # a 2-prompt TIFA v1.0 file (one numeric id and an extra key, as the official file may have)
@@ -54,8 +46,6 @@ QUESTIONS = [  # a 2-prompt TIFA v1.0 file (one numeric id and an extra key, as 
 def real(tmp_path_factory) -> dict:
     """Tiny prepared data (16 images at 32 px through a tiny VAE + BERT), a latent micro UNet trained 3 steps on it,
     a tiny BLIP and CLIP, and a TIFA v1.0 file of 2 prompts."""
-    from unetnas.data.prepare import prepare
-
     root = tmp_path_factory.mktemp("real")
     tiny_image_folder(root / "imgs", n=16, size=(32, 32))
     f = {
@@ -65,17 +55,7 @@ def real(tmp_path_factory) -> dict:
         "blip": tiny_blip_vqa(root / "blip"),
         "clip": tiny_clip(root / "clip"),
     }
-    prepare(
-        out_dir=root / "data",
-        vae_path=f["vae"],
-        text_encoder_path=f["bert"],
-        images_dir=root / "imgs",
-        resolution=32,
-        shard_size=16,
-        batch_size=16,
-        progress=False,
-    )
-    f["data"], f["trial"] = root / "data", root / "trial"
+    f["data"], f["trial"] = prepare_latents(root, f["vae"], f["bert"]), root / "trial"
     run_trial(REAL_SPEC, REAL_RECIPE, ShardSource(f["data"]), f["trial"], steps=3)
     f["questions"] = root / "tifa_v1.0_question_answers.json"
     f["questions"].write_text(json.dumps(QUESTIONS))

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from tests.helpers import cli_args
 from tests.workers_util import account, worker
 from unetnas.search.ledger import Ledger
 from unetnas.search.storage import engine_for
@@ -24,7 +25,7 @@ BUDGET = "3e13"
 
 
 def search_args(db: Path, *extra: str) -> list[str]:
-    return ["search", "--replay", str(GT), "--budget", BUDGET, "--storage", f"sqlite:///{db}", "--study", "r", *extra]
+    return [*cli_args("search", replay=GT, budget=BUDGET, storage=f"sqlite:///{db}", study="r"), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_the_same_command_resumes(copy, run_cli, db_bytes) -> None:
 
 
 def create_args(url: str, study: str, *extra: str) -> list[str]:
-    return ["study", "create", "--storage", url, "--study", study, "--budget", BUDGET, "--replay", str(GT), *extra]
+    return [*cli_args("study", "create", storage=url, study=study, budget=BUDGET, replay=GT), *extra]
 
 
 def test_a_repeated_study_create_with_other_options_is_refused(run_cli, db_bytes, assert_one_line_error, tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import signal
 import sqlite3
 import subprocess
@@ -28,6 +27,7 @@ import sqlalchemy as sa
 import torch
 from optuna.trial import TrialState
 
+from tests.helpers import clean_env, cli_args
 from unetnas.cost import cost
 from unetnas.export import MARKER, folder_name
 from unetnas.search import study as S
@@ -47,22 +47,17 @@ TIMING_KEYS = {"wall_s", "train_s", "eval_s", "overhead_share"}
 
 def search_args(db: Path, study: str, *extra: str) -> list[str]:
     return [
-        "search",
-        "--budget",
-        f"{BUDGET:g}",
-        "--space",
-        str(SPACE),
-        "--recipe",
-        str(RECIPE),
-        "--storage",
-        f"sqlite:///{db}",
-        "--study",
-        study,
-        "--objectives",
-        ",".join(OBJECTIVES),
-        "--seed",
-        str(SEED),
-        "--json",
+        *cli_args(
+            "search",
+            budget=f"{BUDGET:g}",
+            space=SPACE,
+            recipe=RECIPE,
+            storage=f"sqlite:///{db}",
+            study=study,
+            objectives=",".join(OBJECTIVES),
+            seed=SEED,
+            json=True,
+        ),
         *extra,
     ]
 
@@ -446,24 +441,6 @@ def _eval_of(db: Path, number: int, note: str) -> float:
 
 
 # -- Ctrl-C and resume ------------------------------------------------------------------------------------------
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment for a fresh CLI process: one thread, no distributed settings that in-process
-    training left behind."""
-    drop = {
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "LOCAL_WORLD_SIZE",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "CROSS_RANK",
-        "CROSS_SIZE",
-    }
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 def trial_attr(db: Path, number: int, key: str):

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.helpers import cli_args
 from unetnas.io import load_space
 from unetnas.presets import PRESETS
 from unetnas.search.plan import make_plan
@@ -38,15 +39,8 @@ def kept(tmp_path_factory) -> Path:
 
 
 def search_args(db: Path, **change: str) -> list[str]:
-    opts = {
-        "--budget": f"{BUDGET:g}",
-        "--space": str(MICRO),
-        "--recipe": str(SMOKE),
-        "--storage": f"sqlite:///{db}",
-        "--study": "keep",
-    }
-    opts.update({f"--{k.replace('_', '-')}": v for k, v in change.items()})
-    return ["search", *(x for kv in opts.items() for x in kv)]
+    opts = {"budget": f"{BUDGET:g}", "space": MICRO, "recipe": SMOKE, "storage": f"sqlite:///{db}", "study": "keep"}
+    return cli_args("search", **{**opts, **change})
 
 
 BAD_SEARCH = {

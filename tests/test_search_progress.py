@@ -5,7 +5,6 @@ its objectives. A tiny latent search (tiny VAE + BERT data, CLIPScore with a tin
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import optuna
 from tiny_models import LATENT_BUDGET, tiny_clip, tiny_latent_search
+
+from tests.helpers import clean_env, cli_args
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (rung-start|rung-done|trial|budget|note) ")
 
@@ -30,40 +31,21 @@ def test_progress_lines_appear_while_the_search_runs(tmp_path) -> None:
         sys.executable,
         "-m",
         "unetnas.cli.app",
-        "search",
-        "--budget",
-        LATENT_BUDGET,
-        "--data",
-        str(f["data"]),
-        "--space",
-        str(f["space"]),
-        "--recipe",
-        str(f["recipe"]),
-        "--storage",
-        f"sqlite:///{db}",
-        "--study",
-        "prog",
-        "--proxy",
-        "clipscore",
-        "--clip",
-        str(clip),
-        "--questions",
-        str(tmp_path / "prompts.txt"),
-        "--vae",
-        str(f["vae"]),
+        *cli_args(
+            "search",
+            budget=LATENT_BUDGET,
+            data=f["data"],
+            space=f["space"],
+            recipe=f["recipe"],
+            storage=f"sqlite:///{db}",
+            study="prog",
+            proxy="clipscore",
+            clip=clip,
+            questions=tmp_path / "prompts.txt",
+            vae=f["vae"],
+        ),
     ]
-    drop = {
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "LOCAL_WORLD_SIZE",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "CROSS_RANK",
-        "CROSS_SIZE",
-    }  # distributed settings in-process training (another test) left behind
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(UNETNAS_PROGRESS_INTERVAL_S="0.2", OMP_NUM_THREADS="1", COLUMNS="60")
+    env = clean_env(UNETNAS_PROGRESS_INTERVAL_S="0.2", COLUMNS="60")
     seen_running: list[str] = []
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)

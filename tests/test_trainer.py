@@ -19,8 +19,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import MINI_SPEC
 from unetnas.cost import cost
-from unetnas.presets import PRESETS
 from unetnas.train.recipe import load_recipe
 from unetnas.train.source import WorldSource
 from unetnas.train.trainer import Trainer
@@ -28,20 +28,7 @@ from unetnas.train.trainer import Trainer
 GOLDEN = Path(__file__).parent / "golden" / "tiny_losses.json"
 REGEN = "UNETNAS_REGEN_GOLDEN=1 pytest tests/test_trainer.py -k golden"
 
-SPEC = PRESETS["tiny"].with_(
-    name="mini",
-    base_channels=8,
-    channel_mult=(1, 2),
-    layers_per_block=(1, 1),
-    attention=("none", "cross"),
-    transformer_depth=(0, 1),
-    mid_attention="cross",
-    mid_depth=1,
-    latent_size=16,
-    head_dim=8,
-    norm_num_groups=4,
-    text_len=16,
-)
+SPEC = MINI_SPEC  # tests/helpers.py
 RECIPE = load_recipe().model_copy(
     update=dict(batch_size=8, micro_batch=8, val_samples=8, val_timesteps=(100, 500, 900), log_every=1)
 )

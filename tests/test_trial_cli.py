@@ -13,31 +13,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_models import tiny_bert, tiny_image_folder, tiny_vae
+from tiny_models import prepare_latents, tiny_bert, tiny_image_folder, tiny_vae
 
+from tests.helpers import MINI_SPEC
 from unetnas.cost import cost
 from unetnas.errors import UserError
 from unetnas.io import load_spec, save_model
-from unetnas.presets import PRESETS
 from unetnas.train.recipe import load_recipe
 from unetnas.train.source import ShardSource
 from unetnas.train.trial import run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = PRESETS["tiny"].with_(
-    name="mini",
-    base_channels=8,
-    channel_mult=(1, 2),
-    layers_per_block=(1, 1),
-    attention=("none", "cross"),
-    transformer_depth=(0, 1),
-    mid_attention="cross",
-    mid_depth=1,
-    latent_size=16,
-    head_dim=8,
-    norm_num_groups=4,
-    text_len=16,
-)
+SPEC = MINI_SPEC  # tests/helpers.py
 # the same UNet on the tiny VAE's latents (4 x 16 x 16 from 32 px) and the tiny BERT's states (32-d, 16 tokens)
 REAL_SPEC = SPEC.with_(name="mini-real", latent_channels=4, cross_attention_dim=32, vae_downsample=2)
 BATCH = 8
@@ -73,19 +60,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     f["bad_recipe"].write_text(json.dumps({**recipe, "learning_rate": 0.1}))
     tiny_image_folder(root / "imgs", n=32, size=(32, 32))
     f["vae"], f["bert"] = tiny_vae(root / "vae"), tiny_bert(root / "bert")
-    from unetnas.data.prepare import prepare
-
-    f["data"] = root / "data"
-    prepare(
-        out_dir=f["data"],
-        vae_path=f["vae"],
-        text_encoder_path=f["bert"],
-        images_dir=root / "imgs",
-        resolution=32,
-        shard_size=16,
-        batch_size=16,
-        progress=False,
-    )
+    f["data"] = prepare_latents(root, f["vae"], f["bert"])
     f["corrupt"] = root / "corrupt"
     shutil.copytree(f["data"], f["corrupt"])
     shard = f["corrupt"] / "shard-00001.safetensors"

@@ -297,16 +297,24 @@ def tiny_latent_search(root: str | Path, prepare_data: bool = True) -> dict[str,
     f["space"].write_text(yaml.safe_dump(LATENT_SPACE))
     f["recipe"].write_text(yaml.safe_dump(LATENT_RECIPE))
     if prepare_data:
-        from unetnas.data.prepare import prepare
-
-        prepare(
-            out_dir=f["data"],
-            vae_path=f["vae"],
-            text_encoder_path=f["bert"],
-            images_dir=f["imgs"],
-            resolution=32,
-            shard_size=16,
-            batch_size=16,
-            progress=False,
-        )
+        prepare_latents(root, f["vae"], f["bert"])
     return f
+
+
+def prepare_latents(root: str | Path, vae: Path, bert: Path) -> Path:
+    """The images in `root/imgs` (32 px) prepared into `root/data` with the tiny `vae` and `bert` (`unetnas data
+    prepare`: 4 x 16 x 16 latents, 16 a shard); returns the data folder."""
+    from unetnas.data.prepare import prepare
+
+    root = Path(root)
+    prepare(
+        out_dir=root / "data",
+        vae_path=vae,
+        text_encoder_path=bert,
+        images_dir=root / "imgs",
+        resolution=32,
+        shard_size=16,
+        batch_size=16,
+        progress=False,
+    )
+    return root / "data"

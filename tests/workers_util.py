@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import optuna
 
+from tests.helpers import clean_env
 from unetnas.search.ledger import Ledger
 from unetnas.search.storage import engine_for
 
@@ -19,13 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = {"complete", "pruned", "closed", "failed"}
 
 
-RENDEZVOUS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # set in-process by earlier tests
-
-
 def env() -> dict[str, str]:
     """This process's environment for a child: one thread, the repo importable, no torch.distributed rendezvous."""
-    base = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS}
-    return {**base, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return clean_env(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
 
 
 def start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:

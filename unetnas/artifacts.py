@@ -212,18 +212,26 @@ def read_metrics(path: Path) -> list[TrainRecord | ValRecord]:
     return out
 
 
-class ExportMetrics(BaseModel):
+class Scores(BaseModel):
+    """What a rung measured, as every record of it spells it (a trial's ``rung_K`` attribute, an exported design's
+    ``metrics.json``, a ground-truth table's checkpoint): validation loss, raw TIFA and the text-blind-corrected
+    alignment, with their standard errors (None: not measured, or one prompt)."""
+
+    val_loss: float | None = None
+    tifa: float | None = None
+    tifa_se: float | None = None
+    alignment: float | None = None
+    alignment_se: float | None = None
+
+
+class ExportMetrics(Scores):
     """``metrics.json`` of an exported design (``unetnas.export``); fields added later are kept."""
 
     model_config = ConfigDict(extra="allow")
 
     trial: int = Field(ge=0)
     rung: int | None = None
-    alignment: float
-    alignment_se: float | None = None
-    tifa: float | None = None
-    tifa_se: float | None = None
-    val_loss: float | None = None
+    alignment: float  # an exported design was scored
     objectives: list[str]
     values: list[float]
     gmacs: float = Field(ge=0)

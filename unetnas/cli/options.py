@@ -1,8 +1,12 @@
-"""The study options `unetnas search` and `unetnas study create` share, typed once (``Annotated`` typer options),
-and the one function that turns them into a ``SearchConfig``."""
+"""The options commands share, typed once (``Annotated`` typer options): the study options of `unetnas search` and
+`unetnas study create` (``study_options`` gives a command all of them and turns them into a ``SearchConfig``), and
+``--study`` / ``--storage`` / ``--json`` as the commands reading a study spell them."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +60,29 @@ Foils = Annotated[
     typer.Option("--foils", min=1, help="real proxies: foil prompts per prompt (text-blind correction; default 4)"),
 ]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON summary at the end")]
+JsonObject = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+StudyName = Annotated[str, typer.Option("--study", help="study name")]
+Storage = Annotated[str | None, typer.Option("--storage", help="storage URL (default sqlite:///runs/<study>/study.db)")]
+
+STUDY_OPTIONS: tuple[tuple[str, Any, Any], ...] = (  # (parameter, typed option, default), in --help's order
+    ("budget", Budget, inspect.Parameter.empty),
+    ("space", Space, None),
+    ("data", Data, "shapes"),
+    ("recipe", Recipe, None),
+    ("objectives", Objectives, "alignment,gmacs"),
+    ("max_gmacs", MaxGmacs, None),
+    ("max_params", MaxParams, None),
+    ("sampler", Sampler, "tpe"),
+    ("seed", Seed, 0),
+    ("enqueue_presets", EnqueuePresets, False),
+    ("replay", Replay, None),
+    ("proxy", Proxy, None),
+    ("questions", Questions, None),
+    ("vqa", Vqa, None),
+    ("clip", Clip, None),
+    ("vae", Vae, None),
+    ("foils", Foils, None),
+)
 
 PROXY_NAMES = ("auto", "tifa", "vqa-tifa", "clipscore", "val-loss")
 
@@ -96,3 +123,25 @@ def search_config(**given: Any):
         proxy=proxy_overrides(*(given[k] for k in PROXY_FLAGS)),
         **fields,
     )
+
+
+def study_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for a command that takes ``cfg`` (a ``SearchConfig``): typer sees the ``STUDY_OPTIONS`` in
+    ``cfg``'s place (its signature is the command's own options with them spliced in); a call gets
+    ``cfg = search_config(...)`` of them and of its own options that are search settings (``--storage``,
+    ``--study``, ``--runs-dir``), its own options as given. Bad values are refused before the command runs."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    sig = inspect.signature(command, eval_str=True)
+    names = list(sig.parameters)
+    shared = [inspect.Parameter(n, kw, default=d, annotation=a) for n, a, d in STUDY_OPTIONS]
+    own = [p.replace(kind=kw) for p in sig.parameters.values() if p.name != "cfg"]
+    params = [*own[: names.index("cfg")], *shared, *own[names.index("cfg") :]]
+
+    @functools.wraps(command)
+    def with_config(**given: Any) -> Any:
+        options = {p.name: given.pop(p.name) for p in shared}
+        return command(cfg=search_config(**options, **given), **given)
+
+    with_config.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    with_config.__annotations__ = {p.name: p.annotation for p in params}  # resolved types, as typer reads them
+    return with_config

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from unetnas.cli import options as O
 from unetnas.cli.registry import command
 
 console = Console()
@@ -14,8 +15,8 @@ console = Console()
 
 @command()
 def export(
-    study: str = typer.Option(..., "--study", help="study name"),
-    storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
+    study: O.StudyName,
+    storage: O.Storage = None,
     out: Path = typer.Option(..., "--out", help="folder for one sub-folder per Pareto design"),
     top: int = typer.Option(None, "--top", min=1, help="at most this many designs, best alignment first"),
     config_only: bool = typer.Option(
@@ -44,8 +45,8 @@ def export(
 
 @command()
 def report(
-    study: str = typer.Option(..., "--study", help="study name"),
-    storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
+    study: O.StudyName,
+    storage: O.Storage = None,
     out: Path = typer.Option(None, "--out", help="HTML file (default runs/<study>/report.html)"),
     layout: Path = typer.Option(None, "--layout", help="panel layout YAML (default dashboards/report.yaml)"),
     steps: str = typer.Option(
@@ -80,10 +81,10 @@ def report(
 
 @command()
 def fit(
-    study: str = typer.Option(..., "--study", help="study name"),
-    storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
+    study: O.StudyName,
+    storage: O.Storage = None,
     at: str = typer.Option(None, "--at", help="predict alignment at these training FLOPs, comma-separated"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: O.JsonObject = False,
 ) -> None:
     """Scaling-law fits of a study: S = a C^b, S = a N^b, isoFLOP optimum, with intervals and R^2."""
     import json

@@ -13,6 +13,7 @@ from rich.table import Table
 from unetnas.cli import options as O
 from unetnas.cli.registry import command
 from unetnas.search.budget import format_flops
+from unetnas.search.config import SearchConfig
 from unetnas.search.plan import Bracket, describe_horizon
 
 console = Console(stderr=True)
@@ -185,26 +186,11 @@ def _lower_table(rows: list[dict], limit: int = 8) -> Table:
 
 
 @command()
+@O.study_options
 def search(
-    budget: O.Budget,
-    space: O.Space = None,
-    data: O.Data = "shapes",
-    recipe: O.Recipe = None,
+    cfg: SearchConfig,
     storage: str = typer.Option(None, "--storage", help="Optuna storage URL (default sqlite:///runs/<study>/study.db)"),
     study: str = typer.Option("demo", "--study", help="study name; running again resumes it"),
-    objectives: O.Objectives = "alignment,gmacs",
-    max_gmacs: O.MaxGmacs = None,
-    max_params: O.MaxParams = None,
-    sampler: O.Sampler = "tpe",
-    seed: O.Seed = 0,
-    enqueue_presets: O.EnqueuePresets = False,
-    replay: O.Replay = None,
-    proxy: O.Proxy = None,
-    questions: O.Questions = None,
-    vqa: O.Vqa = None,
-    clip: O.Clip = None,
-    vae: O.Vae = None,
-    foils: O.Foils = None,
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan; train nothing"),
     gpus: int = typer.Option(None, "--gpus", min=1, help="dry run: GPUs for the wall-time estimate"),
     gpus_per_trial: int = typer.Option(
@@ -219,7 +205,7 @@ def search(
         1, "--workers", help="local worker processes on the study, ceil(cores/N) threads each (1: one, deterministic)"
     ),
     oversubscribe: bool = typer.Option(False, "--oversubscribe", help="allow --workers above the CPU cores"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
+    json_out: O.Json = False,
 ) -> None:
     """FLOPs-budgeted multi-fidelity search (asynchronous Hyperband): the budget buys candidates; each is trained,
     scored and promoted or stopped; ends with the Pareto set of the designs trained to the last rung."""
@@ -228,7 +214,6 @@ def search(
     from unetnas.search.session import prepare
 
     check_workers(workers, oversubscribe)
-    cfg = O.search_config(**locals())
     p = prepare(cfg)
     if dry_run:
         if gpus and tflops_per_gpu:
@@ -377,9 +362,9 @@ def _run(p, json_out: bool, workers: int = 1) -> None:
 
 @command()
 def ledger(
-    study: str = typer.Option(..., "--study", help="study name"),
-    storage: str = typer.Option(None, "--storage", help="storage URL (default sqlite:///runs/<study>/study.db)"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    study: O.StudyName,
+    storage: O.Storage = None,
+    json_out: O.JsonObject = False,
 ) -> None:
     """FLOPs spent, reserved and remaining, by kind and by trial."""
     from unetnas.errors import UserError

@@ -13,6 +13,7 @@ import typer
 from unetnas.cli import options as O
 from unetnas.cli.registry import command, group
 from unetnas.search.budget import format_flops
+from unetnas.search.config import SearchConfig
 
 study_app = group(
     "study",
@@ -23,6 +24,7 @@ study_app = group(
 
 
 @study_app.command("create")
+@O.study_options
 def create(
     storage: Annotated[
         str,
@@ -31,36 +33,19 @@ def create(
             help="database URL every worker reaches, e.g. postgresql+psycopg://user:password@host:5432/db",
         ),
     ],
-    study: Annotated[str, typer.Option("--study", help="study name")],
-    budget: O.Budget,
-    space: O.Space = None,
-    data: O.Data = "shapes",
-    recipe: O.Recipe = None,
-    objectives: O.Objectives = "alignment,gmacs",
-    max_gmacs: O.MaxGmacs = None,
-    max_params: O.MaxParams = None,
-    sampler: O.Sampler = "tpe",
-    seed: O.Seed = 0,
-    enqueue_presets: O.EnqueuePresets = False,
-    replay: O.Replay = None,
-    proxy: O.Proxy = None,
-    questions: O.Questions = None,
-    vqa: O.Vqa = None,
-    clip: O.Clip = None,
-    vae: O.Vae = None,
-    foils: O.Foils = None,
+    study: O.StudyName,
+    cfg: SearchConfig,
     runs_dir: Path = typer.Option(
         Path("runs"),
         "--runs-dir",
         help="trial checkpoints go to <it>/<study>/trials "
         "(a folder every worker sees: a shared filesystem across nodes)",
     ),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: O.JsonObject = False,
 ) -> None:
     """Create the study, its plan and its FLOPs ledger once, before any worker starts."""
     from unetnas.search.worker import create_study
 
-    cfg = O.search_config(**locals())
     out = create_study(cfg)
     if json_out:
         print(json.dumps(out))
@@ -75,8 +60,8 @@ def create(
 
 @command()
 def worker(
-    storage: str = typer.Option(..., "--storage", help="the study's database URL (as given to study create)"),
-    study: str = typer.Option(..., "--study", help="study name"),
+    storage: Annotated[str, typer.Option("--storage", help="the study's database URL (as given to study create)")],
+    study: O.StudyName,
     gpus: int = typer.Option(1, "--gpus", min=1, help="ranks per trial (DeepSpeed launcher; gloo on CPU)"),
     replay: Path = typer.Option(None, "--replay", help="where the study's ground-truth table lies on this machine"),
     lease_s: float = typer.Option(
@@ -91,7 +76,7 @@ def worker(
         min=1.0,
         help="replay: make each rung last its FLOPs at this speed (scaling and fault tests)",
     ),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
+    json_out: O.Json = False,
 ) -> None:
     """Join a study and run rungs until its plan is done (or Ctrl-C: the rung is checkpointed, its lease released)."""
     from unetnas.report.summary import summary

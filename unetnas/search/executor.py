@@ -57,18 +57,35 @@ class RungResult:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+ShouldStop = Callable[[], bool]  # asked at least every few seconds; True: stop, keep the partial rung to resume
+OnStep = Callable[[dict[str, Any]], None]  # told each optimizer step's record (the trainer's metrics row)
+
+
 class Executor(Protocol):
     wall: dict[str, float]  # seconds spent training and evaluating (the rest of a search is orchestration)
 
     def start_steps(self, job: RungJob) -> int: ...
     def eval_flops(self, job: RungJob) -> float: ...
-    def run(
-        self,
-        job: RungJob,
-        meter: Meter,
-        should_stop: Callable[[], bool],
-        on_step: Callable[[dict[str, Any]], None] | None = None,
-    ) -> RungResult: ...
+    def run(self, job: RungJob, meter: Meter, should_stop: ShouldStop, on_step: OnStep | None = None) -> RungResult: ...
+
+
+class Wrapper:
+    """An executor that runs rungs its own way around an ``inner`` one (``launch.LaunchedExecutor``: on N ranks;
+    ``worker.PacedExecutor``: paced in time): the inner executor's steps, evaluation cost and wall-time account,
+    the wrapper's ``run``."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+
+    @property
+    def wall(self) -> dict[str, float]:
+        return self.inner.wall
+
+    def start_steps(self, job: RungJob) -> int:
+        return self.inner.start_steps(job)
+
+    def eval_flops(self, job: RungJob) -> float:
+        return self.inner.eval_flops(job)
 
 
 def base_record(job: RungJob, steps: int, batch_size: int) -> dict[str, Any]:
@@ -214,13 +231,7 @@ class TrainingExecutor:
         stub, proxy = self._stub(job.spec), self.scorer(job.spec)
         return ValLoss().flops(stub) + (proxy.flops(stub) if job.tifa and proxy is not None else 0.0)
 
-    def run(
-        self,
-        job: RungJob,
-        meter: Meter,
-        should_stop: Callable[[], bool],
-        on_step: Callable[[dict[str, Any]], None] | None = None,
-    ) -> RungResult:
+    def run(self, job: RungJob, meter: Meter, should_stop: ShouldStop, on_step: OnStep | None = None) -> RungResult:
         from unetnas.proxies import Subject, ValLoss
         from unetnas.train.trainer import Trainer
 

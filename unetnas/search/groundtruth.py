@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from unetnas.artifacts import Scores
 from unetnas.cost import cost
 from unetnas.errors import UserError, from_validation_error
 from unetnas.search import plan as P
@@ -41,7 +42,7 @@ LOG_FIELDS = ("val_loss", "tifa", "tifa_se", "alignment", "alignment_se")  # int
 LINEAR_FIELDS = ("wall_s", "eval_s")  # proportional to FLOPs: interpolated linearly
 
 
-class TableCheckpoint(BaseModel):
+class TableCheckpoint(Scores):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     train_flops: float = Field(..., gt=0)
@@ -50,11 +51,7 @@ class TableCheckpoint(BaseModel):
     wall_s: float | None = None
     eval_flops: float | None = None
     eval_s: float | None = None
-    val_loss: float
-    tifa: float | None = None
-    tifa_se: float | None = None
-    alignment: float | None = None
-    alignment_se: float | None = None
+    val_loss: float  # every checkpoint was validated
 
 
 class TableRun(BaseModel):

@@ -17,11 +17,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from unetnas.search.executor import Meter, RungJob, RungResult
+from unetnas.search.executor import Meter, OnStep, RungJob, RungResult, ShouldStop, Wrapper
 
 POLL_S = 0.5
 
@@ -47,27 +46,15 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-class LaunchedExecutor:
-    """``TrainingExecutor`` semantics, each rung run on ``ranks`` processes by the DeepSpeed launcher."""
+class LaunchedExecutor(Wrapper):
+    """``TrainingExecutor`` semantics (``inner``), each rung run on ``ranks`` processes by the DeepSpeed launcher."""
 
     def __init__(self, inner: Any, cfg: Any, ranks: int) -> None:
-        self.inner, self.cfg, self.ranks = inner, cfg, ranks
-        self.wall = inner.wall
+        super().__init__(inner)
+        self.cfg, self.ranks = cfg, ranks
         self.launcher = _launcher()
 
-    def start_steps(self, job: RungJob) -> int:
-        return self.inner.start_steps(job)
-
-    def eval_flops(self, job: RungJob) -> float:
-        return self.inner.eval_flops(job)
-
-    def run(
-        self,
-        job: RungJob,
-        meter: Meter,
-        should_stop: Callable[[], bool],
-        on_step: Callable[[dict[str, Any]], None] | None = None,
-    ) -> RungResult:
+    def run(self, job: RungJob, meter: Meter, should_stop: ShouldStop, on_step: OnStep | None = None) -> RungResult:
         assert job.folder is not None, "training jobs need a trial folder"
         job.folder.mkdir(parents=True, exist_ok=True)
         files = {k: job.folder / f"rung_{k}.json" for k in ("job", "progress", "result")}

@@ -5,12 +5,10 @@ plan's estimates), so the very same scheduler, sampler, ledger and study code ru
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 from unetnas.cost import cost
 from unetnas.search import plan as P
-from unetnas.search.executor import Meter, RungJob, RungResult, base_record
+from unetnas.search.executor import Meter, OnStep, RungJob, RungResult, ShouldStop, base_record
 from unetnas.search.groundtruth import GroundTruth
 from unetnas.train.recipe import Recipe, SearchSettings
 
@@ -34,13 +32,7 @@ class ReplayExecutor:
                 flops += P.caption_flops(job.spec.text_len) * (self.settings.tifa_prompts + 1)
         return flops
 
-    def run(
-        self,
-        job: RungJob,
-        meter: Meter,
-        should_stop: Callable[[], bool],
-        on_step: Callable[[dict[str, Any]], None] | None = None,
-    ) -> RungResult:
+    def run(self, job: RungJob, meter: Meter, should_stop: ShouldStop, on_step: OnStep | None = None) -> RungResult:
         t0 = time.perf_counter()
         record = base_record(job, job.target_steps, self.recipe.batch_size)
         values = self.table.at(job.spec, record["train_flops"], self.seed)

@@ -51,12 +51,8 @@ def call(fn: Callable[..., Any], *args: Any, retry_for_s: float = RETRY_FOR_S, *
             if not transient(err) or time.monotonic() - t0 + wait > limit:
                 raise
             # before first contact the retries are silent: an unreachable URL ends in one error line, not five
-            log.log(
-                logging.WARNING if _reached else logging.DEBUG,
-                "database unavailable (%s); retrying in %.1f s",
-                str(err).splitlines()[0][:120],
-                wait,
-            )
+            level = logging.WARNING if _reached else logging.DEBUG
+            log.log(level, "database unavailable (%s); retrying in %.1f s", str(err).splitlines()[0][:120], wait)
             time.sleep(wait * (1 + 0.25 * random.random()))  # jitter: workers do not all return at once
             wait = min(wait * 2, MAX_WAIT_S)
 

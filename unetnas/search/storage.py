@@ -104,7 +104,7 @@ def engine_for(url: str) -> sa.Engine:
         engine = sa.create_engine(parsed, **_server_kwargs(parsed))
         # first contact: fail in one line now, not in a traceback later; a server restarting as this process starts
         # (a worker launched during a failover) is tried again for retry.FIRST_CONTACT_S
-        retry.call(lambda: engine.connect().close())
+        _first_contact(lambda: engine.connect().close())
         return engine
     except (sa.exc.SQLAlchemyError, ImportError) as err:
         raise _open_error(url, err) from err
@@ -159,7 +159,7 @@ def open_storage(
             heartbeat = _heartbeat_kwargs(heartbeat_interval, grace_period, max_retry)
             if sqlite_path is not None:
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-            return retry.call(optuna.storages.RDBStorage, url, engine_kwargs=engine_kwargs, **heartbeat)
+            return _first_contact(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat))
     except (sa.exc.SQLAlchemyError, ImportError, RuntimeError, ValueError, OSError, sqlite3.Error) as err:
         if created and sqlite_path is not None:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -312,6 +312,23 @@ def _server_kwargs(parsed: sa.URL) -> dict[str, Any]:
     if parsed.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
     return kwargs
+
+
+def _first_contact(fn: Any) -> Any:
+    """``fn()``, tried again silently on transient errors (``retry.transient``: a server restarting as this process
+    starts, e.g. a worker launched during a failover) for ``retry.FIRST_CONTACT_S`` whatever this process reached
+    before, then the last error: an unreachable URL fails in seconds with one line (``_open_error``)."""
+    import time
+
+    t0, wait = time.monotonic(), retry.FIRST_WAIT_S
+    while True:
+        try:
+            return fn()
+        except Exception as err:
+            if not retry.transient(err) or time.monotonic() - t0 + wait > retry.FIRST_CONTACT_S:
+                raise
+            time.sleep(wait)
+            wait *= 2
 
 
 def _open_error(url: str, err: BaseException) -> UserError:

@@ -9,13 +9,11 @@ data, objectives, sampler, seed), so `unetnas worker` takes only the storage URL
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unetnas.errors import UserError
-from unetnas.search.executor import Meter, RungJob, RungResult
+from unetnas.search.executor import Meter, OnStep, RungJob, RungResult, ShouldStop, Wrapper
 from unetnas.search.lease import DEFAULT_TTL_S
 
 
@@ -93,32 +91,16 @@ def open_worker(
     return search, red
 
 
-@dataclass
-class PacedExecutor:
+class PacedExecutor(Wrapper):
     """Wraps an executor so each rung takes (its FLOPs / ``flops_per_s``) seconds, its meter rising as it goes and
     ``should_stop`` honoured every 50 ms: a replayed rung that behaves like a trained one in time (scaling and
     fault-injection tests)."""
 
-    inner: Any
-    flops_per_s: float
+    def __init__(self, inner: Any, flops_per_s: float) -> None:
+        super().__init__(inner)
+        self.flops_per_s = flops_per_s
 
-    @property
-    def wall(self) -> dict[str, float]:
-        return self.inner.wall
-
-    def start_steps(self, job: RungJob) -> int:
-        return self.inner.start_steps(job)
-
-    def eval_flops(self, job: RungJob) -> float:
-        return self.inner.eval_flops(job)
-
-    def run(
-        self,
-        job: RungJob,
-        meter: Meter,
-        should_stop: Callable[[], bool],
-        on_step: Callable[[dict[str, Any]], None] | None = None,
-    ) -> RungResult:
+    def run(self, job: RungJob, meter: Meter, should_stop: ShouldStop, on_step: OnStep | None = None) -> RungResult:
         full = Meter()
         result = self.inner.run(job, full, lambda: False, None)
         t0 = time.monotonic()
