@@ -340,7 +340,8 @@ def test_stored_study_with_other_settings_refuses(full, run_cli, assert_one_line
             args += change[i : i + 2]
     code, out, err = run_cli(args)
     assert_one_line_error(code, out, err)
-    assert err.startswith("error: --study='full': was made with other settings (") and f"{change[0]} " in err
+    named = {"--space": "space.", "--recipe": "recipe.", "--data": "data "}.get(change[0], f"{change[0]} ")
+    assert err.startswith("error: --study='full': was made with other settings (") and named in err, err
     assert db_bytes(full.db) == before
 
 

@@ -47,6 +47,11 @@ def create(
     from unetnas.search.worker import create_study
 
     out = create_study(cfg)
+    if not out["created"] and out["runs_dir"] and out["runs_dir"] != str(Path(runs_dir).resolve()):
+        print(
+            f"note: --runs-dir {runs_dir} is not applied: the study keeps its trial folders under {out['runs_dir']}",
+            file=sys.stderr,
+        )
     if json_out:
         print(json.dumps(out))
         return

@@ -32,7 +32,9 @@ STUDY_FIELDS = (
 )
 # space, recipe and replay are compared by content (``study.open_study``: the resolved space and recipe, the table's
 # digest), not by path: the same file copied elsewhere is the same study, another content at the same path is not
-COMPARED = tuple(f for f in STUDY_FIELDS if f not in ("space", "recipe", "replay"))
+# runs_dir: where *new* trial folders go (each trial stores its own folder); a resume from another working directory
+# keeps the stored one (``unetnas study create`` says so)
+COMPARED = tuple(f for f in STUDY_FIELDS if f not in ("space", "recipe", "replay", "runs_dir"))
 FLAGS = {"cycle": "cycle (bench)", "enqueue_presets": "--enqueue-presets", "objectives": "--objectives"}
 
 

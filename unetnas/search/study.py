@@ -165,8 +165,8 @@ def open_study(
             mine, theirs = (mine or {}).get("digest"), (theirs or {}).get("digest")
         if mine != theirs:
             raise UserError(
-                f"was started with {_difference(key, theirs, mine)}; resume with the same settings or use "
-                f"another --study",
+                f"was made with other settings ({_difference(key, theirs, mine)}); run it with the settings it was "
+                "made with, or use another --study",
                 field="--study",
                 value=name,
             )
@@ -180,7 +180,7 @@ def _difference(key: str, stored: Any, asked: Any) -> str:
         for k in [*stored, *(k for k in asked if k not in stored)]:
             if stored.get(k) != asked.get(k):
                 return _difference(f"{key}.{k}", stored.get(k), asked.get(k))
-    return f"{key} {_short(stored)} (now {_short(asked)})"
+    return f"{key} {_short(stored)} -> {_short(asked)}"
 
 
 def _short(value: Any) -> str:

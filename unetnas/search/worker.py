@@ -15,11 +15,12 @@ from typing import Any
 from unetnas.errors import UserError
 from unetnas.search.executor import Meter, OnStep, RungJob, RungResult, ShouldStop, Wrapper
 from unetnas.search.lease import DEFAULT_TTL_S
+from unetnas.search.study import SETTINGS_ATTR
 
 
 def create_study(cfg: Any) -> dict[str, Any]:
     """Create the study, its plan and its ledger once (``cfg``: a ``session.SearchConfig`` with a storage URL);
-    returns {"study", "storage", "budget", "candidates", "brackets", "created"}. Running it again with the same
+    returns {"study", "storage", "budget", "candidates", "brackets", "created", "runs_dir" (the stored one)}. Running it again with the same
     settings changes nothing; other settings are refused (one line)."""
     from unetnas.search.session import open_search, prepare
 
@@ -45,6 +46,7 @@ def create_study(cfg: Any) -> dict[str, Any]:
         "candidates": search.plan.candidates,
         "brackets": len(search.plan.brackets),
         "created": not existed,
+        "runs_dir": (search.study.user_attrs.get(SETTINGS_ATTR, {}).get("launch") or {}).get("runs_dir"),
     }
 
 
