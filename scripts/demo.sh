@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the CPU demo: a complete FLOPs-budgeted search of space/tiny.yaml on the built-in
-# world (no GPU, network or database server), then export the Pareto designs, on 2 worker processes: 12 min measured
-# on 2 shared CPU cores where one process took 18.4 (one process: 16 min on 2 mostly idle cores; BENCHMARKS.md).
+# world (no GPU, network or database server), then export the Pareto designs, on 2 worker processes: 7.4 min of
+# search and export from a fresh clone on 2 idle cores (one process took 14.1 min of search before; BENCHMARKS.md).
 # The budget buys candidates (Hyperband brackets; `unetnas search --budget 3e13 --dry-run` shows them), never longer
 # trials: the horizons come from trials/short.yaml. About a fifth of 3e13 pays for encoding the world's captions.
 set -euo pipefail
