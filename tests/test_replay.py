@@ -285,7 +285,7 @@ def test_cli_replay_json_then_resume_is_a_no_op(table, run_cli, tmp_path) -> Non
     other = tmp_path / "other.json"
     other.write_text(table.path.read_text().replace('"synthetic": true', '"synthetic": false'))
     code, out, err = run_cli([*args[:4], str(other), *args[5:]])
-    assert code == 2 and "was started with replay" in err
+    assert code == 2 and "was made with other settings (replay" in err
     # the human view: Pareto table with rung and standard error
     code, _, err = run_cli(args[:-1])
     assert code == 0 and "Pareto set: designs trained to the last rung" in err and "±" in err
