@@ -18,8 +18,16 @@ rewritten atomically after every run (every checkpoint in a pilot).
     python -m bench ground-truth [--space space/tiny.yaml] [--unit samples] [--horizon 16384] [--checkpoints 6]
                                  [--ratio 2] [--seeds 2] [--extra-seeds 12] [--prompts 128] [--pilot N]
                                  [--out bench/data/gt-<space>-v2.json] [--work runs/ground-truth-v2]
+                                 [--processes K] [--precision fp32] [--deadline-s S]
     v1: python -m bench ground-truth --unit flops --horizon 2.4e12 --checkpoints 3 --ratio 4 --seeds 1
                                  --extra-seeds 8 --out bench/data/gt-tiny-v1.json --work runs/ground-truth
+
+Parallel runs: ``--processes K`` trains K runs at once, one process each (spawned; each builds its own
+process group, world and proxy), taking runs in plan order; on a GPU the K processes share the device (small
+UNets are launch-bound, so K processes keep it busier than one). ``--precision fp32`` trains in fp32 on a GPU too
+(TF32 off for matmuls and cuDNN convolutions), so a GPU table measures what the CPU one does. ``--deadline-s S``
+starts no run after S seconds (with K > 1 it also stops the runs in flight at S; finished checkpoints are kept in ``--work`` and
+appear in ``partial_runs``): a table that must land inside a time limit lands with what it has.
 
 Table schema (version 2, a strict superset of version 1): ``{"version", "meta", "designs": [{id, spec, params,
 gmacs, train_flops_per_sample, text_blind, tags}], "runs": [{design, seed, checkpoints: [{train_flops, steps,
@@ -243,6 +251,102 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _setup(precision: str) -> None:
+    """Per process: threads (``UNETNAS_THREADS``), fp32 without TF32 when asked, the process group."""
+    import torch
+
+    from unetnas.train.engine import ensure_distributed
+
+    torch.set_num_threads(int(os.environ.get("UNETNAS_THREADS", os.cpu_count() or 1)))
+    if precision == "fp32":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    ensure_distributed()
+
+
+def _world(recipe, first: dict[str, Any], prompts: int):
+    from unetnas.proxies import WorldTifa
+    from unetnas.train.source import WorldSource
+
+    source = WorldSource(pool=recipe.world_pool, seed=0, resolution=first["latent_size"], text_len=first["text_len"])
+    return source, WorldTifa(prompts=prompts, images_per_prompt=1)
+
+
+def _worker_init(recipe, first: dict[str, Any], prompts: int, precision: str, deadline: float | None) -> None:
+    """A spawned table worker: its own process group, world and proxy, kept for every run it takes."""
+    _setup(precision)
+    source, proxy = _world(recipe, first, prompts)
+    _WORKER.update(recipe=recipe, source=source, proxy=proxy, deadline=deadline)
+
+
+def _worker_run(
+    job: tuple[dict[str, Any], int, list[float], Path, int],
+) -> tuple[str, int, list[dict[str, Any]] | None]:
+    """One (design, seed) run in a worker; None when the deadline passed before it started."""
+    d, seed, horizons, work, align_from = job
+    w = _WORKER
+    if w["deadline"] is not None and time.time() >= w["deadline"]:
+        return d["id"], seed, None
+
+    def log(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    rows = run_one(
+        d,
+        seed,
+        recipe=w["recipe"],
+        source=w["source"],
+        proxy=w["proxy"],
+        horizons=horizons,
+        work=work,
+        log=log,
+        align_from=align_from,
+    )
+    return d["id"], seed, rows
+
+
+def rows_on_disk(design: dict[str, Any], seed: int, recipe, horizons: list[float], work: Path) -> list[dict[str, Any]]:
+    """The checkpoints of a run already measured in ``work`` (a prefix of ``horizons``; empty when none)."""
+    path = work / run_key(design["spec"], recipe, seed) / "rows.json"
+    have = {r["steps"]: r for r in json.loads(path.read_text())} if path.is_file() else {}
+    out = []
+    for h in horizons:
+        row = have.get(recipe.horizon_steps(h, design["train_flops_per_sample"]))
+        if row is None:
+            break
+        out.append(row)
+    return out
+
+
+def _run_parallel(args, recipe, first, jobs, horizons, deadline, results, write, log) -> None:
+    """Train ``jobs`` over ``args.processes`` spawned workers in plan order; the table is rewritten after each run."""
+    import multiprocessing as mp
+    from multiprocessing.context import TimeoutError as PoolTimeout
+
+    ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or OpenMP state
+    init = (recipe, first, args.prompts, recipe.precision, deadline)
+    pool = ctx.Pool(args.processes, initializer=_worker_init, initargs=init)
+    try:
+        todo = [(d, seed, horizons, args.work, args.align_from) for d, seed in jobs]
+        it = pool.imap_unordered(_worker_run, todo, chunksize=1)
+        for _ in todo:
+            wait = None if deadline is None else max(deadline - time.time(), 0.0) + 1.0
+            try:
+                design, seed, rows = it.next(timeout=wait)
+            except PoolTimeout:
+                log("deadline: stopping the runs in flight")
+                return
+            if rows is not None:
+                results[design, seed] = rows
+                write()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -311,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="default bench/data/gt-<space>-v2[-pilot].json")
     ap.add_argument("--dry-run", action="store_true", help="print the runs and their planned FLOPs, train nothing")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "ground-truth-v2")
+    ap.add_argument("--processes", type=int, default=1, help="runs trained at once, one process each")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="override the recipe's")
+    ap.add_argument("--deadline-s", type=float, default=None, help="start no run after S s; stop runs at S s")
     args = ap.parse_args(argv)
 
     from unetnas.errors import UserError
@@ -318,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe_path = args.recipe or DEFAULT_RECIPE[args.unit or "samples"]
     recipe = load_recipe(recipe_path)
+    if args.precision is not None:  # part of the recipe, so of every run's key: fp32 and bf16 runs never mix
+        recipe = recipe.model_copy(update={"precision": args.precision})
     unit = args.unit or recipe.horizon_unit
     if recipe.horizon_unit != unit:
         raise UserError(f"the recipe's horizon_unit is {recipe.horizon_unit}", field="--unit", value=unit)
@@ -329,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         ("--seeds", args.seeds, args.seeds >= 1),
         ("--extra-seeds", args.extra_seeds, args.extra_seeds >= 0),
         ("--prompts", args.prompts, args.prompts >= 2),
+        ("--processes", args.processes, args.processes >= 1),
+        ("--deadline-s", args.deadline_s, args.deadline_s is None or args.deadline_s > 0),
     ]:
         if not ok:
             raise UserError("out of range", field=name, value=value)
@@ -339,27 +450,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(planned(args, recipe, unit, horizon, out), indent=1))
         return 0
 
-    import torch
-
-    from unetnas.proxies import WorldTifa
-    from unetnas.train.engine import ensure_distributed
-    from unetnas.train.source import WorldSource
-
-    torch.set_num_threads(int(os.environ.get("UNETNAS_THREADS", os.cpu_count() or 1)))
-    ensure_distributed()
+    start = time.time()
+    deadline = start + args.deadline_s if args.deadline_s else None
+    if args.processes == 1:
+        _setup(recipe.precision)
     table_designs = designs(args.space)
     if args.pilot:
         keep = set(second_seed_ids(table_designs, args.pilot + 1))
         table_designs = [d for d in table_designs if d["id"] in keep]
     by_id = {d["id"]: d for d in table_designs}
     first = table_designs[0]["spec"]
-    source = WorldSource(pool=recipe.world_pool, seed=0, resolution=first["latent_size"], text_len=first["text_len"])
-    proxy = WorldTifa(prompts=args.prompts, images_per_prompt=1)
+    source, proxy = _world(recipe, first, args.prompts)  # the parent's describes the world in the table's meta
     horizons = checkpoint_horizons(horizon, args.checkpoints, args.ratio, unit, recipe.batch_size)
     extra = [] if args.pilot else second_seed_ids(table_designs, args.extra_seeds) if args.extra_seeds else []
     only = set(filter(None, args.only.split(",")))
     jobs = [(by_id[i], s) for i, s in plan_jobs(table_designs, args.seeds, extra) if not only or i in only]
-    start = time.time()
     previous = json.loads(out.read_text()) if out.is_file() else {}
     spent_before = previous.get("meta", {}).get("cost_s", 0.0)
 
@@ -409,19 +514,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     depths = range(1, len(horizons) + 1) if args.pilot else [len(horizons)]  # pilot: breadth-first over checkpoints
     for depth in depths:
+        if args.processes == 1:
+            for d, seed in jobs:
+                if deadline is not None and time.time() >= deadline:
+                    break
+                results[d["id"], seed] = run_one(
+                    d,
+                    seed,
+                    recipe=recipe,
+                    source=source,
+                    proxy=proxy,
+                    horizons=horizons[:depth],
+                    work=args.work,
+                    log=log,
+                    align_from=args.align_from,
+                )
+                write()
+        else:
+            _run_parallel(args, recipe, first, jobs, horizons[:depth], deadline, results, write, log)
+    if deadline is not None and time.time() >= deadline:  # runs stopped at the deadline: their finished checkpoints
         for d, seed in jobs:
-            results[d["id"], seed] = run_one(
-                d,
-                seed,
-                recipe=recipe,
-                source=source,
-                proxy=proxy,
-                horizons=horizons[:depth],
-                work=args.work,
-                log=log,
-                align_from=args.align_from,
-            )
-            write()
+            if len(results.get((d["id"], seed), [])) < len(horizons):
+                results[d["id"], seed] = rows_on_disk(d, seed, recipe, horizons, args.work)
+        write()
+        log(f"deadline of {args.deadline_s:g} s reached: the table holds what finished (rerun to continue)")
     log(f"table written to {out} ({len(jobs)} runs)")
     return 0
 
