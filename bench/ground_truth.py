@@ -34,7 +34,7 @@ gmacs, train_flops_per_sample, text_blind, tags}], "runs": [{design, seed, check
 samples, wall_s, eval_flops, eval_s, val_loss, tifa, tifa_se, alignment, alignment_se, blind_tifa,
 per_prompt_alignment}]}], "partial_runs": [same, fewer checkpoints]}``; v2 adds ``meta.horizon_unit``
 (``meta.horizons`` are in it), ``meta.seeds``, ``meta.extra_seed_designs``, ``meta.runs_planned``, ``meta.pilot``,
-``meta.align_from`` (checkpoints before this index have validation loss only: their alignment fields are null)
+``meta.devices`` (rows per device; each row's ``device``), ``meta.align_from`` (checkpoints before this index have validation loss only: their alignment fields are null)
 and ``partial_runs``. Units: FLOPs, samples, seconds; alignment and TIFA are accuracies in [0, 1] (alignment is a
 difference and may be negative).
 """
@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,7 @@ def run_one(
             "wall_s": round(trainer.wall_s, 2),
             "eval_flops": val.flops + (res.flops if res is not None else 0.0),
             "eval_s": round(time.perf_counter() - t0, 2),
+            "device": _device_name(),
             "val_loss": val.value,
             "prompts": n_prompts if res is not None else None,
             "tifa": d["tifa"],
@@ -345,6 +347,13 @@ def _run_parallel(args, recipe, first, jobs, horizons, deadline, results, write,
     finally:
         pool.terminate()
         pool.join()
+
+
+def _device_name() -> str:
+    """Where a row was measured: the GPU's name, or ``cpu`` (wall seconds of one device are not another's)."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def machine() -> dict[str, Any]:
@@ -499,7 +508,10 @@ def main(argv: list[str] | None = None) -> int:
                 "foils": "all other prompts",
                 "sampler": "DDIM, trailing spacing",
             },
-            "machine": machine(),
+            "machine": machine(),  # of the last writer; each row names its device ("device")
+            "devices": dict(
+                Counter(c.get("device", "unrecorded") for r in runs for c in r["checkpoints"]).most_common()
+            ),
             "date": time.strftime("%Y-%m-%d"),
             "command": "python -m bench ground-truth " + " ".join(argv if argv is not None else []),
             "cost_s": round(spent_before + time.time() - start, 1),

@@ -15,7 +15,7 @@ export PYTHONPATH=/tmp/site:$PWD UNETNAS_CACHE=/tmp/unetnas-cache UNETNAS_THREAD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 echo "setup $(( $(date +%s) - T0 )) s"
 (nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -l 5 > "$OUT/util.csv" 2>/dev/null &)
-COMMON=(--space space/tiny-plus.yaml --unit samples --prompts 128 --precision fp32 --work runs/gt-h200)
+COMMON=(--space space/tiny-plus.yaml --unit samples --prompts 128 --precision fp32 --work runs/ground-truth-v2-fp32)
 # smoke first: the cheapest and the dearest design to 128 samples, alignment scored, 2 processes
 python3 scripts/device/run_gt.py "${COMMON[@]}" --horizon 128 --checkpoints 2 --align-from 1 --seeds 1 \
   --extra-seeds 0 --only d00,d68 --processes 2 --work runs/gt-smoke --out "$OUT/smoke.json" > "$OUT/smoke.txt" 2>&1 \
@@ -30,5 +30,5 @@ python3 scripts/device/run_gt.py "${COMMON[@]}" --horizon 8192 --checkpoints 6 -
   > "$OUT/log.txt" 2>&1
 echo "exit $?"
 grep -v -i warn "$OUT/log.txt" | tail -40
-tar -czf "$OUT/rows.tgz" runs/gt-h200/*/rows.json
+tar -czf "$OUT/rows.tgz" runs/ground-truth-v2-fp32/*/rows.json
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
