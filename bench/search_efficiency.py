@@ -44,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -447,7 +448,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     field="--table",
                     value=str(table),
                 )
-            table, space = partial(raw, Path(tmp), space)
+            table, space = partial(raw, Path(tmp), space, min_runs=2 if args.protocol == "held-out" else 1)
         gt = GroundTruth.load(table)
         bench = make_bench(gt, space, args.budget)
         t0 = time.perf_counter()
@@ -475,28 +476,39 @@ def machine() -> dict[str, Any]:
     }
 
 
-def partial(raw: dict[str, Any], tmp: Path, space: Path | None) -> tuple[Path, Path]:
-    """A complete table of the designs with runs and a space of the base widths whose members all have runs."""
+def partial(raw: dict[str, Any], tmp: Path, space: Path | None, min_runs: int = 1) -> tuple[Path, Path]:
+    """A complete table of the designs with at least ``min_runs`` finished runs (2 under the held-out protocol)
+    and a space of the base widths whose members all have them; the text-blind control is kept."""
     import yaml
 
     from unetnas.io import load_space
     from unetnas.search.plan import members
     from unetnas.search.study import design_key
 
-    ran = {r["design"] for r in raw["runs"]}
-    raw = {**raw, "designs": [d for d in raw["designs"] if d["id"] in ran]}
+    runs = Counter(r["design"] for r in raw["runs"])
+    ran = {d["id"] for d in raw["designs"] if runs[d["id"]] >= min_runs or (d["text_blind"] and runs[d["id"]])}
+    raw = {
+        **raw,
+        "designs": [d for d in raw["designs"] if d["id"] in ran],
+        "runs": [r for r in raw["runs"] if r["design"] in ran],
+        "partial_runs": [],
+    }
     covered = {design_key(d["spec"]) for d in raw["designs"]}
     sp = load_space(space or ROOT / raw["meta"]["space"])
     widths = [
         c for c in sp.base_channels if all(design_key(m) in covered for m in members(sp, 10**9) if m.base_channels == c)
     ]
     if not widths:
-        raise UserError("has no base width whose members all have runs yet", field="--table", value="--partial")
+        rule = f"has no base width whose members all have {min_runs} runs yet"
+        raise UserError(rule, field="--table", value="--partial")
     (tmp / "table.json").write_text(json.dumps(raw))
     (tmp / "space.yaml").write_text(
         yaml.safe_dump(sp.model_copy(update={"base_channels": widths}).model_dump(mode="json"))
     )
-    print(f"warning: partial table: {len(ran)} designs with runs; benchmarking base widths {widths}", file=sys.stderr)
+    print(
+        f"warning: partial table: {len(ran)} designs with >= {min_runs} runs; benchmarking base widths {widths}",
+        file=sys.stderr,
+    )
     return tmp / "table.json", tmp / "space.yaml"
 
 

@@ -284,3 +284,23 @@ def test_held_out_cli_reports_both_regrets_on_reporting_seeds(held_bench, tmp_pa
         assert len(r["plain_compute_to_epsilon"]) == 2 and 0 <= r["plain_reached"] <= 2, m
     md = SE.markdown(SE.evaluate(held_bench, [100], 0.05, ("unetnas", "random"), protocol="held-out"))
     assert "noise-aware eps" in md and "final plain regret" in md
+
+
+def test_held_out_on_a_partial_table_keeps_widths_whose_members_all_have_two_runs(
+    tmp_path, capsys, assert_one_line_error
+) -> None:
+    raw = json.loads(make_table(tmp_path / "t.json", SPACE, RECIPE, n_runs=2).read_text())
+    one_seed = next(d["id"] for d in raw["designs"] if d["spec"]["base_channels"] == 24 and not d["text_blind"])
+    raw["runs"] = [r for r in raw["runs"] if not (r["design"] == one_seed and r["seed"] == 1)]
+    raw["meta"]["complete"] = False
+    part = tmp_path / "partial.json"
+    part.write_text(json.dumps(raw))
+    argv = ["--table", str(part), "--seeds", "1", "--methods", "random", "--partial", "--json"]
+    assert SE.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "designs with >= 2 runs" in err and "base widths [16, 32]" in err  # C24 lost: one member has one run
+    raw["runs"] = [r for r in raw["runs"] if r["seed"] == 0]  # no design has two runs: nothing to hold out
+    part.write_text(json.dumps(raw))
+    code = SE.main(argv)
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, out, err, "--table=", "no base width whose members all have 2 runs", quiet=True)
