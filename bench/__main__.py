@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "2 cores: one 2-thread trial process vs two 1-thread processes at once (samples/s, roofline share)",
     ),
     "scoring": ("bench.bench_scoring", "alignment scoring images/s (batched CFG sampling, memoised judge) new vs old"),
+    "cross-device": ("bench.cross_device", "two tables' rows of the same runs compared (GPU vs CPU control)"),
     "gpu-throughput": ("bench.gpu_throughput", "trial throughput and MFU of paper-scale presets on a GPU"),
 }
 

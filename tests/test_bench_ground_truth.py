@@ -280,3 +280,17 @@ def test_science_at_equal_samples_reads_the_seed_mean_of_a_v2_table(tmp_path) ->
     _, designs, s = load_at_samples(tmp_path / "v2.json", 640)
     assert s == 640 and designs[twice["design"]].final(0)["alignment"] == pytest.approx(np.mean(both))
     assert designs[twice["design"]].final(0)["seeds"] == 2
+
+
+def test_cross_device_compares_the_same_runs_only() -> None:
+    from bench import cross_device
+
+    def table(device: str, val: float, align: float, seeds=(0,)) -> dict:
+        ck = [{"samples": 256, "val_loss": val, "alignment": None, "device": device}]
+        ck.append({"samples": 512, "val_loss": val / 2, "alignment": align, "alignment_se": 0.02, "device": device})
+        return {"runs": [{"design": "d00", "seed": s, "checkpoints": ck} for s in seeds], "partial_runs": []}
+
+    res = cross_device.compare(table("cpu", 0.5, 0.10), table("NVIDIA H200", 0.504, 0.13, seeds=(0, 1)))
+    assert res["runs"] == 1 and res["checkpoints"] == 2 and res["scored"] == 1  # seed 1 is in one table only
+    assert res["val_loss_rel_diff_max"] == pytest.approx(0.008) and res["val_loss_within_1pct"] == 2
+    assert res["alignment_abs_diff_max"] == pytest.approx(0.03) and res["devices_b"] == ["NVIDIA H200"]
