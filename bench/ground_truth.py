@@ -27,7 +27,9 @@ process group, world and proxy), taking runs in plan order; on a GPU the K proce
 UNets are launch-bound, so K processes keep it busier than one). ``--precision fp32`` trains in fp32 on a GPU too
 (TF32 off for matmuls and cuDNN convolutions), so a GPU table measures what the CPU one does. ``--deadline-s S``
 starts no run after S seconds (with K > 1 it also stops the runs in flight at S; finished checkpoints are kept in ``--work`` and
-appear in ``partial_runs``): a table that must land inside a time limit lands with what it has.
+appear in ``partial_runs``): a table that must land inside a time limit lands with what it has. A row's
+``eval_flops`` is informational (the replay prices evaluation itself); the first scored row of each process
+includes the one-off encoding of the prompts.
 
 Table schema (version 2, a strict superset of version 1): ``{"version", "meta", "designs": [{id, spec, params,
 gmacs, train_flops_per_sample, text_blind, tags}], "runs": [{design, seed, checkpoints: [{train_flops, steps,
@@ -278,10 +280,19 @@ def _world(recipe, first: dict[str, Any], prompts: int):
 
 
 def _worker_init(recipe, first: dict[str, Any], prompts: int, precision: str, deadline: float | None) -> None:
-    """A spawned table worker: its own process group, world and proxy, kept for every run it takes."""
-    _setup(precision)
-    source, proxy = _world(recipe, first, prompts)
-    _WORKER.update(recipe=recipe, source=source, proxy=proxy, deadline=deadline)
+    """A spawned table worker: its own single-rank process group (a fresh port: the parent's variables, if it
+    made a group itself, are not this worker's), world and proxy, kept for every run it takes. A failure here is
+    kept and raised by the worker's first run (a Pool would otherwise respawn a failing worker forever)."""
+    from unetnas.train.engine import _free_port
+
+    try:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1")
+        os.environ["LOCAL_RANK"] = "0"
+        _setup(precision)
+        source, proxy = _world(recipe, first, prompts)
+        _WORKER.update(recipe=recipe, source=source, proxy=proxy, deadline=deadline)
+    except Exception as err:  # noqa: BLE001  reported by the first run of this worker
+        _WORKER["error"] = f"a ground-truth worker could not start: {type(err).__name__}: {err}"
 
 
 def _worker_run(
@@ -290,6 +301,8 @@ def _worker_run(
     """One (design, seed) run in a worker; None when the deadline passed before it started."""
     d, seed, horizons, work, align_from = job
     w = _WORKER
+    if "error" in w:
+        raise RuntimeError(w["error"])
     if w["deadline"] is not None and time.time() >= w["deadline"]:
         return d["id"], seed, None
 
