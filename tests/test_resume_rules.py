@@ -132,6 +132,8 @@ def test_a_repeated_study_create_with_other_options_is_refused(run_cli, db_bytes
     code, out, err = run_cli(create_args(url, "c", "--sampler", "tpe", "--seed", "3", "--runs-dir", "elsewhere"))
     assert code == 0 and "note: --runs-dir elsewhere is not applied: the study keeps its trial folders under" in err
     assert db_bytes(db) == before
+    code, out, err = run_cli(create_args(url, "d", "--runs-dir", str(tmp_path / "elsewhere")))  # SQLite: beside it
+    assert code == 0 and f"this SQLite study keeps trial folders in {tmp_path / 'd'}/trials" in err, err
     code, out, err = run_cli(create_args(url, "c", "--sampler", "tpe", "--seed", "3"))
     assert code == 0 and "exists (unchanged)" in out, err
     st = optuna.load_study(study_name="c", storage=url)

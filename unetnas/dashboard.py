@@ -137,16 +137,7 @@ class _Attach:
         self.backend = backend
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: object) -> None:
-        from optuna.storages import RDBStorage
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        b = self.backend
-        if not isinstance(b, RDBStorage) or not b.get_trial(trial_id).state.is_finished():
-            b.set_trial_system_attr(trial_id, key, value)
-            return
-        with _create_scoped_session(b.scoped_session, True) as session:
-            session.add(models.TrialSystemAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+        T.set_finished_trial_system_attr(self.backend, trial_id, key, value)
 
 
 def _upload(store, study: optuna.Study, trial_id: int, path: Path, data: bytes) -> str:  # noqa: ANN001

@@ -38,8 +38,8 @@ def create(
     runs_dir: Path = typer.Option(
         Path("runs"),
         "--runs-dir",
-        help="trial checkpoints go to <it>/<study>/trials "
-        "(a folder every worker sees: a shared filesystem across nodes)",
+        help="trial checkpoints go to <it>/<study>/trials with a server database (a folder every worker sees: "
+        "a shared filesystem across nodes); an SQLite study keeps them beside its file",
     ),
     json_out: O.JsonObject = False,
 ) -> None:
@@ -47,6 +47,14 @@ def create(
     from unetnas.search.worker import create_study
 
     out = create_study(cfg)
+    if storage.startswith("sqlite:///") and Path(runs_dir) != Path("runs"):
+        from unetnas.search.session import _trials_home
+
+        home = _trials_home(storage, cfg)
+        print(
+            f"note: --runs-dir is for server databases; this SQLite study keeps trial folders in {home}/trials",
+            file=sys.stderr,
+        )
     if not out["created"] and out["runs_dir"] and out["runs_dir"] != str(Path(runs_dir).resolve()):
         print(
             f"note: --runs-dir {runs_dir} is not applied: the study keeps its trial folders under {out['runs_dir']}",

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from unetnas.errors import UserError
 from unetnas.search.promotion import pareto
-from unetnas.search.trials import storage_of
+from unetnas.search.trials import nsga2_generation_key, storage_of
 from unetnas.spec import UNetSpec
 
 OBJECTIVES = {"alignment": "maximize", "gmacs": "minimize", "params": "minimize"}
@@ -95,7 +95,7 @@ class TrialSeeded(optuna.samplers.BaseSampler):
         generation (the n-th observation belongs to generation n // population size)."""
         if self.name != "nsga2":
             return {}
-        return {optuna.samplers.NSGAIISampler._get_generation_key(): n_observed // NSGA2_POPULATION}
+        return {nsga2_generation_key(): n_observed // NSGA2_POPULATION}
 
 
 def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

@@ -4,7 +4,7 @@ Everything else in the search reads and writes trials through ``TrialStore`` (or
 API reaches trials by number through a ``Study``; the search also works by trial id (the storage's key) on trials
 another worker made or a recovered lease names: user attributes, intermediate values, one trial read without
 loading the whole study. Those are public ``BaseStorage`` methods; what Optuna keeps private is the way to them
-from a ``Study`` or a ``FrozenTrial``, and its cache in front of an RDB storage. The four adapter functions below
+from a ``Study`` or a ``FrozenTrial``, and its cache in front of an RDB storage. The adapter functions below
 are the only code in ``unetnas/`` that touches a private Optuna attribute (``tests/test_architecture.py`` greps
 for it), and each says why:
 
@@ -17,6 +17,11 @@ for it), and each says why:
   ``optuna.load_study(storage=url)`` puts in front of an ``RDBStorage`` (finished trials read once, not on every
   ``get_trials``), and the SQLAlchemy engine below it, closed before this process opens the SQLite file again; optuna-dashboard's artifact API takes the storage below
   the cache.
+- ``set_finished_trial_system_attr(storage, trial_id, key, value)``: ``optuna.storages._rdb`` (its models and
+  scoped session). Optuna refuses attribute changes to a finished trial, but a trial's samples are uploaded as an
+  artifact after its rung is told, and the artifact record is a system attribute (optuna-dashboard lists it).
+- ``nsga2_generation_key()``: ``NSGAIISampler._get_generation_key``: an observation added to a study must carry the
+  generation NSGA-II reads, under the key the sampler itself uses.
 """
 
 from __future__ import annotations
@@ -61,6 +66,24 @@ def dispose(storage: Any) -> None:
     engine = getattr(backend, "engine", None)
     if engine is not None:
         engine.dispose()
+
+
+def set_finished_trial_system_attr(storage: optuna.storages.BaseStorage, trial_id: int, key: str, value: Any) -> None:
+    """A system attribute on a trial, also a finished one (written through the RDB storage's session directly)."""
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    if not isinstance(storage, RDBStorage) or not storage.get_trial(trial_id).state.is_finished():
+        storage.set_trial_system_attr(trial_id, key, value)
+        return
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        session.add(models.TrialSystemAttributeModel(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+
+
+def nsga2_generation_key() -> str:
+    """The system attribute NSGA-II stores a trial's generation under."""
+    return optuna.samplers.NSGAIISampler._get_generation_key()
 
 
 # -- the store ----------------------------------------------------------------------------------------------------
