@@ -369,6 +369,28 @@ def _device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def seed_rows(out: Path, table_designs: list[dict[str, Any]], recipe, horizons: list[float], work: Path) -> int:
+    """Write ``rows.json`` into ``work`` for every run of the table at ``out`` that has none there, so a table
+    committed in parts resumes on a fresh clone or another machine (``runs/`` is not committed). Only a table of
+    the same checkpoints and designs is read; returns the runs seeded."""
+    from unetnas.errors import UserError
+
+    table = json.loads(out.read_text())
+    if table.get("meta", {}).get("horizons") != horizons:
+        raise UserError(f"has checkpoints {table.get('meta', {}).get('horizons')}, not {horizons}", source=out)
+    by_id = {d["id"]: d for d in table_designs}
+    n = 0
+    for run in [*table.get("runs", []), *table.get("partial_runs", [])]:
+        d = by_id.get(run["design"])
+        if d is None or d["spec"] != next(x["spec"] for x in table["designs"] if x["id"] == run["design"]):
+            continue
+        path = work / run_key(d["spec"], recipe, run["seed"]) / "rows.json"
+        if not path.is_file() and run["checkpoints"]:
+            _write_json(path, run["checkpoints"])
+            n += 1
+    return n
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -440,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=1, help="runs trained at once, one process each")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="override the recipe's")
     ap.add_argument("--deadline-s", type=float, default=None, help="start no run after S s; stop runs at S s")
+    ap.add_argument(
+        "--seed-rows",
+        action="store_true",
+        help="first write the runs of the --out table into --work where it has none (resume a committed table)",
+    )
     args = ap.parse_args(argv)
 
     from unetnas.errors import UserError
@@ -487,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = [] if args.pilot else second_seed_ids(table_designs, args.extra_seeds) if args.extra_seeds else []
     only = set(filter(None, args.only.split(",")))
     jobs = [(by_id[i], s) for i, s in plan_jobs(table_designs, args.seeds, extra) if not only or i in only]
+    if args.seed_rows and out.is_file():
+        print(f"seeded {seed_rows(out, table_designs, recipe, horizons, args.work)} runs from {out}", flush=True)
     previous = json.loads(out.read_text()) if out.is_file() else {}
     spent_before = previous.get("meta", {}).get("cost_s", 0.0)
 

@@ -9,7 +9,8 @@
 #      for 12 designs spread over GMACs, seed 0 of every design first -> bench/data/gt-tiny-plus-v2.json
 # Equal training samples (trials/samples.yaml), checkpoints 256 .. 8,192 samples (ratio 2), validation loss at all
 # six, alignment (128 prompts) from 1,024 samples on. Why: bench/data/README.md, "gt-tiny-plus-v2".
-# Extra arguments go to the full table (e.g. --processes 2, --deadline-s 3600).
+# Extra arguments go to the full table (e.g. --processes 2, --deadline-s 3600). --seed-rows: a fresh clone resumes
+# from the committed table (its runs are written into runs/ first, not trained again).
 # Cost: `scripts/gt_v2.sh --dry-run` (1.3e15 FLOPs: ~37 h at 10 GFLOP/s on CPU; 96 runs took 467 s on one H200).
 # One thread: on 2 shared, loaded cores OpenMP's spinning team of 2 is far slower (tests/conftest.py).
 set -euo pipefail
@@ -24,4 +25,4 @@ fi
 # the full table: checkpoints 256 .. 8,192 (the pilot: the ranking holds to 8,192 and is gone at 16,384), fp32 on
 # any device (runs measured on the H200 by scripts/device/gt_v2_gpu.sh and here share keys and rows)
 python -m bench ground-truth "${COMMON[@]}" --horizon 8192 --checkpoints 6 --ratio 2 --align-from 2 --seeds 2 \
-  --extra-seeds 12 --precision fp32 --work runs/ground-truth-v2-fp32 "$@"
+  --extra-seeds 12 --precision fp32 --work runs/ground-truth-v2-fp32 --seed-rows "$@"

@@ -55,6 +55,11 @@ def test_ground_truth_in_parallel_processes_equals_one_process_and_a_deadline_ke
     measured = ("val_loss", "alignment", "per_prompt_alignment", "train_flops", "samples", "steps")
     pick = lambda t: [(r["design"], [{k: c[k] for k in measured} for c in r["checkpoints"]]) for r in t["runs"]]  # noqa: E731
     assert pick(a) == pick(b)  # bitwise: same seeds, same arithmetic, one process or two
+    seeded = tmp_path / "seeded.json"  # a committed table resumes in an empty work dir: nothing is trained again
+    seeded.write_text(one.read_text())
+    argv = [*common, "--out", str(seeded), "--work", str(tmp_path / "w4"), "--seed-rows", "--deadline-s", "1e-3"]
+    assert ground_truth.main(argv) == 0
+    assert json.loads(seeded.read_text())["runs"] == a["runs"] and len(list((tmp_path / "w4").glob("*/rows.json"))) == 2
     late = tmp_path / "late.json"
     assert ground_truth.main([*common, "--out", str(late), "--work", str(tmp_path / "w3"), "--deadline-s", "1e-3"]) == 0
     t = json.loads(late.read_text())
