@@ -379,10 +379,11 @@ def seed_rows(out: Path, table_designs: list[dict[str, Any]], recipe, horizons: 
     if table.get("meta", {}).get("horizons") != horizons:
         raise UserError(f"has checkpoints {table.get('meta', {}).get('horizons')}, not {horizons}", source=out)
     by_id = {d["id"]: d for d in table_designs}
+    theirs = {d["id"]: d["spec"] for d in table["designs"]}
     n = 0
     for run in [*table.get("runs", []), *table.get("partial_runs", [])]:
         d = by_id.get(run["design"])
-        if d is None or d["spec"] != next(x["spec"] for x in table["designs"] if x["id"] == run["design"]):
+        if d is None or d["spec"] != theirs.get(run["design"]):  # another space's design under the same id
             continue
         path = work / run_key(d["spec"], recipe, run["seed"]) / "rows.json"
         if not path.is_file() and run["checkpoints"]:

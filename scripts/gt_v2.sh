@@ -17,12 +17,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} UNETNAS_THREADS=${UNETNAS_THREADS:-1}
+# GT: how the table is run (scripts/device/gt_v2_gpu.sh runs it through its encoder guard, same protocol)
+read -r -a GT <<< "${GT:-python -m bench ground-truth}"
 COMMON=(--space space/tiny-plus.yaml --unit samples --prompts 128)
 if [ "${1:-}" = pilot ]; then  # the pilot as it ran (fp32 on CPU by the recipe's "auto"), checkpoints 512 .. 16,384
-  python -m bench ground-truth "${COMMON[@]}" --horizon 16384 --checkpoints 6 --ratio 2 --align-from 2 --pilot 5
+  "${GT[@]}" "${COMMON[@]}" --horizon 16384 --checkpoints 6 --ratio 2 --align-from 2 --pilot 5
   exit
 fi
 # the full table: checkpoints 256 .. 8,192 (the pilot: the ranking holds to 8,192 and is gone at 16,384), fp32 on
 # any device (runs measured on the H200 by scripts/device/gt_v2_gpu.sh and here share keys and rows)
-python -m bench ground-truth "${COMMON[@]}" --horizon 8192 --checkpoints 6 --ratio 2 --align-from 2 --seeds 2 \
+"${GT[@]}" "${COMMON[@]}" --horizon 8192 --checkpoints 6 --ratio 2 --align-from 2 --seeds 2 \
   --extra-seeds 12 --precision fp32 --work runs/ground-truth-v2-fp32 --seed-rows "$@"

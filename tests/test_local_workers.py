@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import cli_args
 from tests.workers_util import account, env
 from unetnas.search.lease import Leases
 from unetnas.search.local import cores
@@ -26,25 +27,12 @@ GT = ROOT / "bench" / "data" / "gt-tiny-v1.json"
 
 
 def replay_args(db: Path, *extra: str) -> list[str]:
-    return ["search", "--replay", str(GT), "--budget", "3e13", "--storage", f"sqlite:///{db}", "--study", "r", *extra]
+    return [*cli_args("search", replay=GT, budget="3e13", storage=f"sqlite:///{db}", study="r"), *extra]
 
 
 def train_args(db: Path, *extra: str) -> list[str]:
-    return [
-        "search",
-        "--budget",
-        "6e11",
-        "--space",
-        str(DATA / "micro.yaml"),
-        "--recipe",
-        str(DATA / "search_recipe.yaml"),
-        "--storage",
-        f"sqlite:///{db}",
-        "--study",
-        "s",
-        "--json",
-        *extra,
-    ]
+    micro = dict(space=DATA / "micro.yaml", recipe=DATA / "search_recipe.yaml")
+    return [*cli_args("search", budget="6e11", **micro, storage=f"sqlite:///{db}", study="s", json=True), *extra]
 
 
 TWO = ("--workers", "2", "--oversubscribe")  # 2 workers even on a 1-core machine

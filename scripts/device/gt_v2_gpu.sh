@@ -15,7 +15,7 @@ export PYTHONPATH=/tmp/site:$PWD UNETNAS_CACHE=/tmp/unetnas-cache UNETNAS_THREAD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 echo "setup $(( $(date +%s) - T0 )) s"
 (nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -l 5 > "$OUT/util.csv" 2>/dev/null &)
-COMMON=(--space space/tiny-plus.yaml --unit samples --prompts 128 --precision fp32 --work runs/ground-truth-v2-fp32)
+COMMON=(--space space/tiny-plus.yaml --unit samples --prompts 128 --precision fp32)
 # smoke first: the cheapest and the dearest design to 128 samples, alignment scored, 2 processes
 python3 scripts/device/run_gt.py "${COMMON[@]}" --horizon 128 --checkpoints 2 --align-from 1 --seeds 1 \
   --extra-seeds 0 --only d00,d68 --processes 2 --work runs/gt-smoke --out "$OUT/smoke.json" > "$OUT/smoke.txt" 2>&1 \
@@ -26,8 +26,8 @@ echo "smoke done at $(( $(date +%s) - T0 )) s"
 cp bench/data/gt-tiny-plus-v2.json "$OUT/gt-tiny-plus-v2.json"  # the committed part: its runs are not trained again
 DEADLINE=${DEADLINE:-$(( 560 - ($(date +%s) - T0) ))}
 set +e
-python3 scripts/device/run_gt.py "${COMMON[@]}" --horizon 8192 --checkpoints 6 --ratio 2 --align-from 2 --seeds 2 \
-  --extra-seeds 12 --processes "${PROCS:-14}" --deadline-s "$DEADLINE" --out "$OUT/gt-tiny-plus-v2.json" --seed-rows \
+GT="python3 scripts/device/run_gt.py" bash scripts/gt_v2.sh --processes "${PROCS:-14}" --deadline-s "$DEADLINE" \
+  --out "$OUT/gt-tiny-plus-v2.json" \
   > "$OUT/log.txt" 2>&1
 echo "exit $?"
 grep -v -i warn "$OUT/log.txt" | tail -40
