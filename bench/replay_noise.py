@@ -79,8 +79,17 @@ def check_held_out(gt: GroundTruth, members: list[UNetSpec]) -> None:
         )
 
 
-def check_seeds(protocol: str, seeds: list[int]) -> None:
-    """Held-out reporting never uses a tuning seed."""
+def check_seeds(protocol: str, seeds: list[int], tuning: bool = False) -> None:
+    """Held-out reporting never uses a tuning seed; ``tuning`` (a run that tunes the scheduler, labelled so in
+    its output) uses only tuning seeds."""
+    if tuning:
+        if any(s not in TUNING_SEEDS for s in seeds):
+            raise UserError(
+                f"--tuning runs only the tuning seeds {TUNING_SEEDS.start}..{TUNING_SEEDS.stop - 1}",
+                field="--first-seed",
+                value=str(seeds[0]),
+            )
+        return
     if protocol == "held-out" and any(s in TUNING_SEEDS for s in seeds):
         raise UserError(
             f"seeds {TUNING_SEEDS.start}..{TUNING_SEEDS.stop - 1} tuned the scheduler; report on seeds from "

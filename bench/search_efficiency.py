@@ -184,6 +184,7 @@ def evaluate(
     methods: tuple[str, ...] = tuple(METHODS),
     progress: bool = False,
     protocol: str = "same-run",
+    tuning: bool = False,
 ) -> dict[str, Any]:
     """Run every method at every seed and summarise (the ``--json`` output; see the module docstring).
     ``eps`` None: ``auto_epsilon`` of the primary regret's floor. ``protocol``: ``bench.replay_noise.PROTOCOLS``;
@@ -192,7 +193,7 @@ def evaluate(
     runners = {m: method(m) for m in methods}  # a peer without its package fails here, before anything runs
     if protocol == "held-out":
         RN.check_held_out(bench.table, bench.members)
-    RN.check_seeds(protocol, seeds)
+    RN.check_seeds(protocol, seeds, tuning)
     noise = protocol == "held-out"
     scorers = {s: Scorer(bench, protocol, s) for s in seeds}
     floor_regret = floor(bench, scorers, noise)
@@ -252,6 +253,7 @@ def evaluate(
         "seeds": len(seeds),
         "seed_list": list(seeds),
         "tuning_seeds": [RN.TUNING_SEEDS.start, RN.TUNING_SEEDS.stop - 1],
+        "tuning": tuning,  # True: a run on the tuning seeds, not a report
         "seed_sd": RN.seed_sd(bench.table, list(first.truth)),
         "epsilon": eps,
         f"{other}_epsilon": other_eps,
@@ -360,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a table still being written: use its designs with runs (and the widths they cover)",
     )
+    ap.add_argument(
+        "--tuning",
+        action="store_true",
+        help=f"tune the scheduler: seeds from 0 (only {RN.TUNING_SEEDS.start}..{RN.TUNING_SEEDS.stop - 1}), output "
+        "labelled as tuning, never a report",
+    )
     ap.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
     ap.add_argument("--out", default=None, help="also write the whole result (curves included) as JSON here")
     args = ap.parse_args(argv)
@@ -389,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     m = res["machine"]
+    if res["tuning"]:
+        print("TUNING run (seeds the scheduler is tuned on): not a report")
     print(
         f"command: python -m bench search-efficiency {' '.join(argv or [])}; {res['wall_s']:.0f} s on "
         f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}, Optuna {m['optuna']}), {res['date']}"
@@ -424,9 +434,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         method(m)  # a peer whose package is missing: one line now, before anything runs
     first = args.first_seed
     if first is None:
-        first = RN.REPORT_FIRST_SEED if args.protocol == "held-out" else 0
+        first = RN.REPORT_FIRST_SEED if args.protocol == "held-out" and not args.tuning else 0
     seeds = list(range(first, first + args.seeds))
-    RN.check_seeds(args.protocol, seeds)
+    RN.check_seeds(args.protocol, seeds, args.tuning)
     if args.budget is not None and not args.budget > 0:
         raise UserError("must be a positive number of FLOPs", field="--budget", value=str(args.budget))
     if args.plot:
@@ -452,7 +462,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gt = GroundTruth.load(table)
         bench = make_bench(gt, space, args.budget)
         t0 = time.perf_counter()
-        res = evaluate(bench, seeds, args.epsilon, methods, progress=not args.json, protocol=args.protocol)
+        res = evaluate(
+            bench, seeds, args.epsilon, methods, progress=not args.json, protocol=args.protocol, tuning=args.tuning
+        )
     return res | {
         "table": str(args.table),
         "wall_s": time.perf_counter() - t0,

@@ -98,6 +98,11 @@ def _check_records(f: dict, study_name: str, proxy: str) -> None:
     scored, eval_total = 0, 0.0
     for t in study.trials:
         recs = [v for k, v in t.user_attrs.items() if k.startswith("rung_")]
+        before = 0.0  # a second chance holds its origin's records (the origin's spend) up to where it continued
+        if "continues" in t.user_attrs:
+            origin = study.trials[t.user_attrs["continues"]].user_attrs
+            recs = [r for r in recs if r["rung"] > origin["rung"]]
+            before = origin[f"rung_{origin['rung']}"]["train_flops"]
         for rec in recs:
             eval_total += rec["eval_flops"]
             if rec.get("proxy") is None:
@@ -116,7 +121,7 @@ def _check_records(f: dict, study_name: str, proxy: str) -> None:
         spent = led["by_trial"].get(str(t.number), led["by_trial"].get(t.number, 0.0))
         if recs:  # the trial's spend: training to its last rung (cumulative) + every rung's evaluation
             last = max(recs, key=lambda r: r["rung"])
-            assert spent == pytest.approx(last["train_flops"] + sum(r["eval_flops"] for r in recs), rel=1e-9)
+            assert spent == pytest.approx(last["train_flops"] - before + sum(r["eval_flops"] for r in recs), rel=1e-9)
         assert spent == pytest.approx(t.user_attrs["flops_spent"], rel=1e-9)
     assert scored >= 1
     assert led["by_kind"]["eval"] == pytest.approx(eval_total, rel=1e-9)

@@ -71,7 +71,11 @@ def check_ended(out: dict, storage, cpu_s: float, reference_cpu_s: float, feasib
     trials = stored_trials(storage)
     search = trials["s"]
     designs = {t.user_attrs["design"] for t in search}
-    assert len(search) == len(designs) == out["n_trials"] <= feasible
+    firsts = [t for t in search if "continues" not in t.user_attrs]  # second chances continue a pruned trial
+    assert len(firsts) == len(designs) == out["candidates"] <= feasible
+    assert len(search) == out["n_trials"] == out["candidates"] + out["second_chances"]
+    continued = [t.user_attrs["continues"] for t in search if "continues" in t.user_attrs]
+    assert len(set(continued)) == len(continued) and all(search[n].state == TrialState.PRUNED for n in continued)
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in search)
     # rejected proposals are never stored: the proposer's per-rung models live in memory (any model study still in
     # the storage would hold at most MAX_DRAWS rejected draws per design proposed)
@@ -89,8 +93,8 @@ def test_a_constraint_shrinks_the_plan_to_the_feasible_members(gt, unconstrained
     feasible = feasible_by_hand(MAX_GMACS)
     assert 0 < feasible < 34
     check_ended(out, storage, cpu, ref_cpu, feasible)
-    assert out["n_trials"] == feasible  # the budget buys more: every feasible member was tried, once
-    specs = [t.user_attrs["spec"] for t in stored_trials(storage)["s"]]
+    assert out["candidates"] == feasible  # the budget buys more: every feasible member was proposed, once
+    specs = {t.user_attrs["design"]: t.user_attrs["spec"] for t in stored_trials(storage)["s"]}
     assert all(t["gmacs"] <= MAX_GMACS for t in out["pareto"]) and len(specs) == feasible
 
 
@@ -99,7 +103,7 @@ def test_a_space_smaller_than_the_plan_is_tried_once_through(gt, unconstrained) 
     _, _, ref_cpu = unconstrained
     out, storage, cpu = run(gt, 2e14)
     check_ended(out, storage, cpu, ref_cpu, 34)
-    assert out["n_trials"] == 34
+    assert out["candidates"] == 34
 
 
 def test_designs_already_taken_leave_fewer_members(gt, tmp_path) -> None:
@@ -112,7 +116,7 @@ def test_designs_already_taken_leave_fewer_members(gt, tmp_path) -> None:
     again = replay_search(gt, 3e13, storage=url, study="s", max_gmacs=MAX_GMACS)
     assert time.monotonic() - t0 < 30
     assert {k: len(v) for k, v in stored_trials(optuna.storages.RDBStorage(url)).items()} == before
-    assert again["n_trials"] == first["n_trials"] == feasible_by_hand(MAX_GMACS)
+    assert again["n_trials"] == first["n_trials"] and again["candidates"] == feasible_by_hand(MAX_GMACS)
 
 
 def test_the_cli_says_how_many_members_are_feasible(run_cli, tmp_path) -> None:

@@ -229,11 +229,28 @@ def test_sampler_proposals_after_start_up_beat_random_ones(table) -> None:
 
 
 def test_a_small_space_is_searched_exhaustively_without_repeats(micro_table) -> None:
-    """More budget than the space has members: every member once, then the search ends (no repeat, no overspend)."""
+    """More budget than the space has members: every member proposed once; the budget left then gives the pruned
+    ones second chances (continuations from their last rung, never a rung run twice) until every member has its
+    last rung, and the search ends (no overspend)."""
     out, study = replay(micro_table, budget=1e15)
     cs = candidates(study)
     members = load_space(DATA / "micro.yaml").size()
-    assert len(cs) == members and len({t.user_attrs["design"] for t in cs}) == members
+    first = [t for t in cs if "continues" not in t.user_attrs]
+    assert len(first) == members and len({t.user_attrs["design"] for t in first}) == members
+    by_number = {t.number: t for t in cs}
+    conts = [t for t in cs if "continues" in t.user_attrs]
+    assert conts, "the budget left pays for second chances"
+    for t in conts:
+        origin = by_number[t.user_attrs["continues"]]
+        assert origin.state == TrialState.PRUNED and origin.user_attrs["status"] == "pruned"
+        assert t.user_attrs["design"] == origin.user_attrs["design"] and t.user_attrs["bracket"] == -1
+        last = origin.user_attrs["rung"]
+        assert all(t.user_attrs[f"rung_{k}"] == origin.user_attrs[f"rung_{k}"] for k in range(last + 1))
+        assert t.user_attrs[f"rung_{last + 1}"]["steps"] > origin.user_attrs[f"rung_{last}"]["steps"]
+    assert len({t.user_attrs["continues"] for t in conts}) == len(conts)  # one continuation per pruned trial
+    assert not {r["trial"] for r in S.lower_rung_rows(study)} & {t.user_attrs["continues"] for t in conts}
+    top = max(t.user_attrs["rung"] for t in cs)
+    assert {t.user_attrs["design"] for t in cs if t.user_attrs["rung"] == top} == {t.user_attrs["design"] for t in cs}
     assert out["spent"] < 1e15 and out["reserved"] == 0
     assert {t.state for t in cs} <= {TrialState.COMPLETE, TrialState.PRUNED}
 

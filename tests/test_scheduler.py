@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from unetnas.search.plan import Bracket, Costs, layout
-from unetnas.search.scheduler import Candidate, Decision, Job, Scheduler
+from unetnas.search.scheduler import BRACKET_SECOND, Candidate, Decision, Job, Scheduler
 
 # three rungs at 1, 2, 4 units of training; evaluation 0.1 a run
 COSTS = Costs(rungs=(1.0, 2.0, 4.0), eval=(0.1, 0.1, 0.1))
@@ -160,6 +160,41 @@ def test_decide_shrinks_extends_and_stops_at_the_feasible_members() -> None:
     more = s.decide(full, done, available=1e3, left=10)  # all done, budget left: more brackets follow
     assert len(more.brackets) > 1 and more.job is not None and more.job.kind == "new"
     assert not s.over(full, done, available=1e3, left=10)
-    none_left = s.decide(full, done, available=1e3, left=0)  # no feasible member left: nothing more starts
-    assert none_left == Decision(None, full) and s.over(full, done, available=1e3, left=0)
+    none_left = s.decide(full, done, available=1e3, left=0)  # no feasible member left: no new candidate starts,
+    assert none_left.brackets == full and none_left.job.kind == "continue"  # a pruned one gets a second chance
+    assert not s.over(full, done, available=1e3, left=0)
+    short = COSTS.run(1, 0) * 0.9  # ... if the budget left pays for its next rung
+    assert s.decide(full, done, available=short, left=0) == Decision(None, full) and s.over(full, done, short, 0)
     assert s.over(full, done, available=0.0, left=10)  # nor when the budget is spent
+
+
+def test_second_chances_go_to_the_best_standing_within_a_rung() -> None:
+    """Nothing left to start, budget left: the stopped candidate best placed within its rung continues (position /
+    results at the rung, over all brackets); a pruned one as a new trial (job "continue"), a continuation waiting at
+    its rung by promotion; a continued trial is not eligible again and its continuation stands in for it."""
+    s = Scheduler(COSTS, ETA)
+    full = [Bracket(0, (4, 2, 1))]
+    done = [
+        cand(0, rung=2, target=2, status="complete", align={0: 0.9, 1: 0.9, 2: 0.9}),
+        cand(1, rung=1, target=1, status="pruned", align={0: 0.8, 1: 0.5}),  # 2nd of 2 at rung 1: standing 1/2
+        cand(2, rung=0, status="pruned", align={0: 0.7}),  # 3rd of 4 at rung 0: standing 2/4 (ties to the higher)
+        cand(3, rung=0, status="pruned", align={0: 0.1}),
+    ]
+    assert s.decide(full, done, available=1e3, left=0).job == Job("continue", BRACKET_SECOND, 2, 1, 1001)
+    # trial 4 continues trial 1 and finished rung 2: next, trial 2 (standing 2/4 at rung 0, trial 1 no longer counts)
+    cont = Candidate(4, 1004, BRACKET_SECOND, 2, 2, "complete", {**done[1].points, 2: ((-0.6, 1.0), SE)}, "design-1", 1)
+    assert s.decide(full, [*done, cont], available=1e3, left=0).job == Job("continue", BRACKET_SECOND, 1, 2, 1002)
+    # trial 5 continues trial 2 and waits at rung 1, ranked first there: promoted in place to rung 2
+    waiting = Candidate(
+        5, 1005, BRACKET_SECOND, 1, 1, "waiting", {0: done[2].points[0], 1: ((-0.95, 1.0), SE)}, "design-2", 2
+    )
+    assert s.decide(full, [*done, cont, waiting], available=1e3, left=0).job == Job(
+        "promote", BRACKET_SECOND, 2, 5, 1005
+    )
+    # a continuation under way counts as promised work: nothing else fits the budget left
+    running = Candidate(5, 1005, BRACKET_SECOND, 1, 2, "training", waiting.points, "design-2", 2)
+    tight = s.committed(full, [*done, cont, running]) + COSTS.run(1, 0) * 0.9
+    assert s.decide(full, [*done, cont, running], available=tight, left=0).job == Job(
+        "resume", BRACKET_SECOND, 2, 5, 1005
+    )
+    assert s.second_chance(full, [*done, cont, running], available=tight) is None

@@ -95,6 +95,15 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
+def own_training(t, study: optuna.Study) -> float:
+    """Training FLOPs trial ``t`` ran itself: its last rung's, less its origin's where it is a second chance."""
+    last = t.user_attrs[f"rung_{t.user_attrs['rung']}"]["train_flops"]
+    if "continues" not in t.user_attrs:
+        return last
+    origin = study.trials[t.user_attrs["continues"]]
+    return last - origin.user_attrs[f"rung_{origin.user_attrs['rung']}"]["train_flops"]
+
+
 def design(t) -> dict:
     return {k: v for k, v in t.user_attrs["spec"].items() if k != "name"}
 
@@ -132,10 +141,16 @@ def test_complete_search_stays_in_budget_and_closes_every_candidate(full) -> Non
     study = load(full.db, full.study)
     brackets = brackets_of(study)
     top = len(plan_of(study).rungs) - 1
-    # the brackets' candidates ran; a study trains each design once, so this space gives seven
-    assert s["candidates"] == s["n_trials"] == sum(b.counts[0] for b in brackets) == 7
-    assert len({json.dumps(design(t), sort_keys=True) for t in started(study)}) == 7
-    assert s["n_complete"] == sum(b.count_at(top) for b in brackets) >= 3 and s["n_failed"] == s["n_closed"] == 0
+    # the brackets' candidates ran; a study proposes each design once, so this space gives seven; the budget left
+    # then gave pruned ones second chances (continuations: trials of the same design in bracket -1)
+    firsts = [t for t in started(study) if "continues" not in t.user_attrs]
+    assert s["candidates"] == len(firsts) == sum(b.counts[0] for b in brackets) == 7
+    assert s["n_trials"] == 7 + s["second_chances"] and s["second_chances"] >= 1
+    assert len({json.dumps(design(t), sort_keys=True) for t in firsts}) == 7
+    assert s["n_complete"] == sum(b.count_at(top) for b in brackets) + sum(
+        1 for t in started(study) if "continues" in t.user_attrs and t.state == TrialState.COMPLETE
+    )
+    assert s["n_complete"] >= 3 and s["n_failed"] == s["n_closed"] == 0
     assert state_counts(study) == {"COMPLETE": s["n_complete"], "PRUNED": s["n_pruned"]}  # nothing left RUNNING
     assert {t.user_attrs["status"] for t in started(study)} == {"complete", "pruned"}
     for t in started(study):
@@ -163,16 +178,23 @@ def test_ledger_accounts_for_every_flop(full, run_cli) -> None:
     assert set(led["by_kind"]) == {"train", "eval", "text"}
     assert led["by_kind"]["text"] == led["by_trial"][None] == plan.once_flops["captions"]
     rows = reservation_rows(full.db, full.study)
-    for t in started(study):
+    trials = started(study)
+    by_number = {t.number: t for t in trials}
+    for t in trials:
         # the trial's own account (shown in the dashboard) equals the ledger's
         assert math.isclose(t.user_attrs["flops_spent"], led["by_trial"][t.number], rel_tol=1e-9)
-        # no FLOPs lost or counted twice: training settled = steps trained x FLOPs per step
+        # no FLOPs lost or counted twice: training settled = steps trained x FLOPs per step (a second chance pays
+        # only for the steps after its origin's last rung)
         last = t.user_attrs[f"rung_{t.user_attrs['rung']}"]
+        origin = by_number[t.user_attrs.get("continues", t.number)]
+        before = 0 if origin is t else origin.user_attrs[f"rung_{origin.user_attrs['rung']}"]["steps"]
         train = math.fsum(r.actual for r in rows if r.trial_number == t.number and r.kind == "train")
-        assert math.isclose(train, last["steps"] * per_step(t), rel_tol=1e-9)
-        assert math.isclose(train, last["train_flops"], rel_tol=1e-9)
+        assert math.isclose(train, (last["steps"] - before) * per_step(t), rel_tol=1e-9)
+        if origin is t:
+            assert math.isclose(train, last["train_flops"], rel_tol=1e-9)
         # one train and one eval reservation per rung the trial ran, from its bracket's first rung
-        start = brackets_of(study)[t.user_attrs["bracket"]].start
+        start = brackets_of(study)[origin.user_attrs["bracket"]].start
+        start = start if origin is t else origin.user_attrs["rung"] + 1
         notes = sorted(r.note for r in rows if r.trial_number == t.number)
         assert notes == sorted([f"rung {k}" for k in range(start, t.user_attrs["rung"] + 1)] * 2)
     # the whole run stayed within the plan's estimate of what it would cost
@@ -184,9 +206,23 @@ def test_rung_records_and_intermediate_values(full) -> None:
     plan = plan_of(study)
     top = len(plan.rungs) - 1
     brackets = brackets_of(study)
-    for t in started(study):
-        rung, b = t.user_attrs["rung"], brackets[t.user_attrs["bracket"]]
-        assert rung == (top if t.state == TrialState.COMPLETE else b.start)
+    trials = started(study)
+    by_number = {t.number: t for t in trials}
+    for t in trials:
+        origin = by_number[t.user_attrs.get("continues", t.number)]  # a second chance: the pruned trial it continues
+        rung, b = t.user_attrs["rung"], brackets[origin.user_attrs["bracket"]]
+        if t is origin:
+            assert rung == (top if t.state == TrialState.COMPLETE else b.start)
+        else:
+            assert (
+                t.user_attrs["bracket"] == -1 and origin.state == TrialState.PRUNED and rung > origin.user_attrs["rung"]
+            )
+            assert t.user_attrs["seed_of"] == origin.number and Path(t.user_attrs["dir"]).name == f"{t.number:04d}"
+            # it continued the origin's checkpoint (copied into its own folder): its log holds the origin's steps
+            steps = [
+                r["step"] for r in map(json.loads, (Path(t.user_attrs["dir"]) / "metrics.jsonl").open()) if "step" in r
+            ]
+            assert steps[0] < origin.user_attrs[f"rung_{origin.user_attrs['rung']}"]["steps"] < steps[-1]
         c = cost(S.spec_of(t))
         assert (t.user_attrs["gmacs"], t.user_attrs["params"]) == (c.gmacs, c.params)
         assert t.user_attrs["design"] == S.design_key(S.spec_of(t))
@@ -227,8 +263,9 @@ def test_the_pareto_set_holds_last_rung_designs_with_their_standard_error(full) 
         t = study.trials[row["trial"]]
         assert row["rung"] == top and "alignment_se" in row and "tifa_se" in row
         assert [row["alignment"], row["gmacs"], row["params"]] == t.values
-    lower = full.summary["lower_rungs"]
-    assert {r["trial"] for r in lower} == {t.number for t in started(study)} - complete
+    lower = full.summary["lower_rungs"]  # stopped lower, less those a second chance continued
+    continued = {t.user_attrs["continues"] for t in started(study) if "continues" in t.user_attrs}
+    assert {r["trial"] for r in lower} == {t.number for t in started(study)} - complete - continued
     assert all(r["rung"] < top and r["reason"] for r in lower)
 
 
@@ -272,8 +309,11 @@ def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_pat
         metrics = json.loads((d / "metrics.json").read_text())
         assert metrics["alignment"] == row["alignment"] and metrics["gmacs"] == c.gmacs
         assert metrics["params"] == c.params and metrics["flops_spent"] == t.user_attrs["flops_spent"]
-        start = brackets_of(study)[t.user_attrs["bracket"]].start
+        origin = study.trials[t.user_attrs.get("continues", t.number)]  # a second chance holds its origin's rungs
+        start = brackets_of(study)[origin.user_attrs["bracket"]].start
         assert metrics["weights"] is True and set(metrics["rungs"]) == {f"rung_{k}" for k in range(start, 2)}
+        assert metrics["continues"] == t.user_attrs.get("continues")
+        assert ("second chance" in (d / "README.md").read_text()) == ("continues" in t.user_attrs)
         assert metrics["rung"] == row["rung"] == 1
         card = (d / "README.md").read_text()
         assert spec.name in card and "from_pretrained" in card and f"{c.params:,}" in card
@@ -427,7 +467,9 @@ def test_trial_raising_mid_rung_is_failed_and_settled(tmp_path) -> None:
     assert math.isclose(math.fsum(led["by_trial"].values()), led["spent"], rel_tol=1e-12)
     brackets = brackets_of(study)
     n, top = sum(b.counts[0] for b in brackets), sum(b.count_at(1) for b in brackets)
-    assert state_counts(study) == {"COMPLETE": top - 1, "PRUNED": n - top, "FAIL": 1}
+    second = sum(1 for t in started(study) if "continues" in t.user_attrs)  # pruned ones continued, all completed
+    assert state_counts(study) == {"COMPLETE": top - 1 + second, "PRUNED": n - top, "FAIL": 1}
+    assert number not in {t.user_attrs.get("continues") for t in started(study)}  # a failed trial is not continued
     order = list(outcomes)  # jobs in the order they ran
     assert any(outcomes[j] == "done" for j in order[order.index((number, 1)) + 1 :]), outcomes
     assert S.pareto_rows(study, OBJECTIVES) and number not in {r["trial"] for r in S.pareto_rows(study, OBJECTIVES)}
@@ -543,7 +585,7 @@ def test_sigint_then_resume_equals_an_uninterrupted_search(full, run_cli, tmp_pa
     # no FLOPs lost: the training settled in the ledger (both processes) is what the trials trained
     rows = reservation_rows(db, "intr")
     settled_train = math.fsum(r.actual for r in rows if r.kind == "train" and r.status == "settled")
-    trained = math.fsum(t.user_attrs[f"rung_{t.user_attrs['rung']}"]["train_flops"] for t in started(resumed))
+    trained = math.fsum(own_training(t, resumed) for t in started(resumed))
     assert math.isclose(settled_train, trained, rel_tol=1e-9)
     assert {r.status for r in rows} == {"settled", "released"}
 

@@ -304,3 +304,29 @@ def test_held_out_on_a_partial_table_keeps_widths_whose_members_all_have_two_run
     code = SE.main(argv)
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, "--table=", "no base width whose members all have 2 runs", quiet=True)
+
+
+def test_tuning_runs_only_the_tuning_seeds_and_says_so(held_bench, capsys, assert_one_line_error) -> None:
+    path = str(held_bench.table.path)
+    assert SE.main(["--table", path, "--seeds", "1", "--methods", "random", "--tuning", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["tuning"] is True and res["seed_list"] == [0]
+    code = SE.main(["--table", path, "--seeds", "1", "--methods", "random", "--tuning", "--first-seed", "100"])
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, out, err, "--first-seed='100': --tuning runs only the tuning seeds 0..19", quiet=True)
+
+
+def test_second_chance_ablation_spends_the_budget_the_off_rule_leaves(held_bench, capsys) -> None:
+    """`python -m bench second-chance`: the same searches with the rule off (the budget left unspent once the
+    space is exhausted) and on (pruned candidates continued: more spent, no worse final regret)."""
+    from bench import second_chance as SC
+
+    path = str(held_bench.table.path)
+    assert SC.main(["--table", path, "--seeds", "2", "--tuning", "--rules", "off,standing"]) == 0
+    out = capsys.readouterr().out
+    assert "| off |" in out and "| standing |" in out and "TUNING" in out
+    res = {r: SC.run_rule(r, ["--table", path, "--seeds", "2", "--tuning"]) for r in ("off", "standing")}
+    off, on = (res[r]["methods"]["unetnas"] for r in ("off", "standing"))
+    assert on["spent_mean"] > off["spent_mean"] and on["runs_mean"] > off["runs_mean"]
+    assert on["final_regret_mean"] <= off["final_regret_mean"] + 1e-12
+    assert SC.main(["--rules", "bogus"]) == 2 and "--rules 'bogus'" in capsys.readouterr().err

@@ -161,6 +161,8 @@ def _card(d: _Design, c, study: str, n_rungs: int | None, unit: str = "flops") -
         extra += f"| raw TIFA | {_fmt(rec.get('tifa'))}{se} |\n"
     if rec.get("val_loss") is not None:
         extra += f"| validation loss | {_fmt(rec.get('val_loss'))} |\n"
+    if d.trial.user_attrs.get("continues") is not None:
+        extra += f"| second chance | continues pruned trial {d.trial.user_attrs['continues']} from its checkpoint |\n"
     if d.weights is not None:
         use = f"""```python
 from diffusers import UNet2DConditionModel
@@ -277,7 +279,8 @@ def _write_design(
         "gmacs": c.gmacs,
         "gflops": c.gflops,
         "params": c.params,
-        "flops_spent": t.user_attrs.get("flops_spent"),
+        "flops_spent": t.user_attrs.get("flops_spent"),  # this trial's; a second chance: its origin's come first
+        "continues": t.user_attrs.get("continues"),  # the pruned trial a second chance continued (None: none)
         "rungs": {k: v for k, v in t.user_attrs.items() if k.startswith("rung_")},
         "weights": d.weights is not None,
     }

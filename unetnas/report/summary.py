@@ -36,7 +36,8 @@ def summary(search: Search, reason: str, wall_s: float, url: str) -> dict[str, A
         "n_pruned": sum(1 for c in cands if c.status == "pruned"),
         "n_closed": sum(1 for c in cands if c.status == "closed"),
         "n_failed": sum(1 for c in cands if c.status == "failed"),
-        "candidates": len(cands),
+        "candidates": sum(1 for c in cands if c.continues is None),  # designs proposed
+        "second_chances": sum(1 for c in cands if c.continues is not None),  # pruned trials continued
         "brackets": len(brackets),
         "bracket_sizes": [{"start": b.start, "counts": list(b.counts)} for b in brackets],
         "top_rung": search.top,

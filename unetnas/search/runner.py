@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -127,6 +128,7 @@ class Search:
                     a["status"],
                     points,
                     a.get("design", ""),
+                    a.get("continues"),
                 )
             )
         return out
@@ -157,6 +159,9 @@ class Search:
             if d.brackets != brackets:
                 self._save_brackets(d.brackets)
             job = d.job
+            if job is not None and job.kind == "continue":
+                trial = self._continuation(job)
+                return Job("promote", job.bracket, job.rung, trial.number, trial_id(trial))
             if job is None or job.kind != "new":
                 return job
             trial = self._new_trial(job.bracket)
@@ -197,6 +202,38 @@ class Search:
         if self.runs_dir is not None:
             attrs["dir"] = str(self.runs_dir / "trials" / f"{trial.number:04d}")
         S.set_attrs(self.study, trial_id(trial), **attrs)
+        return self.store.get(trial_id(trial))
+
+    def _continuation(self, job: Job) -> optuna.trial.FrozenTrial:
+        """A second chance (``Scheduler.second_chance``) for pruned trial ``job.number``: a new trial of the same
+        design in bracket ``BRACKET_SECOND``, waiting at the rung the pruned one finished, with its records and
+        learning curve and a copy of its trial folder (the checkpoint it continues from); ``continues`` names it."""
+        origin = self.store.get(job.trial_id)
+        a = origin.user_attrs
+        self.study.enqueue_trial(origin.params, skip_if_exists=False)
+        trial = self.study.ask()
+        keep = ("spec", "design", "gmacs", "params", "gflops", "train_flops_per_sample", "preset")
+        attrs: dict[str, Any] = {"continues": origin.number, "seed_of": a.get("seed_of", origin.number)}
+        attrs.update({k: a[k] for k in keep if k in a})
+        attrs.update({f"rung_{k}": a[f"rung_{k}"] for k in range(job.rung) if f"rung_{k}" in a})
+        attrs.update(
+            flops_spent=0.0,
+            bracket=job.bracket,
+            rung=job.rung - 1,
+            target_rung=job.rung - 1,
+            top_rung=False,
+            status="waiting",
+            proposal={},
+        )
+        for step, value in origin.intermediate_values.items():
+            self.store.set_intermediate(trial_id(trial), step, value)
+        if a.get("dir"):
+            folder = Path(a["dir"]).parent / f"{trial.number:04d}"
+            if Path(a["dir"]).is_dir():
+                shutil.copytree(a["dir"], folder, dirs_exist_ok=True)
+            attrs["dir"] = str(folder)
+        S.set_attrs(self.study, trial_id(trial), **attrs)
+        log.info("trial %d continues pruned trial %d at rung %d (second chance)", trial.number, origin.number, job.rung)
         return self.store.get(trial_id(trial))
 
     def over(self) -> bool:
@@ -248,7 +285,7 @@ class Search:
             target,
             prev,
             job.rung in self.plan.tifa_rungs,
-            seed=self.seed * 100_003 + t.number,
+            seed=self.seed * 100_003 + t.user_attrs.get("seed_of", t.number),  # a continuation: its origin's
             folder=folder,
             fresh=t.user_attrs["status"] == "new",
         )

@@ -13,7 +13,14 @@ and every promotion from it is made (or the bracket ends there).
 The bracket sizes are the plan's, adjusted to what is really left: before a new candidate starts, unstarted slots
 are cancelled (latest bracket first) while the budget left cannot pay for the work still promised at the plan's
 typical costs (``shrink``); when everything promised is done and budget is left, more brackets follow Hyperband's
-cycle (``extend``). Nothing here touches Optuna, the ledger or an executor (see ``runner.py``).
+cycle (``extend``). When no bracket can start (the space has no untried member, or what is left cannot pay for
+one) and budget is left, a stopped candidate gets a **second chance** (``second_chance``): ASHA's promotion fraction
+grows past 1/eta, one candidate at a time, the one ranked best *within its rung* (position / results at the rung,
+over every bracket, by ``promotion.rank``; ties to the higher rung) continues to the next rung from its checkpoint.
+A pruned candidate continues as a new trial (``BRACKET_SECOND``, ``continues`` = its number; Optuna's PRUNED is
+final); a continued one that finished its rung waits at it for the next chance. This repairs the early rungs' ranking
+mistakes with budget that would otherwise be left unspent. Nothing here touches Optuna, the ledger or an executor
+(see ``runner.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from unetnas.search.promotion import rank
 
 RESUMABLE = ("new", "training", "paused")  # sent to a rung that has not finished (interrupted, or never begun)
 CLOSED = ("failed", "closed")  # stopped without finishing the rung they were sent to
+BRACKET_SECOND = -1  # the bracket of second chances: continued candidates, outside the plan's brackets
 
 
 @dataclass(frozen=True)
@@ -40,11 +48,12 @@ class Candidate:
         default_factory=dict
     )  # rung -> (to minimise, se)
     key: str = ""  # design key: the last tie-break of the ranking
+    continues: int | None = None  # second chances: the pruned trial this one continues
 
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "new" | "promote" | "resume"
+    kind: str  # "new" | "promote" | "resume" | "continue" (a second chance for pruned trial ``number``)
     bracket: int
     rung: int
     number: int | None = None  # None for "new" until the runner asks the study for a trial
@@ -95,6 +104,8 @@ class Scheduler:
             if more != brackets:
                 brackets = more
                 job = self.next_job(brackets, cands)
+            else:
+                job = self.second_chance(brackets, cands, available)
         return Decision(job, brackets)
 
     def over(self, brackets: list[Bracket], cands: list[Candidate], available: float, left: int) -> bool:
@@ -102,7 +113,9 @@ class Scheduler:
         the caller's part to check)."""
         if self.next_job(brackets, cands) is not None or self.decided(brackets, cands):
             return False
-        return self.extend(brackets, cands, available, left) == brackets
+        if self.extend(brackets, cands, available, left) != brackets:
+            return False
+        return self.second_chance(brackets, cands, available) is None
 
     # -- what runs next ---------------------------------------------------------------------------------------------
     def next_job(self, brackets: list[Bracket], cands: list[Candidate]) -> Job | None:
@@ -176,6 +189,7 @@ class Scheduler:
             for k in range(b.start, b.last + 1):
                 total.append(max(0, b.count_at(k) - self.sent(cs, k)) * self.costs.run(k, b.start))
             total += [self.costs.run(c.target, b.start) for c in cs if c.status in RESUMABLE]
+        total += [self.costs.run(c.target, 0) for c in self.members(cands, BRACKET_SECOND) if c.status in RESUMABLE]
         return math.fsum(total)
 
     def shrink(self, brackets: list[Bracket], cands: list[Candidate], available: float) -> list[Bracket]:
@@ -214,3 +228,34 @@ class Scheduler:
         if limit <= 0:
             return brackets
         return [*brackets, *layout(free, self.costs, self.eta, cycle=self.cycle, after=after, limit=limit)]
+
+    # -- second chances: what is left after the brackets ------------------------------------------------------------
+    def second_chance(self, brackets: list[Bracket], cands: list[Candidate], available: float) -> Job | None:
+        """With nothing else to run: the stopped candidate ranked best within its rung continues to the next rung,
+        if its typical cost fits what the budget has left beyond the promised work (keeping ``MARGIN`` back).
+
+        Eligible: a pruned candidate no trial continues yet (job ``continue``: the runner makes the continuation),
+        or a continuation waiting at the rung it finished (job ``promote``). A candidate's standing at rung k is its
+        position in ``rank`` of every rung-k result (continued trials counted once) over the number of results;
+        the smallest standing wins, ties to the higher rung, then the lower trial number."""
+        free = (available - self.committed(brackets, cands)) * (1 - MARGIN)
+        continued = {c.continues for c in cands if c.continues is not None}
+        best: tuple[tuple[float, int, int], Job] | None = None
+        for k in range(self.top):
+            if self.costs.run(k + 1, 0) > free:
+                continue
+            pool = [c for c in cands if k in c.points and c.number not in continued]
+            order = rank([c.points[k][0] for c in pool], [c.points[k][1] for c in pool], keys=[c.key for c in pool])
+            for pos, i in enumerate(order):
+                c = pool[i]
+                if c.status == "pruned" and c.rung == k and c.bracket != BRACKET_SECOND:
+                    job = Job("continue", BRACKET_SECOND, k + 1, c.number, c.trial_id)
+                elif c.bracket == BRACKET_SECOND and c.status == "waiting" and c.rung == k == c.target:
+                    job = Job("promote", BRACKET_SECOND, k + 1, c.number, c.trial_id)
+                else:
+                    continue
+                score = (pos / len(pool), -k, c.number)
+                if best is None or score < best[0]:
+                    best = (score, job)
+                break  # the best eligible of this rung
+        return None if best is None else best[1]

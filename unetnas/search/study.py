@@ -266,11 +266,14 @@ def pareto_rows(study: optuna.Study, objectives: tuple[str, ...]) -> list[dict[s
 
 def lower_rung_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """Candidates that stopped below the last rung (or are still under way): their last rung's values, flagged with
-    that rung and why they stopped. Never part of the Pareto set."""
+    that rung and why they stopped. Never part of the Pareto set. A pruned trial a second chance continues is
+    left out (its continuation stands for the design)."""
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs["continues"] for t in trials if "continues" in t.user_attrs}
+    for t in trials:
         rung = t.user_attrs.get("rung", -1)
-        if t.state == TrialState.COMPLETE or rung is None or rung < 0:
+        if t.state == TrialState.COMPLETE or rung is None or rung < 0 or t.number in continued:
             continue
         rows.append({**_row(t, t.user_attrs[f"rung_{rung}"]), "reason": t.user_attrs.get("reason")})
     return sorted(rows, key=lambda r: (-r["rung"], -r["alignment"]))

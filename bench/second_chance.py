@@ -1,0 +1,91 @@
+"""Ablation of the scheduler's second chances (``Scheduler.second_chance``): what the rule for spending the budget
+left after the brackets changes, on the held-out replay of a v2 table.
+
+Rules, side by side on the same seeds, table, plan and budget (everything else is unetnas as shipped):
+
+- ``off``: no second chances (the scheduler before they existed: the search ends with the budget left unspent);
+- ``standing`` (shipped): the stopped candidate with the best standing within its rung (position / results) goes on;
+- ``highest``: the best stopped candidate of the highest rung that has one goes on (lower rungs only after it).
+
+Usage: ``python -m bench second-chance --table bench/data/gt-tiny-plus-v2.json --tuning`` (seeds 0..19: choosing the
+rule is tuning; reports use seeds from 100). Extra arguments go to ``python -m bench search-efficiency``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+from typing import Any
+
+from bench import search_efficiency as SE
+from unetnas.search import scheduler as SCH
+from unetnas.search.plan import MARGIN
+from unetnas.search.promotion import rank
+
+RULES = ("off", "standing", "highest")
+
+
+def _highest(self: SCH.Scheduler, brackets, cands, available) -> SCH.Job | None:  # noqa: ANN001
+    """The best eligible candidate of the highest rung that has one (see the module docstring)."""
+    free = (available - self.committed(brackets, cands)) * (1 - MARGIN)
+    continued = {c.continues for c in cands if c.continues is not None}
+    for k in reversed(range(self.top)):
+        if self.costs.run(k + 1, 0) > free:
+            continue
+        pool = [c for c in cands if k in c.points and c.number not in continued]
+        for i in rank([c.points[k][0] for c in pool], [c.points[k][1] for c in pool], keys=[c.key for c in pool]):
+            c = pool[i]
+            if c.status == "pruned" and c.rung == k and c.bracket != SCH.BRACKET_SECOND:
+                return SCH.Job("continue", SCH.BRACKET_SECOND, k + 1, c.number, c.trial_id)
+            if c.bracket == SCH.BRACKET_SECOND and c.status == "waiting" and c.rung == k == c.target:
+                return SCH.Job("promote", SCH.BRACKET_SECOND, k + 1, c.number, c.trial_id)
+    return None
+
+
+def run_rule(rule: str, argv: list[str]) -> dict[str, Any]:
+    shipped = SCH.Scheduler.second_chance
+    patched = {"off": lambda self, b, c, a: None, "standing": shipped, "highest": _highest}[rule]
+    SCH.Scheduler.second_chance = patched
+    try:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = SE.main([*argv, "--methods", "unetnas", "--json"])
+        if code:
+            raise SystemExit(code)
+        return json.loads(out.getvalue())
+    finally:
+        SCH.Scheduler.second_chance = shipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench second-chance", description=__doc__.splitlines()[0])
+    ap.add_argument("--rules", default=",".join(RULES), help=f"comma-separated, of {', '.join(RULES)}")
+    ap.add_argument("--out", default=None, help="also write the results as JSON here")
+    args, rest = ap.parse_known_args(argv)
+    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
+    if not rules or any(r not in RULES for r in rules):
+        print(f"error: --rules {args.rules!r}: must list some of {', '.join(RULES)}", file=sys.stderr)
+        return 2
+    res = {r: run_rule(r, rest) for r in rules}
+    first = next(iter(res.values()))
+    print(
+        f"{first['designs']} designs, seeds {first['seed_list'][0]}..{first['seed_list'][-1]}"
+        f"{' (TUNING seeds)' if first.get('tuning') else ''}, protocol {first['protocol']}, epsilon "
+        f"{first['epsilon']:g} ({first['regret']} regret)"
+    )
+    print("| second-chance rule | reached eps | compute to eps (mean +- SE) | final regret | FLOPs spent | runs |")
+    print("|---|---|---|---|---|---|")
+    for r, x in res.items():
+        m = x["methods"]["unetnas"]
+        print(
+            f"| {r} | {m['reached']}/{x['seeds']} | {'>= ' if m['reached'] < x['seeds'] else ''}"
+            f"{m['compute_mean']:.3g} +- {m['compute_se']:.2g} | {m['final_regret_mean']:.3f} +- "
+            f"{m['final_regret_se']:.3f} | {m['spent_mean']:.3g} | {m['runs_mean']:.1f} |"
+        )
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
