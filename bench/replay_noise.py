@@ -4,7 +4,9 @@ Protocols (``--protocol`` of ``python -m bench search-efficiency``):
 
 - ``held-out`` (default): at search seed s, a design's measurements (every rung) come from ONE of its runs, the
   run ``GroundTruth.run_for(spec, s)`` picks by hashing (s, design) - exactly what ``ReplayExecutor`` reads; the
-  design's TRUE alignment is the mean of its OTHER runs at their last checkpoint. A search is scored against values
+  design's TRUE alignment is the mean of its OTHER runs at the search's last rung (``--truth-at top-rung``, the
+  default: the horizon the search trains to, interpolated as the replay reads it) or at the table's last
+  checkpoint (``--truth-at last``). A search is scored against values
   it never saw, so measurement noise can fool it (as it would on real training). Needs >= 2 runs for every member;
   a table without them is refused with one line (``check_held_out``).
 - ``same-run``: issue 9's replay: the truth is the mean over ALL runs, including the one the search reads (for a
@@ -39,14 +41,16 @@ TUNING_SEEDS = range(0, 20)  # seeds the scheduler was tuned on (issue 9): never
 REPORT_FIRST_SEED = 100  # held-out reporting seeds start here
 
 
-def final_alignments(gt: GroundTruth, design_id: str) -> list[float]:
-    """The last-checkpoint alignment of each of the design's runs, in seed order (refuses a missing one)."""
+def final_alignments(gt: GroundTruth, design_id: str, at: float | None = None) -> list[float]:
+    """Each of the design's runs' alignment, in seed order: at its last checkpoint, or (``at``, training FLOPs)
+    interpolated there as the replay reads a rung (``GroundTruth.run_at``). Refuses a missing one."""
     out = []
     for r in gt.runs[design_id]:
-        a = r.checkpoints[-1].alignment
+        a = r.checkpoints[-1].alignment if at is None else gt.run_at(r, at, design_id)["alignment"]
         if a is None:
             raise UserError(
-                f"design {design_id} has no alignment at its last checkpoint (seed {r.seed})",
+                f"design {design_id} has no alignment at {'its last checkpoint' if at is None else f'{at:.3g} FLOPs'}"
+                f" (seed {r.seed})",
                 field="--table",
                 value=str(gt.path),
             )
@@ -54,11 +58,12 @@ def final_alignments(gt: GroundTruth, design_id: str) -> list[float]:
     return out
 
 
-def seed_sd(gt: GroundTruth, design_ids: list[str]) -> float:
-    """Pooled within-design sd of one run's final alignment over designs with >= 2 runs (0.0 if none has two)."""
+def seed_sd(gt: GroundTruth, design_ids: list[str], at: dict[str, float] | None = None) -> float:
+    """Pooled within-design sd of one run's final alignment over designs with >= 2 runs (0.0 if none has two);
+    ``at``: design id -> training FLOPs the truth is read at (None: the last checkpoint)."""
     ss, dof = 0.0, 0
     for d in design_ids:
-        a = final_alignments(gt, d)
+        a = final_alignments(gt, d, None if at is None else at[d])
         if len(a) >= 2:
             ss += statistics.variance(a) * (len(a) - 1)
             dof += len(a) - 1
@@ -99,12 +104,15 @@ def check_seeds(protocol: str, seeds: list[int], tuning: bool = False) -> None:
         )
 
 
-def truth(gt: GroundTruth, members: list[UNetSpec], protocol: str, seed: int) -> dict[str, tuple[float, int]]:
-    """design id -> (true final alignment, number of runs it averages) under ``protocol`` at search seed ``seed``."""
+def truth(
+    gt: GroundTruth, members: list[UNetSpec], protocol: str, seed: int, at: dict[str, float] | None = None
+) -> dict[str, tuple[float, int]]:
+    """design id -> (true final alignment, number of runs it averages) under ``protocol`` at search seed ``seed``;
+    ``at``: design id -> training FLOPs the truth is read at (None: each run's last checkpoint)."""
     out = {}
     for m in members:
         d = gt.design(m).id
-        finals = final_alignments(gt, d)
+        finals = final_alignments(gt, d, None if at is None else at[d])
         if protocol == "held-out":
             held = gt.run_for(m, seed)
             finals = [a for a, r in zip(finals, gt.runs[d]) if r is not held]

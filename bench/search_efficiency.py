@@ -72,10 +72,11 @@ class Scorer:
     them, cached by set. ``protocol``: ``bench.replay_noise.PROTOCOLS`` (held-out: the truth excludes the run the
     search at ``seed`` reads)."""
 
-    def __init__(self, bench: Bench, protocol: str = "same-run", seed: int = 0) -> None:
+    def __init__(self, bench: Bench, protocol: str = "same-run", seed: int = 0, truth_at: str = "top-rung") -> None:
         t = bench.table
-        tv = RN.truth(t, bench.members, protocol, seed)
-        sd = RN.seed_sd(t, list(tv))
+        at = truth_flops(bench, truth_at)
+        tv = RN.truth(t, bench.members, protocol, seed, at)
+        sd = RN.seed_sd(t, list(tv), at)
         self.truth: dict[str, tuple[float, float]] = {}
         self.se: dict[str, float] = {}  # SE of each design's true alignment (pooled seed sd / sqrt(runs averaged))
         for m in bench.members:
@@ -149,6 +150,21 @@ def ratio_ci(base: list[float], ours: list[float]) -> tuple[float, float, float]
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+TRUTH_AT = ("top-rung", "last")
+
+
+def truth_flops(bench: Bench, truth_at: str) -> dict[str, float] | None:
+    """design id -> the training FLOPs a design's truth is read at: the search's last rung (``top-rung``: the
+    horizon every method trains to), or None for each run's last checkpoint (``last``)."""
+    if truth_at == "last":
+        return None
+    out = {}
+    for m in bench.members:
+        per = cost(m).train_flops_per_sample
+        out[bench.table.design(m).id] = bench.plan.steps_at(bench.top, per) * bench.plan.batch_size * per
+    return out
+
+
 def floor(bench: Bench, scorers: dict[int, Scorer], noise: bool = False) -> float:
     """Mean relative regret (over the scorers' seeds) of the front of ALL members measured at the last rung: what
     exhausting the space at the full horizon answers (selection noise only)."""
@@ -185,6 +201,7 @@ def evaluate(
     progress: bool = False,
     protocol: str = "same-run",
     tuning: bool = False,
+    truth_at: str = "top-rung",
 ) -> dict[str, Any]:
     """Run every method at every seed and summarise (the ``--json`` output; see the module docstring).
     ``eps`` None: ``auto_epsilon`` of the primary regret's floor. ``protocol``: ``bench.replay_noise.PROTOCOLS``;
@@ -195,7 +212,7 @@ def evaluate(
         RN.check_held_out(bench.table, bench.members)
     RN.check_seeds(protocol, seeds, tuning)
     noise = protocol == "held-out"
-    scorers = {s: Scorer(bench, protocol, s) for s in seeds}
+    scorers = {s: Scorer(bench, protocol, s, truth_at) for s in seeds}
     floor_regret = floor(bench, scorers, noise)
     other_floor = floor(bench, scorers, not noise)
     eps = auto_epsilon(floor_regret) if eps is None else eps
@@ -254,6 +271,7 @@ def evaluate(
         "seed_list": list(seeds),
         "tuning_seeds": [RN.TUNING_SEEDS.start, RN.TUNING_SEEDS.stop - 1],
         "tuning": tuning,  # True: a run on the tuning seeds, not a report
+        "truth_at": truth_at,
         "seed_sd": RN.seed_sd(bench.table, list(first.truth)),
         "epsilon": eps,
         f"{other}_epsilon": other_eps,
@@ -363,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a table still being written: use its designs with runs (and the widths they cover)",
     )
     ap.add_argument(
+        "--truth-at",
+        choices=TRUTH_AT,
+        default="top-rung",
+        help="where a design's true alignment is read: at the search's last rung (the horizon every method trains "
+        "to; default) or at the table's last checkpoint",
+    )
+    ap.add_argument(
         "--tuning",
         action="store_true",
         help=f"tune the scheduler: seeds from 0 (only {RN.TUNING_SEEDS.start}..{RN.TUNING_SEEDS.stop - 1}), output "
@@ -405,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{res['designs']} designs, seeds {res['seed_list'][0]}..{res['seed_list'][-1]}, table {res['table']} "
-        f"({'complete' if res['complete'] else 'PARTIAL'}); protocol {res['protocol']} ({res['regret']} regret first; "
+        f"({'complete' if res['complete'] else 'PARTIAL'}); truth at {res['truth_at']}; protocol {res['protocol']} ({res['regret']} regret first; "
         f"seed sd of one run's alignment {res['seed_sd']:.3f}); true front {res['true_front']} (sizes over seeds "
         f"{res['true_front_sizes']}), HV {res['true_hv']:.4g}; epsilon {res['epsilon']:g} of it; regret floor (all "
         f"members measured at the last rung) {res['floor_regret']:.3f}; caption encoding {res['caption_encoding']}"
@@ -463,7 +488,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bench = make_bench(gt, space, args.budget)
         t0 = time.perf_counter()
         res = evaluate(
-            bench, seeds, args.epsilon, methods, progress=not args.json, protocol=args.protocol, tuning=args.tuning
+            bench,
+            seeds,
+            args.epsilon,
+            methods,
+            progress=not args.json,
+            protocol=args.protocol,
+            tuning=args.tuning,
+            truth_at=args.truth_at,
         )
     return res | {
         "table": str(args.table),

@@ -228,7 +228,8 @@ def test_held_out_truth_is_the_run_the_search_does_not_read(held_bench) -> None:
     b, t = held_bench, held_bench.table
     fooled = 0
     for s in (100, 101):
-        sc, same = SE.Scorer(b, "held-out", s), SE.Scorer(b, "same-run", s)
+        sc, same = SE.Scorer(b, "held-out", s, "last"), SE.Scorer(b, "same-run", s, "last")
+        at_top = SE.Scorer(b, "held-out", s)  # the default: the truth read at the search's last rung
         for m in b.members:
             d = t.design(m).id
             read = t.run_for(m, s)
@@ -236,7 +237,9 @@ def test_held_out_truth_is_the_run_the_search_does_not_read(held_bench) -> None:
             assert sc.truth[d][0] == other.checkpoints[-1].alignment  # the truth never includes what was read
             assert same.truth[d][0] == pytest.approx(np.mean([r.checkpoints[-1].alignment for r in t.runs[d]]))
             top = b.plan.steps_at(b.top, cost(m).train_flops_per_sample) * b.plan.batch_size
-            measured = t.at(m, top * cost(m).train_flops_per_sample, s)["alignment"]
+            flops = top * cost(m).train_flops_per_sample
+            assert at_top.truth[d][0] == t.run_at(other, flops)["alignment"]  # ... where the search measures
+            measured = t.at(m, flops, s)["alignment"]
             assert measured == pytest.approx(read.checkpoints[-1].alignment, abs=1e-3)  # interpolated near the end
             fooled += measured != pytest.approx(sc.truth[d][0], abs=1e-3)
         # the front a search would measure by exhausting the space is not the true one: it can be fooled
@@ -247,7 +250,7 @@ def test_held_out_truth_is_the_run_the_search_does_not_read(held_bench) -> None:
 
 def test_noise_aware_regret_credits_answers_within_two_se_of_the_front(held_bench) -> None:
     sc = SE.Scorer(held_bench, "held-out", 100)
-    sd = RN.seed_sd(held_bench.table, list(sc.truth))
+    sd = RN.seed_sd(held_bench.table, list(sc.truth), SE.truth_flops(held_bench, "top-rung"))
     assert 0.02 < sd < 0.045 and all(v == pytest.approx(sd) for v in sc.se.values())  # one run in each truth
     assert sc.regret((), noise=True) == 1.0 and sc.regret(tuple(sc.front), noise=True) == 0.0
     for d in sc.truth:  # every single-design answer: noise-aware regret <= plain regret

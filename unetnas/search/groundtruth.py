@@ -151,13 +151,16 @@ class GroundTruth:
 
     def at(self, spec: UNetSpec, train_flops: float, seed: int) -> dict[str, float | None]:
         """The design's values after ``train_flops`` training FLOPs, in the run ``seed`` reads."""
-        run = self.run_for(spec, seed)
+        return self.run_at(self.run_for(spec, seed), train_flops, self.design(spec).id)
+
+    def run_at(self, run: TableRun, train_flops: float, design_id: str = "") -> dict[str, float | None]:
+        """One run's values after ``train_flops`` training FLOPs: interpolated between its checkpoints (in log
+        FLOPs for ``LOG_FIELDS``, linearly for ``LINEAR_FIELDS``), extrapolated at most ``EXTRAPOLATE`` x beyond."""
         cks = run.checkpoints
         lo, hi = cks[0].train_flops, cks[-1].train_flops
         if not lo / EXTRAPOLATE <= train_flops <= hi * EXTRAPOLATE:
             raise UserError(
-                f"covers {lo:.3g}..{hi:.3g} training FLOPs of design {self.design(spec).id}; "
-                f"{train_flops:.3g} is out of reach",
+                f"covers {lo:.3g}..{hi:.3g} training FLOPs of design {design_id}; {train_flops:.3g} is out of reach",
                 field="--replay",
                 value=str(self.path),
             )
