@@ -249,6 +249,8 @@ def test_a_small_space_is_searched_exhaustively_without_repeats(micro_table) -> 
         assert t.user_attrs[f"rung_{last + 1}"]["steps"] > origin.user_attrs[f"rung_{last}"]["steps"]
     assert len({t.user_attrs["continues"] for t in conts}) == len(conts)  # one continuation per pruned trial
     assert not {r["trial"] for r in S.lower_rung_rows(study)} & {t.user_attrs["continues"] for t in conts}
+    assert out["candidates"] == members and out["second_chances"] == len(conts) == out["n_trials"] - members
+    assert sum(out["proposals"].values()) == members and out["proposals"]["presets"] == 0  # continuations: no draw
     top = max(t.user_attrs["rung"] for t in cs)
     assert {t.user_attrs["design"] for t in cs if t.user_attrs["rung"] == top} == {t.user_attrs["design"] for t in cs}
     assert out["spent"] < 1e15 and out["reserved"] == 0

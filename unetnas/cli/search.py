@@ -347,10 +347,10 @@ def _run(p, json_out: bool, workers: int = 1) -> None:
         console.print(_lower_table(lower))
     console.print(
         f"{reason}: {format_flops(out['spent'])} of {format_flops(out['budget'])} FLOPs spent "
-        f"({out['unused_share']:.1%} unused) in {_dur(out['wall_s'])}; {out['candidates']} candidates"
-        + (f" ({out['second_chances']} pruned ones continued)" if out["second_chances"] else "")
-        + f", {out['n_complete']} trained to rung {search.top}, {out['n_pruned']} pruned, {out['n_closed']} "
-        f"closed, {out['n_failed']} failed."
+        f"({out['unused_share']:.1%} unused) in {_dur(out['wall_s'])}; {out['candidates']} candidates, "
+        f"{out['n_complete']} trained to rung {search.top}, {out['n_pruned']} pruned"
+        + (f" ({out['second_chances']} of them continued: second chances)" if out["second_chances"] else "")
+        + f", {out['n_closed']} closed, {out['n_failed']} failed."
     )
     if reason != STOPPED:
         study = search.study.study_name

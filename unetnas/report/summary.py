@@ -18,8 +18,10 @@ def summary(search: Search, reason: str, wall_s: float, url: str) -> dict[str, A
     states = S.trials_by_state(search.study)
     cands = search.candidates()
     brackets = search.brackets()
-    proposals = [
-        t.user_attrs.get("proposal") or {} for t in search.study.get_trials(deepcopy=False) if "bracket" in t.user_attrs
+    proposals = [  # how each candidate was proposed (second chances were not: they continue a pruned one)
+        t.user_attrs.get("proposal") or {}
+        for t in search.study.get_trials(deepcopy=False)
+        if "bracket" in t.user_attrs and "continues" not in t.user_attrs
     ]
     keep = ("trial", "rung", "alignment", "alignment_se", "tifa", "tifa_se", "gmacs", "params", "flops_spent", "spec")
     train_eval = search.wall["train"] + search.wall["eval"]
