@@ -89,10 +89,12 @@ def check_seeds(protocol: str, seeds: list[int], tuning: bool = False) -> None:
     its output) uses only tuning seeds."""
     if tuning:
         if any(s not in TUNING_SEEDS for s in seeds):
+            last = TUNING_SEEDS.stop - 1
+            field, value = ("--first-seed", seeds[0]) if seeds[0] not in TUNING_SEEDS else ("--seeds", len(seeds))
             raise UserError(
-                f"--tuning runs only the tuning seeds {TUNING_SEEDS.start}..{TUNING_SEEDS.stop - 1}",
-                field="--first-seed",
-                value=str(seeds[0]),
+                f"--tuning runs only the tuning seeds {TUNING_SEEDS.start}..{last} (asked for {seeds[0]}..{seeds[-1]})",
+                field=field,
+                value=str(value),
             )
         return
     if protocol == "held-out" and any(s in TUNING_SEEDS for s in seeds):

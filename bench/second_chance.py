@@ -1,5 +1,7 @@
-"""Ablation of the scheduler's second chances (``Scheduler.second_chance``): what the rule for spending the budget
-left after the brackets changes, on the held-out replay of a v2 table.
+"""Ablation of the scheduler's second chances: how the budget left after the brackets is spent (held-out replay).
+
+``Scheduler.second_chance`` decides it; this runs unetnas's search under each rule on the held-out replay of a v2
+table and compares them.
 
 Rules, side by side on the same seeds, table, plan and budget (everything else is unetnas as shipped):
 
@@ -8,7 +10,8 @@ Rules, side by side on the same seeds, table, plan and budget (everything else i
 - ``highest``: the best stopped candidate of the highest rung that has one goes on (lower rungs only after it).
 
 Usage: ``python -m bench second-chance --table bench/data/gt-tiny-plus-v2.json --tuning`` (seeds 0..19: choosing the
-rule is tuning; reports use seeds from 100). Extra arguments go to ``python -m bench search-efficiency``.
+rule is tuning; reports use seeds from 100). Every other argument (``--table``, ``--partial``, ``--seeds``,
+``--truth-at``, ``--protocol`` ...) goes to ``python -m bench search-efficiency``.
 """
 
 from __future__ import annotations
@@ -61,19 +64,25 @@ def run_rule(rule: str, argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench second-chance", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench second-chance",
+        description=__doc__.splitlines()[0],
+        epilog="Every other argument (--table, --partial, --seeds, --tuning, --truth-at, --protocol ...) goes to "
+        "`python -m bench search-efficiency` (see its --help).",
+    )
     ap.add_argument("--rules", default=",".join(RULES), help=f"comma-separated, of {', '.join(RULES)}")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args, rest = ap.parse_known_args(argv)
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
-    if not rules or any(r not in RULES for r in rules):
-        print(f"error: --rules {args.rules!r}: must list some of {', '.join(RULES)}", file=sys.stderr)
+    if not rules or any(r not in RULES for r in rules) or len(set(rules)) < len(rules):
+        print(f"error: --rules {args.rules!r}: must list some of {', '.join(RULES)}, each once", file=sys.stderr)
         return 2
     res = {r: run_rule(r, rest) for r in rules}
     first = next(iter(res.values()))
     print(
         f"{first['designs']} designs, seeds {first['seed_list'][0]}..{first['seed_list'][-1]}"
-        f"{' (TUNING seeds)' if first.get('tuning') else ''}, protocol {first['protocol']}, epsilon "
+        f"{' (TUNING seeds)' if first.get('tuning') else ''}, protocol {first['protocol']}, truth at "
+        f"{first['truth_at']}, epsilon "
         f"{first['epsilon']:g} ({first['regret']} regret)"
     )
     print("| second-chance rule | reached eps | compute to eps (mean +- SE) | final regret | FLOPs spent | runs |")

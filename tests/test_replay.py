@@ -244,6 +244,7 @@ def test_a_small_space_is_searched_exhaustively_without_repeats(micro_table) -> 
         origin = by_number[t.user_attrs["continues"]]
         assert origin.state == TrialState.PRUNED and origin.user_attrs["status"] == "pruned"
         assert t.user_attrs["design"] == origin.user_attrs["design"] and t.user_attrs["bracket"] == -1
+        assert t.params == origin.params  # the dashboard's parameter columns
         last = origin.user_attrs["rung"]
         assert all(t.user_attrs[f"rung_{k}"] == origin.user_attrs[f"rung_{k}"] for k in range(last + 1))
         assert t.user_attrs[f"rung_{last + 1}"]["steps"] > origin.user_attrs[f"rung_{last}"]["steps"]

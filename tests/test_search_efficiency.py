@@ -317,6 +317,11 @@ def test_tuning_runs_only_the_tuning_seeds_and_says_so(held_bench, capsys, asser
     code = SE.main(["--table", path, "--seeds", "1", "--methods", "random", "--tuning", "--first-seed", "100"])
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, "--first-seed='100': --tuning runs only the tuning seeds 0..19", quiet=True)
+    code = SE.main(["--table", path, "--seeds", "25", "--methods", "random", "--tuning"])
+    out, err = capsys.readouterr()
+    assert_one_line_error(
+        code, out, err, "--seeds='25': --tuning runs only the tuning seeds 0..19 (asked for 0..24)", quiet=True
+    )
 
 
 def test_second_chance_ablation_spends_the_budget_the_off_rule_leaves(held_bench, capsys) -> None:

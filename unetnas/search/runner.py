@@ -212,6 +212,7 @@ class Search:
         a = origin.user_attrs
         self.study.enqueue_trial(origin.params, skip_if_exists=False)
         trial = self.study.ask()
+        self.space.suggest(trial)  # the enqueued values become the trial's params (the dashboard's columns)
         keep = ("spec", "design", "gmacs", "params", "gflops", "train_flops_per_sample", "preset")
         attrs: dict[str, Any] = {"continues": origin.number, "seed_of": a.get("seed_of", origin.number)}
         attrs.update({k: a[k] for k in keep if k in a})
