@@ -62,11 +62,14 @@ def unconstrained(gt):
     return run(gt, 3e13)
 
 
-def check_ended(out: dict, storage, cpu_s: float, reference_cpu_s: float, feasible: int) -> None:
-    """Ended within 2x the unconstrained run's CPU time (CPU time: the machine is shared), every feasible member
-    counted and reported, no more search trials than distinct designs, a bounded number of rejected draws."""
+def check_ended(out: dict, storage, cpu_s: float, ref: tuple, feasible: int) -> None:
+    """Ended within 2x the unconstrained run's CPU time per trial (CPU time: the machine is shared; per trial: a
+    budget the space cannot use up now buys second chances), every feasible member counted and reported, one
+    proposed trial per distinct design, a bounded number of rejected draws."""
+    ref_out, _, reference_cpu_s = ref
     assert out["reason"].startswith("plan finished") and out["reserved"] == 0
-    assert cpu_s <= 2 * reference_cpu_s, (cpu_s, reference_cpu_s)
+    per_trial, ref_per_trial = cpu_s / out["n_trials"], reference_cpu_s / ref_out["n_trials"]
+    assert per_trial <= 2 * ref_per_trial, (cpu_s, out["n_trials"], reference_cpu_s, ref_out["n_trials"])
     assert out["feasible_members"] == feasible and out["plan_shrunk"]
     trials = stored_trials(storage)
     search = trials["s"]
@@ -87,12 +90,12 @@ def check_ended(out: dict, storage, cpu_s: float, reference_cpu_s: float, feasib
 def test_a_constraint_shrinks_the_plan_to_the_feasible_members(gt, unconstrained) -> None:
     """The quoted input: 13 of the 34 members meet --max-gmacs 0.05; the plan shrinks to them and the search ends
     (before the fix: 10 minutes, 8,836 FAIL trials, still going)."""
-    ref, _, ref_cpu = unconstrained
+    ref, _, _ = unconstrained
     assert ref["feasible_members"] == ref["space_members"] == feasible_by_hand(None) == 34
     out, storage, cpu = run(gt, 3e13, max_gmacs=MAX_GMACS)
     feasible = feasible_by_hand(MAX_GMACS)
     assert 0 < feasible < 34
-    check_ended(out, storage, cpu, ref_cpu, feasible)
+    check_ended(out, storage, cpu, unconstrained, feasible)
     assert out["candidates"] == feasible  # the budget buys more: every feasible member was proposed, once
     specs = {t.user_attrs["design"]: t.user_attrs["spec"] for t in stored_trials(storage)["s"]}
     assert all(t["gmacs"] <= MAX_GMACS for t in out["pareto"]) and len(specs) == feasible
@@ -100,9 +103,8 @@ def test_a_constraint_shrinks_the_plan_to_the_feasible_members(gt, unconstrained
 
 def test_a_space_smaller_than_the_plan_is_tried_once_through(gt, unconstrained) -> None:
     """No constraint, but a budget that buys more candidates than the space has members."""
-    _, _, ref_cpu = unconstrained
     out, storage, cpu = run(gt, 2e14)
-    check_ended(out, storage, cpu, ref_cpu, 34)
+    check_ended(out, storage, cpu, unconstrained, 34)
     assert out["candidates"] == 34
 
 
