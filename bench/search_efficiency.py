@@ -158,11 +158,13 @@ def truth_flops(bench: Bench, truth_at: str) -> dict[str, float] | None:
     horizon every method trains to), or None for each run's last checkpoint (``last``)."""
     if truth_at == "last":
         return None
-    out = {}
-    for m in bench.members:
-        per = cost(m).train_flops_per_sample
-        out[bench.table.design(m).id] = bench.plan.steps_at(bench.top, per) * bench.plan.batch_size * per
-    return out
+    return {bench.table.design(m).id: top_flops(bench, m) for m in bench.members}
+
+
+def top_flops(bench: Bench, m) -> float:  # noqa: ANN001
+    """Training FLOPs of member ``m`` at the plan's last rung (its steps there x batch x FLOPs per sample)."""
+    per = cost(m).train_flops_per_sample
+    return bench.plan.steps_at(bench.top, per) * bench.plan.batch_size * per
 
 
 def floor(bench: Bench, scorers: dict[int, Scorer], noise: bool = False) -> float:
@@ -172,8 +174,7 @@ def floor(bench: Bench, scorers: dict[int, Scorer], noise: bool = False) -> floa
     for s, scorer in scorers.items():
         t = Trace("all", s)
         for m in bench.members:
-            steps = bench.plan.steps_at(bench.top, cost(m).train_flops_per_sample)
-            v = bench.table.at(m, steps * bench.plan.batch_size * cost(m).train_flops_per_sample, s)
+            v = bench.table.at(m, top_flops(bench, m), s)
             t.done(0.0, bench.table.design(m).id, (v["alignment"], cost(m).gmacs))
         out.append(scorer.regret(t.events[-1][1], noise))
     return statistics.fmean(out)

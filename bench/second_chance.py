@@ -25,26 +25,17 @@ from typing import Any
 
 from bench import search_efficiency as SE
 from unetnas.search import scheduler as SCH
-from unetnas.search.plan import MARGIN
-from unetnas.search.promotion import rank
 
 RULES = ("off", "standing", "highest")
 
 
 def _highest(self: SCH.Scheduler, brackets, cands, available) -> SCH.Job | None:  # noqa: ANN001
     """The best eligible candidate of the highest rung that has one (see the module docstring)."""
-    free = (available - self.committed(brackets, cands)) * (1 - MARGIN)
-    continued = {c.continues for c in cands if c.continues is not None}
-    for k in reversed(range(self.top)):
-        if self.costs.run(k + 1, 0) > free:
-            continue
-        pool = [c for c in cands if k in c.points and c.number not in continued]
-        for i in rank([c.points[k][0] for c in pool], [c.points[k][1] for c in pool], keys=[c.key for c in pool]):
-            c = pool[i]
-            if c.status == "pruned" and c.rung == k and c.bracket != SCH.BRACKET_SECOND:
-                return SCH.Job("continue", SCH.BRACKET_SECOND, k + 1, c.number, c.trial_id)
-            if c.bracket == SCH.BRACKET_SECOND and c.status == "waiting" and c.rung == k == c.target:
-                return SCH.Job("promote", SCH.BRACKET_SECOND, k + 1, c.number, c.trial_id)
+    for k, pool, order in reversed(self.second_chance_rungs(brackets, cands, available)):
+        for i in order:
+            job = self.second_chance_job(pool[i], k)
+            if job is not None:
+                return job
     return None
 
 

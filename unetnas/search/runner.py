@@ -207,14 +207,15 @@ class Search:
     def _continuation(self, job: Job) -> optuna.trial.FrozenTrial:
         """A second chance (``Scheduler.second_chance``) for pruned trial ``job.number``: a new trial of the same
         design in bracket ``BRACKET_SECOND``, waiting at the rung the pruned one finished, with its records and
-        learning curve and a copy of its trial folder (the checkpoint it continues from); ``continues`` names it."""
+        learning curve and a copy of its trial folder (the checkpoint it continues from); ``continues`` names it
+        (and gives its seed: a continuation is promoted in place, never pruned, so it is never continued itself)."""
         origin = self.store.get(job.trial_id)
         a = origin.user_attrs
         self.study.enqueue_trial(origin.params, skip_if_exists=False)
         trial = self.study.ask()
         self.space.suggest(trial)  # the enqueued values become the trial's params (the dashboard's columns)
         keep = ("spec", "design", "gmacs", "params", "gflops", "train_flops_per_sample", "preset")
-        attrs: dict[str, Any] = {"continues": origin.number, "seed_of": a.get("seed_of", origin.number)}
+        attrs: dict[str, Any] = {"continues": origin.number}
         attrs.update({k: a[k] for k in keep if k in a})
         attrs.update({f"rung_{k}": a[f"rung_{k}"] for k in range(job.rung) if f"rung_{k}" in a})
         attrs.update(
@@ -286,7 +287,7 @@ class Search:
             target,
             prev,
             job.rung in self.plan.tifa_rungs,
-            seed=self.seed * 100_003 + t.user_attrs.get("seed_of", t.number),  # a continuation: its origin's
+            seed=self.seed * 100_003 + t.user_attrs.get("continues", t.number),  # a continuation: its origin's
             folder=folder,
             fresh=t.user_attrs["status"] == "new",
         )

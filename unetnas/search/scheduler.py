@@ -238,24 +238,41 @@ class Scheduler:
         or a continuation waiting at the rung it finished (job ``promote``). A candidate's standing at rung k is its
         position in ``rank`` of every rung-k result (continued trials counted once) over the number of results;
         the smallest standing wins, ties to the higher rung, then the lower trial number."""
+        best: tuple[tuple[float, int, int], Job] | None = None
+        for k, pool, order in self.second_chance_rungs(brackets, cands, available):
+            for pos, i in enumerate(order):
+                job = self.second_chance_job(pool[i], k)
+                if job is None:
+                    continue
+                score = (pos / len(pool), -k, pool[i].number)
+                if best is None or score < best[0]:
+                    best = (score, job)
+                break  # the best eligible of this rung
+        return None if best is None else best[1]
+
+    def second_chance_rungs(
+        self, brackets: list[Bracket], cands: list[Candidate], available: float
+    ) -> list[tuple[int, list[Candidate], list[int]]]:
+        """(rung k, every rung-k result with continued trials counted once, their ``rank`` order) for each rung
+        whose next rung's typical cost fits what the budget has left beyond the promised work (``MARGIN`` kept)."""
         free = (available - self.committed(brackets, cands)) * (1 - MARGIN)
         continued = {c.continues for c in cands if c.continues is not None}
-        best: tuple[tuple[float, int, int], Job] | None = None
+        out = []
         for k in range(self.top):
             if self.costs.run(k + 1, 0) > free:
                 continue
             pool = [c for c in cands if k in c.points and c.number not in continued]
             order = rank([c.points[k][0] for c in pool], [c.points[k][1] for c in pool], keys=[c.key for c in pool])
-            for pos, i in enumerate(order):
-                c = pool[i]
-                if c.status == "pruned" and c.rung == k and c.bracket != BRACKET_SECOND:
-                    job = Job("continue", BRACKET_SECOND, k + 1, c.number, c.trial_id)
-                elif c.bracket == BRACKET_SECOND and c.status == "waiting" and c.rung == k == c.target:
-                    job = Job("promote", BRACKET_SECOND, k + 1, c.number, c.trial_id)
-                else:
-                    continue
-                score = (pos / len(pool), -k, c.number)
-                if best is None or score < best[0]:
-                    best = (score, job)
-                break  # the best eligible of this rung
-        return None if best is None else best[1]
+            out.append((k, pool, order))
+        return out
+
+    @staticmethod
+    def second_chance_job(c: Candidate, k: int) -> Job | None:
+        """The job that moves ``c`` from rung ``k`` on, if it may have a second chance there: a pruned trial no
+        trial continues yet (``continue``: the runner makes the continuation), or a continuation waiting at the
+        rung it finished (``promote``)."""
+        if c.status == "pruned" and c.rung == k and c.bracket != BRACKET_SECOND:
+            return Job("continue", BRACKET_SECOND, k + 1, c.number, c.trial_id)
+        if c.bracket == BRACKET_SECOND and c.status == "waiting" and c.rung == k == c.target:
+            return Job("promote", BRACKET_SECOND, k + 1, c.number, c.trial_id)
+        return None
