@@ -14,6 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ground-truth": ("bench.ground_truth", "train the tabular ground truth of a space (resumable; v2: samples)"),
     "equal-samples": ("bench.equal_samples", "a table read at equal training samples: true front, seeds, noise"),
     "proxy-fidelity": ("bench.proxy_fidelity", "rank correlation of early proxies with final alignment"),
+    "prompt-count": (
+        "bench.prompt_count",
+        "seeds rho and separated front vs alignment prompt count (measured, projected)",
+    ),
     "science": ("bench.science", "the paper's findings (depth vs width, cross-attention placement) on the table"),
     "search-efficiency": ("bench.search_efficiency", "unetnas vs baselines on the replayed ground truth"),
     "second-chance": ("bench.second_chance", "ablation: how the scheduler spends the budget left after its brackets"),

@@ -55,9 +55,11 @@ def paired_se(a: np.ndarray, b: np.ndarray) -> float:
     return float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
-def analyse(table: dict[str, Any], s: float, sep: float = 2.0, key: str = "samples") -> dict[str, Any]:
+def analyse(
+    table: dict[str, Any], s: float, sep: float = 2.0, key: str = "samples", front_only: bool = False
+) -> dict[str, Any]:
     """The true front at ``s`` samples (``key="train_flops"``: at ``s`` training FLOPs) and its noise (see the
-    module docstring)."""
+    module docstring); ``front_only``: the fronts without the correlations and their bootstrap intervals."""
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for r in table["runs"]:
         v = at_samples(r["checkpoints"], s, key)
@@ -92,13 +94,13 @@ def analyse(table: dict[str, Any], s: float, sep: float = 2.0, key: str = "sampl
         ):
             separated.append(r)
     out: dict[str, Any] = {key: s, "designs": len(rows), "reading": len(reading)}
-    if len(reading) >= 3:
+    if len(reading) >= 3 and not front_only:
         out["spearman_alignment_gmacs"] = spearman_ci([r["gmacs"] for r in reading], [r["alignment"] for r in reading])
         sd = float(np.std([r["alignment"] for r in reading], ddof=1))
         out["sd_across_designs"] = round(sd, 4)
         out["median_se"] = round(float(np.median([r["se"] for r in reading])), 4)
     twice = [r for r in reading if {0, 1} <= set(r["by_seed"])]
-    if len(twice) >= 3:
+    if len(twice) >= 3 and not front_only:
         out["seed_spearman"] = spearman_ci([r["by_seed"][0] for r in twice], [r["by_seed"][1] for r in twice])
     out["front"] = [r["id"] for r in front]
     out["separated_front"] = [r["id"] for r in separated]
