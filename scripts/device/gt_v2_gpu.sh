@@ -3,6 +3,11 @@
 #   run(command="bash scripts/device/gt_v2_gpu.sh", carry=[".gpu"], timeout_s=600)
 # fp32 (TF32 off) like the CPU runs; K runs at once, one process each; stops starting runs at DEADLINE seconds
 # and returns the table, the per-run rows and the log under $OUT. A smoke run goes first; SMOKE=1 stops there.
+# Extra arguments go to scripts/gt_v2.sh (the last of a repeated flag wins). The 256-prompt re-scoring that
+# `python -m bench prompt-count` projects to reach seeds rho >= 0.8 (BENCHMARKS.md), seeds 0 and 1 to 4,096
+# samples, alignment at 4,096 only, into a table of its own (the committed one is not touched):
+#   run(command="bash scripts/device/gt_v2_gpu.sh --prompts 256 --horizon 4096 --checkpoints 5 --align-from 4
+#       --extra-seeds 0 --work runs/gt-v2-p256 --out $OUT/gt-tiny-plus-v2-p256.json", carry=[".gpu"])
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T0=$(date +%s)
@@ -27,9 +32,9 @@ cp bench/data/gt-tiny-plus-v2.json "$OUT/gt-tiny-plus-v2.json"  # the committed 
 DEADLINE=${DEADLINE:-$(( 560 - ($(date +%s) - T0) ))}
 set +e
 GT="python3 scripts/device/run_gt.py" bash scripts/gt_v2.sh --processes "${PROCS:-14}" --deadline-s "$DEADLINE" \
-  --out "$OUT/gt-tiny-plus-v2.json" \
+  --out "$OUT/gt-tiny-plus-v2.json" "$@" \
   > "$OUT/log.txt" 2>&1
 echo "exit $?"
 grep -v -i warn "$OUT/log.txt" | tail -40
-tar -czf "$OUT/rows.tgz" runs/ground-truth-v2-fp32/*/rows.json
+tar -czf "$OUT/rows.tgz" runs/*/*/rows.json
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
