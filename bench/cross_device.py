@@ -11,12 +11,12 @@ alignment SE over prompts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.cli import Parser
 from bench.table_stats import ROOT
 
 
@@ -53,7 +53,7 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench cross-device", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m bench cross-device", description=__doc__.splitlines()[0])
     ap.add_argument("--a", type=Path, default=ROOT / "bench" / "data" / "gt-tiny-plus-v2-pilot.json")
     ap.add_argument("--b", type=Path, default=ROOT / "bench" / "data" / "gt-tiny-plus-v2.json")
     args = ap.parse_args(argv)

@@ -22,7 +22,6 @@ training FLOPs instead (interpolated in log(FLOPs) the same way): which design i
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.cli import Parser
 from bench.table_stats import DEFAULT_TABLE, spearman_ci
 
 
@@ -109,7 +109,7 @@ def analyse(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench equal-samples", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m bench equal-samples", description=__doc__.splitlines()[0])
     ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     ap.add_argument("--samples", type=float, nargs="+", default=None, help="default: the table's checkpoints")
     ap.add_argument(

@@ -43,7 +43,6 @@ difference and may be negative).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -52,6 +51,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench.cli import Parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HORIZON = {"flops": 2.4e12, "samples": 16384}
@@ -444,7 +445,7 @@ def planned(args, recipe, unit: str, horizon: float, out: Path) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench ground-truth", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m bench ground-truth", description=__doc__.splitlines()[0])
     ap.add_argument("--space", type=Path, default=ROOT / "space" / "tiny.yaml")
     ap.add_argument("--unit", choices=["samples", "flops"], default=None, help="horizon unit (default: the recipe's)")
     ap.add_argument("--recipe", type=Path, default=None, help="default trials/samples.yaml or trials/short.yaml")

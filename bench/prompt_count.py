@@ -28,7 +28,6 @@ and 1 there, is refused in one line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from bench.cli import Parser
 from bench.equal_samples import analyse, at_samples
 
 DEFAULT_TABLE = Path("bench/data/gt-tiny-plus-v2.json")
@@ -192,7 +192,7 @@ def run(table: dict[str, Any], samples: float, prompts: list[int], subsets: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench prompt-count", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m bench prompt-count", description=__doc__.splitlines()[0])
     ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     ap.add_argument("--samples", type=float, default=4096, help="checkpoint read (training samples)")
     ap.add_argument("--prompts", type=int, nargs="+", default=[8, 16, 32, 64, 128], help="prompt counts measured")

@@ -26,9 +26,9 @@ say so instead of a rho.
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from bench.cli import Parser
 from bench.table_stats import DEFAULT_TABLE, load, spearman_ci
 
 PROXIES = {  # name -> (field, sign): larger signed value = better
@@ -211,7 +211,7 @@ def prompt_count(ds) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench proxy-fidelity", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m bench proxy-fidelity", description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
     ap.add_argument("--final", type=float, default=None, help="v2 tables: the final checkpoint (samples)")
     ap.add_argument("--json", action="store_true")

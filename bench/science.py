@@ -23,10 +23,10 @@ design's seed mean at ``--samples`` (default: the deepest checkpoint every desig
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
+from bench.cli import Parser
 from bench.table_stats import DEFAULT_TABLE, Design, load, load_at_samples, mean_ci
 from unetnas.proxies.alignment import paired_difference
 
@@ -151,7 +151,7 @@ def _holds(bigger: dict[str, Any], smaller: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench science", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m bench science", description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
     ap.add_argument("--samples", type=float, default=None, help="v2 tables: compare at this many samples")
     ap.add_argument("--json", action="store_true")

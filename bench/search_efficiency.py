@@ -52,6 +52,7 @@ import numpy as np
 
 from bench import replay_noise as RN
 from bench.baselines import METHODS, Bench, Trace, make_bench
+from bench.cli import Parser
 from bench.peers import PEERS, label, method
 from bench.table_stats import DEFAULT_TABLE, ROOT
 from unetnas.cost import cost
@@ -344,7 +345,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench search-efficiency", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m bench search-efficiency", description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE))
     ap.add_argument("--space", default=None, help="space file (default: the table's)")
     ap.add_argument("--seeds", type=int, default=20, help="how many search seeds (consecutive, from --first-seed)")

@@ -16,7 +16,6 @@ rule is tuning; reports use seeds from 100). Every other argument (``--table``, 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -24,6 +23,7 @@ import sys
 from typing import Any
 
 from bench import search_efficiency as SE
+from bench.cli import Parser
 from unetnas.search import scheduler as SCH
 
 RULES = ("off", "standing", "highest")
@@ -55,7 +55,7 @@ def run_rule(rule: str, argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="python -m bench second-chance",
         description=__doc__.splitlines()[0],
         epilog="Every other argument (--table, --partial, --seeds, --tuning, --truth-at, --protocol ...) goes to "

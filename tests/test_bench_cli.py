@@ -1,0 +1,29 @@
+"""Bad command-line input to the table benchmarks is one line on stderr and exit status 2 (no usage block)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+CASES = [
+    ("bench.search_efficiency", ["--truth-at", "bogus"], "argument --truth-at: invalid choice: 'bogus'"),
+    ("bench.second_chance", ["--seeds", "many"], "argument --seeds: invalid int value: 'many'"),
+    ("bench.equal_samples", ["--samples", "x"], "argument --samples: invalid float value: 'x'"),
+    ("bench.prompt_count", ["--prompts", "8", "lots"], "argument --prompts: invalid int value: 'lots'"),
+    ("bench.proxy_fidelity", ["--nonsense"], "unrecognized arguments: --nonsense"),
+    ("bench.science", ["--samples"], "argument --samples: expected one argument"),
+    ("bench.cross_device", ["--nonsense"], "unrecognized arguments: --nonsense"),
+    ("bench.ground_truth", ["--unit", "steps"], "argument --unit: invalid choice: 'steps'"),
+]
+
+
+@pytest.mark.parametrize(("module", "argv", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_arguments_are_one_line_and_exit_2(module, argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "usage:" not in captured.err, captured.err
+    assert lines[0].startswith("python -m bench ")
