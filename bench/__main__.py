@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "science": ("bench.science", "the paper's findings (depth vs width, cross-attention placement) on the table"),
     "search-efficiency": ("bench.search_efficiency", "unetnas vs baselines on the replayed ground truth"),
     "second-chance": ("bench.second_chance", "ablation: how the scheduler spends the budget left after its brackets"),
+    "bracket-types": (
+        "bench.bracket_types",
+        "ablation: unetnas with fixed bracket types (what learning them could buy)",
+    ),
     "roofline": (
         "bench.roofline",
         "this CPU's fp32 GFLOP/s on the conv/GEMM shapes of a tiny-space trial, and a GEMM peak",

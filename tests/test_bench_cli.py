@@ -27,3 +27,16 @@ def test_bad_arguments_are_one_line_and_exit_2(module, argv, message, capsys) ->
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "usage:" not in captured.err, captured.err
     assert lines[0].startswith("python -m bench ")
+
+
+def test_bracket_types_parses_cycles_and_refuses_bad_ones(capsys) -> None:
+    from bench import bracket_types
+
+    assert bracket_types.parse("0+1+2,0,2") == [(0, 1, 2), (0,), (2,)]
+    with pytest.raises(SystemExit) as exit_:
+        bracket_types.main(["--cycles", "0+0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "python -m bench bracket-types: error: argument --cycles: '0+0': each cycle lists distinct rungs >= 0"
+    ]
