@@ -6,7 +6,8 @@ gain here: unetnas's search run with a *fixed* set of bracket types, everything 
 TPE proposals, second chances), on the same seeds, table, plan and budget. A learner of bracket weights can at best
 match the best fixed choice.
 
-Cycles (``--cycles``, each a '+'-separated list of first rungs; default ``0+1+2,0,1,2``):
+Cycles (``--cycles``, each a '+'-separated list of first rungs; default ``0+1+2,0,1,2``; the ratio column is each
+cycle's compute to epsilon over the first cycle's, a paired bootstrap over seeds; a miss counts at what it spent):
 
 - ``0+1+2``: Hyperband's cycle, every rung from 0 (shipped);
 - ``0``: successive halving from rung 0 only (the most exploratory bracket, over and over);
@@ -75,14 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{' (TUNING seeds)' if first.get('tuning') else ''}, budget {first['budget']:.3g} FLOPs, truth at "
         f"{first['truth_at']}, epsilon {first['epsilon']:g} ({first['regret']} regret)"
     )
-    print("| bracket types | reached eps | compute to eps (mean +- SE) | final regret | FLOPs spent | runs |")
-    print("|---|---|---|---|---|---|")
+    ref = first["methods"]["unetnas"]["compute_to_epsilon"]
+    print(
+        f"| bracket types | reached eps | compute to eps (mean +- SE) | ratio to {next(iter(res))} [95% paired CI] "
+        "| final regret | FLOPs spent | runs |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, x in res.items():
         m = x["methods"]["unetnas"]
+        r, lo, hi = SE.ratio_ci(m["compute_to_epsilon"], ref)
         print(
             f"| {name} | {m['reached']}/{x['seeds']} | {'>= ' if m['reached'] < x['seeds'] else ''}"
-            f"{m['compute_mean']:.3g} +- {m['compute_se']:.2g} | {m['final_regret_mean']:.3f} +- "
-            f"{m['final_regret_se']:.3f} | {m['spent_mean']:.3g} | {m['runs_mean']:.1f} |"
+            f"{m['compute_mean']:.3g} +- {m['compute_se']:.2g} | {r:.2f}x [{lo:.2f}, {hi:.2f}] | "
+            f"{m['final_regret_mean']:.3f} +- {m['final_regret_se']:.3f} | {m['spent_mean']:.3g} | {m['runs_mean']:.1f} |"
         )
     if args.out:
         with open(args.out, "w") as f:
