@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         cycles = parse(args.cycles)
     except ValueError as err:
         ap.error(f"argument --cycles: {args.cycles!r}: {err}")
-    res = {"+".join(map(str, c)): run_cycle(c, rest) for c in cycles}
+    try:
+        res = {"+".join(map(str, c)): run_cycle(c, rest) for c in cycles}
+    except ValueError as err:  # a rung the plan does not have (make_plan: "cycle must list distinct rungs in ...")
+        ap.error(f"argument --cycles: {args.cycles!r}: {err}")
     first = next(iter(res.values()))
     print(
         f"{first['designs']} designs, seeds {first['seed_list'][0]}..{first['seed_list'][-1]}"

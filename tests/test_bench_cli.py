@@ -40,3 +40,13 @@ def test_bracket_types_parses_cycles_and_refuses_bad_ones(capsys) -> None:
     assert err == [
         "python -m bench bracket-types: error: argument --cycles: '0+0': each cycle lists distinct rungs >= 0"
     ]
+
+
+def test_bracket_types_refuses_a_rung_the_plan_does_not_have(capsys) -> None:
+    from bench import bracket_types
+
+    with pytest.raises(SystemExit) as exit_:
+        bracket_types.main(["--table", "bench/data/gt-tiny-plus-v2.json", "--seeds", "1", "--tuning", "--cycles", "5"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cycle must list distinct rungs in 0..2, got (5,)" in err[0], err
