@@ -7,7 +7,9 @@ TPE proposals, second chances), on the same seeds, table, plan and budget. A lea
 match the best fixed choice.
 
 Cycles (``--cycles``, each a '+'-separated list of first rungs; default ``0+1+2,0,1,2``; the ratio column is each
-cycle's compute to epsilon over the first cycle's, a paired bootstrap over seeds; a miss counts at what it spent):
+cycle's compute to epsilon over the first cycle's, a paired bootstrap over seeds; a miss counts at what it spent and
+marks the ratio as search-efficiency does: '>=' this cycle missed, '<=' the first one did, '~' both; the table
+defaults to the v2 table, whose held-out replay these ablations need):
 
 - ``0+1+2``: Hyperband's cycle, every rung from 0 (shipped);
 - ``0``: successive halving from rung 0 only (the most exploratory bracket, over and over);
@@ -31,6 +33,7 @@ from bench import search_efficiency as SE
 from bench.cli import Parser
 
 DEFAULT = "0+1+2,0,1,2"
+V2_TABLE = "bench/data/gt-tiny-plus-v2.json"
 
 
 def parse(cycles: str) -> list[tuple[int, ...]]:
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycles", default=DEFAULT, help="comma-separated cycles of '+'-separated first rungs")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args, rest = ap.parse_known_args(argv)
+    rest = rest if any(a == "--table" or a.startswith("--table=") for a in rest) else ["--table", V2_TABLE, *rest]
     try:
         cycles = parse(args.cycles)
     except ValueError as err:
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{first['truth_at']}, epsilon {first['epsilon']:g} ({first['regret']} regret)"
     )
     ref = first["methods"]["unetnas"]["compute_to_epsilon"]
+    ref_reached = first["methods"]["unetnas"]["reached"]
     print(
         f"| bracket types | reached eps | compute to eps (mean +- SE) | ratio to {next(iter(res))} [95% paired CI] "
         "| final regret | FLOPs spent | runs |"
@@ -88,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, x in res.items():
         m = x["methods"]["unetnas"]
         r, lo, hi = SE.ratio_ci(m["compute_to_epsilon"], ref)
+        sign = SE.bound_sign(SE.bound_of(m["reached"], ref_reached, x["seeds"]))
         print(
             f"| {name} | {m['reached']}/{x['seeds']} | {'>= ' if m['reached'] < x['seeds'] else ''}"
-            f"{m['compute_mean']:.3g} +- {m['compute_se']:.2g} | {r:.2f}x [{lo:.2f}, {hi:.2f}] | "
+            f"{m['compute_mean']:.3g} +- {m['compute_se']:.2g} | {sign}{r:.2f}x [{lo:.2f}, {hi:.2f}] | "
             f"{m['final_regret_mean']:.3f} +- {m['final_regret_se']:.3f} | {m['spent_mean']:.3g} | {m['runs_mean']:.1f} |"
         )
     if args.out:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -204,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         table = json.loads(args.table.read_text())
         res = run(table, args.samples, args.prompts, args.subsets, args.boot)
     except (OSError, ValueError, KeyError, StopIteration) as err:
-        print(f"error: {args.table}: {err!s}", file=sys.stderr)
-        return 2
+        ap.error(f"{args.table}: {err!s}")
     if args.json:
         print(json.dumps(res, indent=1))
         return 0

@@ -151,6 +151,17 @@ def ratio_ci(base: list[float], ours: list[float]) -> tuple[float, float, float]
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def bound_sign(bound: str) -> str:
+    """The mark before a ratio whose numerator (``lower``), denominator (``upper``) or both missed epsilon at some
+    seed and were counted at what they spent: '>= ', '<= ', '~ ' (nothing when both always reached it)."""
+    return {"lower": ">= ", "upper": "<= ", "lowerupper": "~ "}.get(bound, "")
+
+
+def bound_of(row_reached: int, ref_reached: int, seeds: int) -> str:
+    """``bound_sign``'s argument for a ratio row / reference."""
+    return ("lower" if row_reached < seeds else "") + ("upper" if ref_reached < seeds else "")
+
+
 TRUTH_AT = ("top-rung", "last")
 
 
@@ -304,9 +315,7 @@ def evaluate(
             out[f"ratio_vs_{b}_ci"] = [lo_, hi_]
             # a baseline that missed epsilon at some seed was counted at what it spent: the ratio is then a
             # lower bound; where unetnas missed it, an upper bound (both flagged)
-            out[f"ratio_vs_{b}_bound"] = ("lower" if rows[b]["reached"] < len(seeds) else "") + (
-                "upper" if rows["unetnas"]["reached"] < len(seeds) else ""
-            )
+            out[f"ratio_vs_{b}_bound"] = bound_of(rows[b]["reached"], rows["unetnas"]["reached"], len(seeds))
         if all(b in rows for b in BASELINES):
             out["goal_met"] = bool(
                 out["ratio_vs_random"] >= 5 and all(out[f"ratio_vs_{b}"] > 1 for b in rows if b != "unetnas")
@@ -332,7 +341,7 @@ def markdown(res: dict[str, Any]) -> str:
         ratio = "1 (reference)" if m == "unetnas" else "-"
         if f"ratio_vs_{m}" in res:
             lo, hi = res[f"ratio_vs_{m}_ci"]
-            sign = {"lower": ">= ", "upper": "<= ", "lowerupper": "~ "}.get(res[f"ratio_vs_{m}_bound"], "")
+            sign = bound_sign(res[f"ratio_vs_{m}_bound"])
             ratio = f"{sign}{res[f'ratio_vs_{m}']:.2f}x [{lo:.2f}, {hi:.2f}]"
         bound = "" if r["reached"] == n else " (>=)"
         lines.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from bench import prompt_count
 
@@ -48,6 +49,11 @@ def test_the_cli_prints_the_table_and_refuses_a_table_without_enough_designs(tmp
     out = capsys.readouterr().out
     assert "| 128 (measured) |" in out and "| 256 (projected) |" in out
     path.write_text(json.dumps(_table(3, 1.0, 0.0, 4.0)))
-    assert prompt_count.main(["--table", str(path), "--boot", "5"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        prompt_count.main(["--table", str(path), "--boot", "5"])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {path}: 3 reading designs with seeds 0 and 1 at 4096 samples; 5 are needed"]
+    assert err == [
+        f"python -m bench prompt-count: error: {path}: 3 reading designs with seeds 0 and 1 at 4096 samples; "
+        "5 are needed"
+    ]
