@@ -6,8 +6,14 @@
 # Extra arguments go to scripts/gt_v2.sh (the last of a repeated flag wins). The 256-prompt re-scoring that
 # `python -m bench prompt-count` projects to reach seeds rho >= 0.8 (BENCHMARKS.md), seeds 0 and 1 to 4,096
 # samples, alignment at 4,096 only, into a table of its own (the committed one is not touched):
+#   python scripts/device/pack.py      # here, first (the pack holds every word of the 256 prompts too)
 #   run(command="bash scripts/device/gt_v2_gpu.sh --prompts 256 --horizon 4096 --checkpoints 5 --align-from 4
 #       --extra-seeds 0 --work runs/gt-v2-p256 --out $OUT/gt-tiny-plus-v2-p256.json", carry=[".gpu"])
+# then copy $OUT/gt-tiny-plus-v2-p256.json to bench/data/ and read it with `python -m bench equal-samples --table
+# bench/data/gt-tiny-plus-v2-p256.json --samples 4096`. Costed at 6.3e14 FLOPs (~6 min at the v2 table's H200
+# rate), inside one call's deadline; runs the deadline cuts off are left out of the table and listed in log.txt
+# (a later call on a fresh machine starts them again from scratch: the machine keeps no runs). $OUT also gets a
+# copy of the committed table, unused by this call.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T0=$(date +%s)
