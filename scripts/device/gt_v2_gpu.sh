@@ -11,9 +11,9 @@
 #       --extra-seeds 0 --work runs/gt-v2-p256 --out $OUT/gt-tiny-plus-v2-p256.json", carry=[".gpu"])
 # then copy $OUT/gt-tiny-plus-v2-p256.json to bench/data/ and read it with `python -m bench equal-samples --table
 # bench/data/gt-tiny-plus-v2-p256.json --samples 4096`. Costed at 6.3e14 FLOPs (~6 min at the v2 table's H200
-# rate), inside one call's deadline; runs the deadline cuts off are left out of the table and listed in log.txt
-# (a later call on a fresh machine starts them again from scratch: the machine keeps no runs). $OUT also gets a
-# copy of the committed table, unused by this call.
+# rate), inside one call's deadline. Runs the deadline cuts off land in the table's "partial_runs" (equal-samples
+# reads their scored checkpoints too); a later call on a fresh machine trains them again from scratch (the machine
+# keeps no runs). $OUT also gets a copy of the committed table, unused by this call.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T0=$(date +%s)
