@@ -19,6 +19,10 @@ what the prompt count buys, from the per-prompt alignments the table already sto
   is projected by keeping the 128-prompt means and shrinking every paired SE by sqrt(128 / P) (optimistic: the
   means do not move).
 - **Intervals**: 95% percentile bootstrap over designs (``--boot`` resamples; every quantity recomputed).
+- **One approximation**: a subsampled prompt keeps its text-blind baseline as the table measured it, against the
+  images of all the table's other prompts (``WorldTifa``'s default foils); a real scoring of P prompts corrects
+  against P - 1 foils, a noisier baseline when P is small. So the measured points at P < 128 are if anything
+  optimistic, and the projection beyond 128 (more foils, a steadier baseline) if anything conservative.
 
     python -m bench prompt-count [--table bench/data/gt-tiny-plus-v2.json] [--samples 4096] [--json]
 
