@@ -65,16 +65,20 @@ class Bench:
     members: list[UNetSpec]
     budget: float
     space_path: Path | None = None
+    recipe_path: Path | None = None  # None: the table's recipe
 
     @property
     def top(self) -> int:
         return len(self.plan.rungs) - 1
 
 
-def make_bench(table: GroundTruth, space: Path | None = None, budget: float | None = None) -> Bench:
+def make_bench(
+    table: GroundTruth, space: Path | None = None, budget: float | None = None, recipe: Path | None = None
+) -> Bench:
     """Everything the methods share. ``budget`` (FLOPs) defaults to one that trains every member of the space
-    straight to the last rung with 10% to spare (random search can then exhaust the space)."""
-    p = prepare(SearchConfig(budget=1e30, space=space, replay=table.path), table=table)
+    straight to the last rung with 10% to spare (random search can then exhaust the space); ``recipe``: the
+    table's by default (another prompt count: ``search_efficiency.with_prompts``)."""
+    p = prepare(SearchConfig(budget=1e30, space=space, recipe=recipe, replay=table.path), table=table)
     ms = members(p.space, 10**9)
     if budget is None:
         ex = ReplayExecutor(table, p.recipe, p.recipe.search)
@@ -84,7 +88,7 @@ def make_bench(table: GroundTruth, space: Path | None = None, budget: float | No
             for m in ms
         )
         budget = float(f"{1.1 * (full + math.fsum(p.plan.once_flops.values())) / (1 - 0.05):.3g}")
-    return Bench(table, p.space, p.recipe, p.plan, ms, budget, space)
+    return Bench(table, p.space, p.recipe, p.plan, ms, budget, space, recipe)
 
 
 @dataclass
@@ -151,6 +155,7 @@ def run_search(bench: Bench, seed: int, *, sampler: str, cycle: tuple[int, ...] 
         sampler=sampler,
         seed=seed,
         space=bench.space_path,
+        recipe=bench.recipe_path,
         cycle=cycle,
         study=f"{name}-{seed}",
         on_done=on_done,

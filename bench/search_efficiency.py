@@ -165,6 +165,27 @@ def bound_of(row_reached: int, ref_reached: int, seeds: int) -> str:
 TRUTH_AT = ("top-rung", "last")
 
 
+def with_prompts(gt: GroundTruth, prompts: int, folder: Path) -> Path:
+    """The table's recipe with ``search.tifa_prompts`` = ``prompts``, written into ``folder``: the searches then pay
+    for scoring that many prompts and read the alignment of the first ``prompts`` of the table's (the replay
+    executor's prefix read, ``GroundTruth.run_at``); the truth stays the table's, on all its prompts."""
+    import yaml
+
+    if prompts < 2:
+        raise UserError(
+            "must be at least 2 (a standard error needs 2 prompts)", field="--tifa-prompts", value=str(prompts)
+        )
+    source = gt.meta_path("recipe")
+    if source is None:
+        raise UserError("the table names no recipe to change the prompt count of", field="--tifa-prompts")
+    data = yaml.safe_load(Path(source).read_text())
+    data.setdefault("search", {})["tifa_prompts"] = prompts
+    data["deepspeed"] = str((Path(source).parent / data.get("deepspeed", "deepspeed/cpu.json")).resolve())
+    out = folder / f"recipe-p{prompts}.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
 def truth_flops(bench: Bench, truth_at: str) -> dict[str, float] | None:
     """design id -> the training FLOPs a design's truth is read at: the search's last rung (``top-rung``: the
     horizon every method trains to), or None for each run's last checkpoint (``last``)."""
@@ -186,7 +207,7 @@ def floor(bench: Bench, scorers: dict[int, Scorer], noise: bool = False) -> floa
     for s, scorer in scorers.items():
         t = Trace("all", s)
         for m in bench.members:
-            v = bench.table.at(m, top_flops(bench, m), s)
+            v = bench.table.at(m, top_flops(bench, m), s, bench.recipe.search.tifa_prompts)  # as the searches read
             t.done(0.0, bench.table.design(m).id, (v["alignment"], cost(m).gmacs))
         out.append(scorer.regret(t.events[-1][1], noise))
     return statistics.fmean(out)
@@ -294,6 +315,7 @@ def evaluate(
         "true_front": first.front,  # at the first seed (under held-out each seed has its own)
         "true_front_sizes": sorted({len(sc.front) for sc in scorers.values()}),
         "budget": bench.budget,
+        "tifa_prompts": bench.recipe.search.tifa_prompts,  # alignment prompts each search scores (and pays for)
         "caption_encoding": "excluded for every method (the study's one-off text charge)",
         "rungs": bench.plan.rungs,
         "eta": bench.plan.eta,
@@ -399,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         "to; default) or at the table's last checkpoint",
     )
     ap.add_argument(
+        "--tifa-prompts",
+        type=int,
+        default=None,
+        help="alignment prompts each search scores (default: the table's recipe's); fewer than the table scored "
+        "read a prefix of its prompts and cost less; the truth keeps all of them",
+    )
+    ap.add_argument(
         "--tuning",
         action="store_true",
         help=f"tune the scheduler: seeds from 0 (only {RN.TUNING_SEEDS.start}..{RN.TUNING_SEEDS.stop - 1}), output "
@@ -444,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({'complete' if res['complete'] else 'PARTIAL'}); truth at {res['truth_at']}; protocol {res['protocol']} ({res['regret']} regret first; "
         f"seed sd of one run's alignment {res['seed_sd']:.3f}); true front {res['true_front']} (sizes over seeds "
         f"{res['true_front_sizes']}), HV {res['true_hv']:.4g}; epsilon {res['epsilon']:g} of it; regret floor (all "
-        f"members measured at the last rung) {res['floor_regret']:.3f}; caption encoding {res['caption_encoding']}"
+        f"members measured at the last rung) {res['floor_regret']:.3f}; caption encoding {res['caption_encoding']}; "
+        f"{res['tifa_prompts']} alignment prompts per scoring"
     )
     print(markdown(res))
     if "goal_met" in res:
@@ -496,7 +526,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             table, space = partial(raw, Path(tmp), space, min_runs=2 if args.protocol == "held-out" else 1)
         gt = GroundTruth.load(table)
-        bench = make_bench(gt, space, args.budget)
+        recipe = None if args.tifa_prompts is None else with_prompts(gt, args.tifa_prompts, Path(tmp))
+        bench = make_bench(gt, space, args.budget, recipe)
         t0 = time.perf_counter()
         res = evaluate(
             bench,

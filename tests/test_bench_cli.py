@@ -50,3 +50,19 @@ def test_bracket_types_refuses_a_rung_the_plan_does_not_have(capsys) -> None:
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cycle must list distinct rungs in 0..2, got (5,)" in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("prompts", "message"),
+    [
+        ("1", "--tifa-prompts='1': must be at least 2"),
+        ("256", "scored 128 prompts per checkpoint (design d00); the recipe's tifa_prompts=256 asks more"),
+    ],
+)
+def test_search_efficiency_refuses_a_prompt_count_the_table_cannot_answer(prompts, message, capsys) -> None:
+    from bench import search_efficiency
+
+    argv = ["--table", "bench/data/gt-tiny-plus-v2.json", "--seeds", "1", "--tuning", "--methods", "random"]
+    assert search_efficiency.main([*argv, "--tifa-prompts", prompts]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

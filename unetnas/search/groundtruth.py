@@ -52,6 +52,8 @@ class TableCheckpoint(Scores):
     eval_flops: float | None = None
     eval_s: float | None = None
     val_loss: float  # every checkpoint was validated
+    prompts: int | None = None  # prompts its alignment was scored on (None: not said)
+    per_prompt_alignment: list[float] | None = None  # the corrected alignment of each prompt, in prompt-set order
 
 
 class TableRun(BaseModel):
@@ -149,14 +151,23 @@ class GroundTruth:
         runs = self.runs[self.design(spec).id]
         return max(r.checkpoints[0].train_flops for r in runs), min(r.checkpoints[-1].train_flops for r in runs)
 
-    def at(self, spec: UNetSpec, train_flops: float, seed: int) -> dict[str, float | None]:
-        """The design's values after ``train_flops`` training FLOPs, in the run ``seed`` reads."""
-        return self.run_at(self.run_for(spec, seed), train_flops, self.design(spec).id)
+    def at(self, spec: UNetSpec, train_flops: float, seed: int, prompts: int | None = None) -> dict[str, float | None]:
+        """The design's values after ``train_flops`` training FLOPs, in the run ``seed`` reads (``prompts``: see
+        ``run_at``)."""
+        return self.run_at(self.run_for(spec, seed), train_flops, self.design(spec).id, prompts)
 
-    def run_at(self, run: TableRun, train_flops: float, design_id: str = "") -> dict[str, float | None]:
+    def run_at(
+        self, run: TableRun, train_flops: float, design_id: str = "", prompts: int | None = None
+    ) -> dict[str, float | None]:
         """One run's values after ``train_flops`` training FLOPs: interpolated between its checkpoints (in log
-        FLOPs for ``LOG_FIELDS``, linearly for ``LINEAR_FIELDS``), extrapolated at most ``EXTRAPOLATE`` x beyond."""
-        cks = run.checkpoints
+        FLOPs for ``LOG_FIELDS``, linearly for ``LINEAR_FIELDS``), extrapolated at most ``EXTRAPOLATE`` x beyond.
+
+        ``prompts``: the alignment a scoring on the first ``prompts`` of the table's prompts would read (a search
+        whose recipe scores fewer prompts than the table did: ``WorldTifa`` takes a prefix of one prompt set), from
+        the checkpoints' per-prompt alignments, each prompt keeping the text-blind baseline the table measured.
+        None, or at least the table's count: the table's own values. Raises a one-line ``UserError`` when asked for
+        more prompts than the table scored, or fewer where it kept no per-prompt alignments."""
+        cks = [self._prompt_subset(c, prompts, design_id) for c in run.checkpoints] if prompts else run.checkpoints
         lo, hi = cks[0].train_flops, cks[-1].train_flops
         if not lo / EXTRAPOLATE <= train_flops <= hi * EXTRAPOLATE:
             raise UserError(
@@ -184,6 +195,35 @@ class GroundTruth:
             if out[f] is not None:
                 out[f] = max(out[f], 0.0)
         return out
+
+    def _prompt_subset(self, c: TableCheckpoint, prompts: int, design_id: str) -> TableCheckpoint:
+        """Checkpoint ``c`` with its alignment read on its first ``prompts`` prompts (see ``run_at``)."""
+        if c.alignment is None:
+            return c
+        pp = c.per_prompt_alignment
+        have = len(pp) if pp is not None else c.prompts
+        if have is not None and prompts > have:
+            raise UserError(
+                f"scored {have} prompts per checkpoint (design {design_id}); the recipe's tifa_prompts={prompts} "
+                f"asks more, which a replay cannot add",
+                field="--replay",
+                value=str(self.path),
+            )
+        if pp is None:  # a table that does not say its prompt count is read as it is (tables before the field)
+            if have is not None and prompts < have:
+                raise UserError(
+                    f"keeps no per-prompt alignments (design {design_id}), so it cannot answer the recipe's "
+                    f"tifa_prompts={prompts}; replay it with the recipe it was made with",
+                    field="--replay",
+                    value=str(self.path),
+                )
+            return c
+        if prompts >= len(pp):
+            return c
+        sub = pp[:prompts]
+        mean = math.fsum(sub) / prompts
+        se = math.sqrt(math.fsum((x - mean) ** 2 for x in sub) / (prompts - 1) / prompts) if prompts > 1 else None
+        return c.model_copy(update={"alignment": mean, "alignment_se": se})
 
     def check_covers(self, members: list[UNetSpec], plan: P.Plan) -> None:
         """Every member is in the table and every rung it would train lies within the table's reach."""

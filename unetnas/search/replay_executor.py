@@ -35,7 +35,10 @@ class ReplayExecutor:
     def run(self, job: RungJob, meter: Meter, should_stop: ShouldStop, on_step: OnStep | None = None) -> RungResult:
         t0 = time.perf_counter()
         record = base_record(job, job.target_steps, self.recipe.batch_size)
-        values = self.table.at(job.spec, record["train_flops"], self.seed)
+        # a scored rung reads the alignment of the recipe's prompt count (a prefix of the table's prompts)
+        values = self.table.at(
+            job.spec, record["train_flops"], self.seed, self.settings.tifa_prompts if job.tifa else None
+        )
         meter.train_flops = (
             (job.target_steps - job.prev_steps) * self.recipe.batch_size * cost(job.spec).train_flops_per_sample
         )
