@@ -23,17 +23,14 @@ Usage: ``python -m bench bracket-types --table bench/data/gt-tiny-plus-v2.json -
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from typing import Any
 
+from bench import ablation as A
 from bench import baselines as B
-from bench import search_efficiency as SE
 from bench.cli import Parser
 
 DEFAULT = "0+1+2,0,1,2"
-V2_TABLE = "bench/data/gt-tiny-plus-v2.json"
 
 
 def parse(cycles: str) -> list[tuple[int, ...]]:
@@ -48,12 +45,7 @@ def run_cycle(cycle: tuple[int, ...], argv: list[str]) -> dict[str, Any]:
     shipped = B.METHODS["unetnas"]
     B.METHODS["unetnas"] = lambda bench, seed: B.run_search(bench, seed, sampler="tpe", cycle=cycle, name="unetnas")
     try:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = SE.main([*argv, "--methods", "unetnas", "--json"])
-        if code:
-            raise SystemExit(code)
-        return json.loads(out.getvalue())
+        return A.unetnas_json(argv)
     finally:
         B.METHODS["unetnas"] = shipped
 
@@ -68,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycles", default=DEFAULT, help="comma-separated cycles of '+'-separated first rungs")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args, rest = ap.parse_known_args(argv)
-    rest = rest if any(a == "--table" or a.startswith("--table=") for a in rest) else ["--table", V2_TABLE, *rest]
+    rest = A.with_table(rest)
     try:
         cycles = parse(args.cycles)
     except ValueError as err:
@@ -77,28 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         res = {"+".join(map(str, c)): run_cycle(c, rest) for c in cycles}
     except ValueError as err:  # a rung the plan does not have (make_plan: "cycle must list distinct rungs in ...")
         ap.error(f"argument --cycles: {args.cycles!r}: {err}")
-    first = next(iter(res.values()))
-    print(
-        f"{first['designs']} designs, seeds {first['seed_list'][0]}..{first['seed_list'][-1]}"
-        f"{' (TUNING seeds)' if first.get('tuning') else ''}, budget {first['budget']:.3g} FLOPs, truth at "
-        f"{first['truth_at']}, epsilon {first['epsilon']:g} ({first['regret']} regret)"
-    )
-    ref = first["methods"]["unetnas"]["compute_to_epsilon"]
-    ref_reached = first["methods"]["unetnas"]["reached"]
-    print(
-        f"| bracket types | reached eps | compute to eps (mean +- SE) | ratio to {next(iter(res))} [95% paired CI] "
-        "| final regret | FLOPs spent | runs |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for name, x in res.items():
-        m = x["methods"]["unetnas"]
-        r, lo, hi = SE.ratio_ci(m["compute_to_epsilon"], ref)
-        sign = SE.bound_sign(SE.bound_of(m["reached"], ref_reached, x["seeds"]))
-        print(
-            f"| {name} | {m['reached']}/{x['seeds']} | {'>= ' if m['reached'] < x['seeds'] else ''}"
-            f"{m['compute_mean']:.3g} +- {m['compute_se']:.2g} | {sign}{r:.2f}x [{lo:.2f}, {hi:.2f}] | "
-            f"{m['final_regret_mean']:.3f} +- {m['final_regret_se']:.3f} | {m['spent_mean']:.3g} | {m['runs_mean']:.1f} |"
-        )
+    A.print_table(res, "bracket types")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(res, f, indent=1)

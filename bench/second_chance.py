@@ -16,18 +16,15 @@ rule is tuning; reports use seeds from 100). Every other argument (``--table``, 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import sys
 from typing import Any
 
-from bench import search_efficiency as SE
+from bench import ablation as A
 from bench.cli import Parser
 from unetnas.search import scheduler as SCH
 
 RULES = ("off", "standing", "highest")
-V2_TABLE = "bench/data/gt-tiny-plus-v2.json"  # the default table: the held-out replay needs >= 2 seeds per design
 
 
 def _highest(self: SCH.Scheduler, brackets, cands, available) -> SCH.Job | None:  # noqa: ANN001
@@ -45,12 +42,7 @@ def run_rule(rule: str, argv: list[str]) -> dict[str, Any]:
     patched = {"off": lambda self, b, c, a: None, "standing": shipped, "highest": _highest}[rule]
     SCH.Scheduler.second_chance = patched
     try:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = SE.main([*argv, "--methods", "unetnas", "--json"])
-        if code:
-            raise SystemExit(code)
-        return json.loads(out.getvalue())
+        return A.unetnas_json(argv)
     finally:
         SCH.Scheduler.second_chance = shipped
 
@@ -65,28 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", default=",".join(RULES), help=f"comma-separated, of {', '.join(RULES)}")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args, rest = ap.parse_known_args(argv)
-    rest = rest if any(a == "--table" or a.startswith("--table=") for a in rest) else ["--table", V2_TABLE, *rest]
+    rest = A.with_table(rest)
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     if not rules or any(r not in RULES for r in rules) or len(set(rules)) < len(rules):
         print(f"error: --rules {args.rules!r}: must list some of {', '.join(RULES)}, each once", file=sys.stderr)
         return 2
     res = {r: run_rule(r, rest) for r in rules}
-    first = next(iter(res.values()))
-    print(
-        f"{first['designs']} designs, seeds {first['seed_list'][0]}..{first['seed_list'][-1]}"
-        f"{' (TUNING seeds)' if first.get('tuning') else ''}, protocol {first['protocol']}, truth at "
-        f"{first['truth_at']}, epsilon "
-        f"{first['epsilon']:g} ({first['regret']} regret)"
-    )
-    print("| second-chance rule | reached eps | compute to eps (mean +- SE) | final regret | FLOPs spent | runs |")
-    print("|---|---|---|---|---|---|")
-    for r, x in res.items():
-        m = x["methods"]["unetnas"]
-        print(
-            f"| {r} | {m['reached']}/{x['seeds']} | {'>= ' if m['reached'] < x['seeds'] else ''}"
-            f"{m['compute_mean']:.3g} +- {m['compute_se']:.2g} | {m['final_regret_mean']:.3f} +- "
-            f"{m['final_regret_se']:.3f} | {m['spent_mean']:.3g} | {m['runs_mean']:.1f} |"
-        )
+    A.print_table(res, "second-chance rule")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(res, f, indent=1)
