@@ -338,3 +338,17 @@ def test_second_chance_ablation_spends_the_budget_the_off_rule_leaves(held_bench
     assert on["spent_mean"] > off["spent_mean"] and on["runs_mean"] > off["runs_mean"]
     assert on["final_regret_mean"] <= off["final_regret_mean"] + 1e-12
     assert SC.main(["--rules", "bogus"]) == 2 and "--rules 'bogus'" in capsys.readouterr().err
+
+
+def test_bracket_types_ablation_runs_each_fixed_cycle(held_bench, capsys) -> None:
+    """`python -m bench bracket-types`: unetnas with Hyperband's cycle and with every bracket at the last rung (each
+    candidate trained once, straight to the full horizon: as many runs as candidates), side by side."""
+    from bench import bracket_types as BT
+
+    path = str(held_bench.table.path)
+    assert BT.main(["--table", path, "--seeds", "2", "--tuning", "--cycles", f"0+1+2,{held_bench.top}"]) == 0
+    out = capsys.readouterr().out
+    assert "| 0+1+2 |" in out and f"| {held_bench.top} |" in out and "ratio to 0+1+2" in out and "TUNING" in out
+    top = BT.run_cycle((held_bench.top,), ["--table", path, "--seeds", "2", "--tuning"])["methods"]["unetnas"]
+    hb = BT.run_cycle((0, 1, 2)[: held_bench.top + 1], ["--table", path, "--seeds", "2", "--tuning"])
+    assert top["runs_mean"] < hb["methods"]["unetnas"]["runs_mean"]  # no lower rungs: one run per candidate
