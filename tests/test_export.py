@@ -263,3 +263,23 @@ def test_a_failure_while_writing_leaves_the_earlier_export_whole(tmp_path, run_c
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
         [MARKER, "s-trial-0000", "s-trial-0001"]
     )
+
+
+def test_design_flops_adds_the_pruned_trial_a_second_chance_continues() -> None:
+    """``metrics.json``'s ``design_flops_spent``: a trial's own FLOPs, plus its origin's for a second chance."""
+    import optuna
+
+    from unetnas.export import design_flops
+
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+    def trial(number: int, **attrs):  # noqa: ANN202
+        t = optuna.trial.create_trial(params={"x": 0.5}, distributions=dist, value=1.0, user_attrs=attrs)
+        t.number = number
+        return t
+
+    spent = {3: 2e12, 7: 5e12}
+    assert design_flops(trial(7, flops_spent=5e12), spent) == 5e12
+    assert design_flops(trial(9, flops_spent=4e12, continues=3), spent) == 6e12
+    assert design_flops(trial(9, flops_spent=4e12, continues=4), spent) is None  # origin unknown: not guessed
+    assert design_flops(trial(9), spent) is None

@@ -313,6 +313,9 @@ def test_export_loads_in_diffusers(full, run_cli, assert_one_line_error, tmp_pat
         start = brackets_of(study)[origin.user_attrs["bracket"]].start
         assert metrics["weights"] is True and set(metrics["rungs"]) == {f"rung_{k}" for k in range(start, 2)}
         assert metrics["continues"] == t.user_attrs.get("continues")
+        before = study.trials[t.user_attrs["continues"]].user_attrs["flops_spent"] if "continues" in t.user_attrs else 0
+        assert metrics["design_flops_spent"] == pytest.approx(t.user_attrs["flops_spent"] + before)
+        assert f"| FLOPs the search spent on it | {metrics['design_flops_spent']:.3g}" in (d / "README.md").read_text()
         assert ("second chance" in (d / "README.md").read_text()) == ("continues" in t.user_attrs)
         assert metrics["rung"] == row["rung"] == 1
         card = (d / "README.md").read_text()

@@ -12,6 +12,7 @@ found (where the study recorded it, or beside the study's SQLite file when the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -72,6 +73,7 @@ class _Design:
     spec: UNetSpec
     record: dict[str, Any]
     weights: Path | None
+    flops: float | None = None  # FLOPs the search spent on the design (``design_flops``)
 
 
 def _check_weights(path: Path, spec: UNetSpec, number: int) -> None:
@@ -145,6 +147,17 @@ def _latent(spec: UNetSpec) -> str:
     return f"{spec.latent_channels}x{spec.latent_size}x{spec.latent_size}"
 
 
+def design_flops(trial: Any, spent: dict[int, float | None]) -> float | None:
+    """FLOPs the search spent on ``trial``'s design: its own ``flops_spent``, plus the pruned trial it continues
+    (a second chance: the steps before its rung were paid there; ``spent``: trial number -> ``flops_spent``)."""
+    own = trial.user_attrs.get("flops_spent")
+    origin = trial.user_attrs.get("continues")
+    if own is None or origin is None:
+        return own
+    before = spent.get(origin)
+    return None if before is None else own + before
+
+
 def _card(d: _Design, c, study: str, n_rungs: int | None, unit: str = "flops") -> str:
     spec, row, rec = d.spec, d.row, d.record
     td = ", ".join(f"{a}:{k}" for a, k in zip(spec.attention, spec.transformer_depth))
@@ -163,6 +176,10 @@ def _card(d: _Design, c, study: str, n_rungs: int | None, unit: str = "flops") -
         extra += f"| validation loss | {_fmt(rec.get('val_loss'))} |\n"
     if d.trial.user_attrs.get("continues") is not None:
         extra += f"| second chance | continues pruned trial {d.trial.user_attrs['continues']} from its checkpoint |\n"
+    if d.flops is not None:
+        own = d.trial.user_attrs.get("flops_spent")
+        split = f" (this trial {own:.3g}, the pruned trial before it the rest)" if own != d.flops else ""
+        extra += f"| FLOPs the search spent on it | {d.flops:.3g}{split} |\n"
     if d.weights is not None:
         use = f"""```python
 from diffusers import UNet2DConditionModel
@@ -280,6 +297,7 @@ def _write_design(
         "gflops": c.gflops,
         "params": c.params,
         "flops_spent": t.user_attrs.get("flops_spent"),  # this trial's; a second chance: its origin's come first
+        "design_flops_spent": d.flops,  # the design's: this trial's plus, for a second chance, its origin's
         "continues": t.user_attrs.get("continues"),  # the pruned trial a second chance continued (None: none)
         "rungs": {k: v for k, v in t.user_attrs.items() if k.startswith("rung_")},
         "weights": d.weights is not None,
@@ -307,6 +325,8 @@ def export(
     """
     study, objectives = load_study(storage_url, study_name)
     designs = _designs(study, objectives, storage_url, study_name, top, config_only)
+    spent = {t.number: t.user_attrs.get("flops_spent") for t in study.get_trials(deepcopy=False)}
+    designs = [dataclasses.replace(d, flops=design_flops(d.trial, spent)) for d in designs]
     plan = study.user_attrs.get(S.SETTINGS_ATTR, {}).get("plan", {})
     n_rungs = len(plan.get("rungs", ())) or None
     out = Path(out)
