@@ -11,13 +11,12 @@ import json
 from typing import Any
 
 from bench import search_efficiency as SE
-
-V2_TABLE = "bench/data/gt-tiny-plus-v2.json"  # the default table: the held-out replay needs >= 2 seeds per design
+from bench.table_stats import V2_TABLE
 
 
 def with_table(argv: list[str]) -> list[str]:
     """``argv`` with ``--table`` set to the v2 table unless it names one."""
-    return argv if any(a == "--table" or a.startswith("--table=") for a in argv) else ["--table", V2_TABLE, *argv]
+    return argv if any(a == "--table" or a.startswith("--table=") for a in argv) else ["--table", str(V2_TABLE), *argv]
 
 
 def unetnas_json(argv: list[str]) -> dict[str, Any]:

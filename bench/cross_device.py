@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import Parser
-from bench.table_stats import ROOT
+from bench.table_stats import ROOT, V2_TABLE
 
 
 def rows(table: dict[str, Any]) -> dict[tuple[str, int, int], dict[str, Any]]:
@@ -55,7 +55,7 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m bench cross-device", description=__doc__.splitlines()[0])
     ap.add_argument("--a", type=Path, default=ROOT / "bench" / "data" / "gt-tiny-plus-v2-pilot.json")
-    ap.add_argument("--b", type=Path, default=ROOT / "bench" / "data" / "gt-tiny-plus-v2.json")
+    ap.add_argument("--b", type=Path, default=V2_TABLE)
     args = ap.parse_args(argv)
     res = compare(json.loads(args.a.read_text()), json.loads(args.b.read_text()))
     print(json.dumps(res, indent=1))

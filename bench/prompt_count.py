@@ -42,8 +42,8 @@ from scipy.stats import rankdata
 
 from bench.cli import Parser
 from bench.equal_samples import analyse, at_samples
+from bench.table_stats import V2_TABLE
 
-DEFAULT_TABLE = Path("bench/data/gt-tiny-plus-v2.json")
 PROJECT = (256, 512)
 
 
@@ -196,7 +196,7 @@ def run(table: dict[str, Any], samples: float, prompts: list[int], subsets: int,
 
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m bench prompt-count", description=__doc__.splitlines()[0])
-    ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
+    ap.add_argument("--table", type=Path, default=V2_TABLE)
     ap.add_argument("--samples", type=float, default=4096, help="checkpoint read (training samples)")
     ap.add_argument("--prompts", type=int, nargs="+", default=[8, 16, 32, 64, 128], help="prompt counts measured")
     ap.add_argument("--subsets", type=int, default=200, help="random prompt subsets per count")

@@ -15,6 +15,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TABLE = ROOT / "bench" / "data" / "gt-tiny-v1.json"
+V2_TABLE = ROOT / "bench" / "data" / "gt-tiny-plus-v2.json"  # equal samples, >= 2 seeds a design (held-out replay)
 
 
 @dataclass

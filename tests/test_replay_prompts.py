@@ -52,16 +52,33 @@ def test_a_prefix_of_the_prompts_is_read_and_interpolated_like_the_alignment(tmp
 
 def test_more_prompts_than_the_table_or_fewer_without_per_prompt_scores_are_refused(tmp_path) -> None:
     gt = _with_prompts(make_table(tmp_path / "gt.json"))
-    run = gt.table.runs[0]
-    f = run.checkpoints[-1].train_flops
+    gt.check_prompts(N)
+    gt.check_prompts(4)
     with pytest.raises(UserError, match=r"scored 16 prompts per checkpoint .*tifa_prompts=32 asks more"):
-        gt.run_at(run, f, prompts=32)
+        gt.check_prompts(32)
     bare = _with_prompts(make_table(tmp_path / "bare.json"), per_prompt=False)
     with pytest.raises(UserError, match=r"keeps no per-prompt alignments .*tifa_prompts=8"):
-        bare.run_at(bare.table.runs[0], f, prompts=8)
+        bare.check_prompts(8)
+    bare.check_prompts(N)
+    f = bare.table.runs[0].checkpoints[-1].train_flops
     assert bare.run_at(bare.table.runs[0], f, prompts=N) == bare.run_at(bare.table.runs[0], f)
     unsaid = _with_prompts(make_table(tmp_path / "unsaid.json"), per_prompt=False, say_count=False)
+    unsaid.check_prompts(8)  # a table that does not say its count is read as it is
     assert unsaid.run_at(unsaid.table.runs[0], f, prompts=8) == unsaid.run_at(unsaid.table.runs[0], f)
+
+
+def test_a_replay_asking_more_prompts_than_the_table_stores_nothing(tmp_path) -> None:
+    """Refused while preparing, before a study or ledger exists."""
+    table = make_table(tmp_path / "gt.json")
+    _with_prompts(table)
+    data = yaml.safe_load(RECIPE.read_text())
+    data["search"]["tifa_prompts"] = 32
+    more = tmp_path / "recipe32.yaml"
+    more.write_text(yaml.safe_dump(data))
+    db = tmp_path / "study.db"
+    with pytest.raises(UserError, match=r"tifa_prompts=32 asks more"):
+        replay_search(table, 1.2e14, recipe=more, storage=f"sqlite:///{db}", study="more")
+    assert not db.exists()
 
 
 def test_a_replay_with_fewer_prompts_pays_less_evaluation_and_reads_other_alignments(tmp_path) -> None:

@@ -178,7 +178,9 @@ def _card(d: _Design, c, study: str, n_rungs: int | None, unit: str = "flops") -
         extra += f"| second chance | continues pruned trial {d.trial.user_attrs['continues']} from its checkpoint |\n"
     if d.flops is not None:
         own = d.trial.user_attrs.get("flops_spent")
-        split = f" (this trial {own:.3g}, the pruned trial before it the rest)" if own != d.flops else ""
+        split = (
+            f" (this trial {own:.3g}, the pruned trial before it the rest)" if "continues" in d.trial.user_attrs else ""
+        )
         extra += f"| FLOPs the search spent on it | {d.flops:.3g}{split} |\n"
     if d.weights is not None:
         use = f"""```python

@@ -33,6 +33,7 @@ from unetnas.artifacts import Scores
 from unetnas.cost import cost
 from unetnas.errors import UserError, from_validation_error
 from unetnas.search import plan as P
+from unetnas.search.executor import standard_error
 from unetnas.search.study import design_key
 from unetnas.spec import UNetSpec
 
@@ -165,9 +166,9 @@ class GroundTruth:
         ``prompts``: the alignment a scoring on the first ``prompts`` of the table's prompts would read (a search
         whose recipe scores fewer prompts than the table did: ``WorldTifa`` takes a prefix of one prompt set), from
         the checkpoints' per-prompt alignments, each prompt keeping the text-blind baseline the table measured.
-        None, or at least the table's count: the table's own values. Raises a one-line ``UserError`` when asked for
-        more prompts than the table scored, or fewer where it kept no per-prompt alignments."""
-        cks = [self._prompt_subset(c, prompts, design_id) for c in run.checkpoints] if prompts else run.checkpoints
+        None, or at least the table's count: the table's own values (``check_prompts`` says which counts a table
+        can answer)."""
+        cks = [self._prompt_subset(c, prompts) for c in run.checkpoints] if prompts else run.checkpoints
         lo, hi = cks[0].train_flops, cks[-1].train_flops
         if not lo / EXTRAPOLATE <= train_flops <= hi * EXTRAPOLATE:
             raise UserError(
@@ -196,34 +197,39 @@ class GroundTruth:
                 out[f] = max(out[f], 0.0)
         return out
 
-    def _prompt_subset(self, c: TableCheckpoint, prompts: int, design_id: str) -> TableCheckpoint:
-        """Checkpoint ``c`` with its alignment read on its first ``prompts`` prompts (see ``run_at``)."""
-        if c.alignment is None:
-            return c
+    @staticmethod
+    def _prompt_subset(c: TableCheckpoint, prompts: int) -> TableCheckpoint:
+        """Checkpoint ``c`` with its alignment read on its first ``prompts`` prompts (see ``run_at``; what it cannot
+        answer, ``check_prompts`` refuses before a search starts)."""
         pp = c.per_prompt_alignment
-        have = len(pp) if pp is not None else c.prompts
-        if have is not None and prompts > have:
-            raise UserError(
-                f"scored {have} prompts per checkpoint (design {design_id}); the recipe's tifa_prompts={prompts} "
-                f"asks more, which a replay cannot add",
-                field="--replay",
-                value=str(self.path),
-            )
-        if pp is None:  # a table that does not say its prompt count is read as it is (tables before the field)
-            if have is not None and prompts < have:
-                raise UserError(
-                    f"keeps no per-prompt alignments (design {design_id}), so it cannot answer the recipe's "
-                    f"tifa_prompts={prompts}; replay it with the recipe it was made with",
-                    field="--replay",
-                    value=str(self.path),
-                )
-            return c
-        if prompts >= len(pp):
+        if c.alignment is None or pp is None or prompts >= len(pp):
             return c
         sub = pp[:prompts]
-        mean = math.fsum(sub) / prompts
-        se = math.sqrt(math.fsum((x - mean) ** 2 for x in sub) / (prompts - 1) / prompts) if prompts > 1 else None
-        return c.model_copy(update={"alignment": mean, "alignment_se": se})
+        return c.model_copy(update={"alignment": math.fsum(sub) / prompts, "alignment_se": standard_error(sub)})
+
+    def check_prompts(self, prompts: int) -> None:
+        """That every scored checkpoint can answer a scoring on ``prompts`` prompts (``run_at``): not more than the
+        table scored, and fewer only where it kept per-prompt alignments (a table that does not say its count is
+        read as it is: tables before the field). One-line ``UserError`` otherwise."""
+        for r in self.table.runs:
+            for c in r.checkpoints:
+                if c.alignment is None:
+                    continue
+                have = len(c.per_prompt_alignment) if c.per_prompt_alignment is not None else c.prompts
+                if have is not None and prompts > have:
+                    raise UserError(
+                        f"scored {have} prompts per checkpoint (design {r.design}); the recipe's "
+                        f"tifa_prompts={prompts} asks more, which a replay cannot add",
+                        field="--replay",
+                        value=str(self.path),
+                    )
+                if c.per_prompt_alignment is None and have is not None and prompts < have:
+                    raise UserError(
+                        f"keeps no per-prompt alignments (design {r.design}), so it cannot answer the recipe's "
+                        f"tifa_prompts={prompts}; replay it with the recipe it was made with",
+                        field="--replay",
+                        value=str(self.path),
+                    )
 
     def check_covers(self, members: list[UNetSpec], plan: P.Plan) -> None:
         """Every member is in the table and every rung it would train lies within the table's reach."""

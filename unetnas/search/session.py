@@ -86,6 +86,8 @@ def prepare(cfg: SearchConfig, table: GroundTruth | None = None) -> Prepared:
     )
     if table is not None:
         table.check_covers(members(space, 10**9), plan)
+        if plan.tifa_rungs:  # the recipe's prompt count, read from the table's per-prompt alignments
+            table.check_prompts(recipe.search.tifa_prompts)
     return Prepared(cfg, space, recipe, plan, presets, table, proxy)
 
 
